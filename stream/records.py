@@ -1,0 +1,98 @@
+"""Records that cross a boundary: the input event, the window entry, the published recommendation.
+
+The JSON shapes are the public contracts documented in the README and in
+``stream/schemas/event.schema.json``.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass, field
+from typing import Any, Final
+
+__all__ = [
+    "ACTIONS",
+    "ACTION_CODES",
+    "Event",
+    "ExplainedEvent",
+    "Explanation",
+    "RecommendedItem",
+    "Recommendation",
+    "WindowEvent",
+    "recommendation_id",
+]
+
+# Model input codes; 0 is padding. Order is part of the Triton model contract.
+ACTIONS: Final[tuple[str, ...]] = ("view", "click", "add_to_cart", "purchase")
+ACTION_CODES: Final[dict[str, int]] = {name: code for code, name in enumerate(ACTIONS, start=1)}
+
+_RECOMMENDATION_NAMESPACE: Final = uuid.UUID("6f1c2a9e-4b1d-5e0f-9a53-0c8f6d2e7b41")
+
+
+@dataclass(frozen=True, slots=True)
+class Event:
+    """A validated input event (topic ``events``, keyed by ``user_id``)."""
+
+    event_id: str
+    user_id: str
+    item_id: str
+    action: str
+    ts_ms: int
+    context: dict[str, Any] | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class WindowEvent:
+    """What a user's window keeps of an event: enough to score and to explain."""
+
+    event_id: str
+    item_id: str
+    action: str
+    ts_ms: int
+
+    @classmethod
+    def of(cls, event: Event) -> WindowEvent:
+        return cls(event.event_id, event.item_id, event.action, event.ts_ms)
+
+
+@dataclass(frozen=True, slots=True)
+class ExplainedEvent:
+    """A window event that drove a recommended item, with its attribution weight."""
+
+    event_id: str
+    item_id: str
+    action: str
+    ts_ms: int
+    weight: float
+
+
+@dataclass(frozen=True, slots=True)
+class Explanation:
+    sentence: str
+    events: tuple[ExplainedEvent, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class RecommendedItem:
+    item_id: str
+    rank: int
+    score: float
+    explanation: Explanation
+
+
+@dataclass(frozen=True, slots=True)
+class Recommendation:
+    """One output record (topic ``recommendations``, keyed by ``user_id``)."""
+
+    recommendation_id: str
+    user_id: str
+    trigger_event_id: str
+    generated_at_ms: int
+    model_name: str
+    model_version: str
+    items: tuple[RecommendedItem, ...] = field(default_factory=tuple)
+
+
+def recommendation_id(user_id: str, trigger_event_id: str) -> str:
+    """Deterministic id: a redelivered trigger yields the same id, so consumers can deduplicate."""
+    return str(uuid.uuid5(_RECOMMENDATION_NAMESPACE, f"{user_id}\x1f{trigger_event_id}"))

@@ -1,0 +1,94 @@
+"""The one typed settings object. Nothing else in the project reads the environment.
+
+Every field can be set as ``NEXTACTION_<FIELD>`` (e.g. ``NEXTACTION_KAFKA_BOOTSTRAP=broker:9092``).
+Defaults run the embedded setup: an empty ``kafka_bootstrap`` or ``triton_grpc_url`` means
+"start the embedded server on a free 127.0.0.1 port".
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+
+from pydantic import Field, SecretStr, ValidationError, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+__all__ = ["Settings", "SettingsError", "load_settings"]
+
+
+class SettingsError(ValueError):
+    """A setting is invalid; the message names the variable and what to do."""
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="NEXTACTION_", frozen=True, extra="forbid")
+
+    # --- addresses (empty = start the embedded server) ---
+    kafka_bootstrap: str = Field("", description="host:port[,host:port]; empty starts Tansu")
+    kafka_security_protocol: str = Field("PLAINTEXT", pattern="^(PLAINTEXT|SSL|SASL_PLAINTEXT|SASL_SSL)$")
+    kafka_sasl_mechanism: str = "PLAIN"
+    kafka_sasl_username: str = ""
+    kafka_sasl_password: SecretStr = SecretStr("")
+    triton_grpc_url: str = Field("", description="host:port of Triton gRPC; empty starts tritonserver")
+    metrics_port: int = Field(9108, ge=0, le=65535, description="0 picks a free port")
+    metrics_host: str = "127.0.0.1"
+
+    # --- topics ---
+    topic_events: str = "events"
+    topic_recommendations: str = "recommendations"
+    topic_dead_letter: str = "events.dlq"
+    topic_partitions: int = Field(1, ge=1, le=1024)
+
+    # --- stream semantics ---
+    app_id: str = "nextaction"
+    window_size: int = Field(50, ge=1, le=512, description="events kept per user")
+    window_horizon_s: float = Field(30 * 24 * 3600, gt=0, description="oldest event age kept")
+    top_k: int = Field(10, ge=1, le=100)
+    batch_max_events: int = Field(512, ge=1, le=100_000)
+    batch_max_wait_ms: int = Field(50, ge=1, le=60_000, description="freshness bound of batching")
+    max_event_bytes: int = Field(4096, ge=256, le=1_048_576)
+    table_store: str = Field("memory://", pattern="^(memory|rocksdb)://")
+    data_dir: Path = Path(".nextaction/worker")
+    broker_session_timeout_s: float = Field(6.0, gt=0)
+    broker_heartbeat_interval_s: float = Field(1.0, gt=0)
+
+    # --- inference ---
+    triton_model_name: str = "nextaction"
+    triton_timeout_s: float = Field(10.0, gt=0)
+    triton_max_in_flight: int = Field(4, ge=1, le=256)
+    triton_retries: int = Field(3, ge=0, le=20)
+
+    # --- embedded servers ---
+    model_repository: Path = Path("model_repository")
+    embedded_dir: Path = Path(".nextaction/embedded")
+
+    @model_validator(mode="after")
+    def _check_relations(self) -> Settings:
+        if self.broker_heartbeat_interval_s >= self.broker_session_timeout_s:
+            raise ValueError("broker_heartbeat_interval_s must be below broker_session_timeout_s")
+        if len({self.topic_events, self.topic_recommendations, self.topic_dead_letter}) != 3:
+            raise ValueError("topic_events, topic_recommendations and topic_dead_letter must differ")
+        return self
+
+    @property
+    def embedded_kafka(self) -> bool:
+        return not self.kafka_bootstrap
+
+    @property
+    def embedded_triton(self) -> bool:
+        return not self.triton_grpc_url
+
+
+@lru_cache(maxsize=1)
+def load_settings() -> Settings:
+    """Read the environment once; a bad value fails fast naming the variable."""
+    try:
+        return Settings()
+    except ValidationError as exc:
+        lines = [
+            f"  NEXTACTION_{'_'.join(str(p) for p in err['loc']).upper() or '<settings>'}: {err['msg']}"
+            for err in exc.errors()
+        ]
+        raise SettingsError(
+            "invalid configuration (fix these environment variables):\n" + "\n".join(lines)
+        ) from None
