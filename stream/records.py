@@ -16,8 +16,8 @@ __all__ = [
     "Event",
     "ExplainedEvent",
     "Explanation",
-    "RecommendedItem",
     "Recommendation",
+    "RecommendedItem",
     "WindowEvent",
     "recommendation_id",
 ]

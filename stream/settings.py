@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from functools import lru_cache
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field, SecretStr, ValidationError, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -25,11 +26,19 @@ class Settings(BaseSettings):
 
     # --- addresses (empty = start the embedded server) ---
     kafka_bootstrap: str = Field("", description="host:port[,host:port]; empty starts Tansu")
-    kafka_security_protocol: str = Field("PLAINTEXT", pattern="^(PLAINTEXT|SSL|SASL_PLAINTEXT|SASL_SSL)$")
+    kafka_security_protocol: str = Field(
+        "PLAINTEXT", pattern="^(PLAINTEXT|SSL|SASL_PLAINTEXT|SASL_SSL)$"
+    )
     kafka_sasl_mechanism: str = "PLAIN"
     kafka_sasl_username: str = ""
     kafka_sasl_password: SecretStr = SecretStr("")
-    triton_grpc_url: str = Field("", description="host:port of Triton gRPC; empty starts tritonserver")
+    kafka_highwater_source: Literal["auto", "fetch", "list_offsets"] = Field(
+        "auto",
+        description="where table recovery reads partition ends; auto = fetch on the embedded broker",
+    )
+    triton_grpc_url: str = Field(
+        "", description="host:port of Triton gRPC; empty starts tritonserver"
+    )
     metrics_port: int = Field(9108, ge=0, le=65535, description="0 picks a free port")
     metrics_host: str = "127.0.0.1"
 
@@ -56,7 +65,6 @@ class Settings(BaseSettings):
     triton_model_name: str = "nextaction"
     triton_timeout_s: float = Field(10.0, gt=0)
     triton_max_in_flight: int = Field(4, ge=1, le=256)
-    triton_retries: int = Field(3, ge=0, le=20)
 
     # --- embedded servers ---
     model_repository: Path = Path("model_repository")
@@ -67,7 +75,9 @@ class Settings(BaseSettings):
         if self.broker_heartbeat_interval_s >= self.broker_session_timeout_s:
             raise ValueError("broker_heartbeat_interval_s must be below broker_session_timeout_s")
         if len({self.topic_events, self.topic_recommendations, self.topic_dead_letter}) != 3:
-            raise ValueError("topic_events, topic_recommendations and topic_dead_letter must differ")
+            raise ValueError(
+                "topic_events, topic_recommendations and topic_dead_letter must differ"
+            )
         return self
 
     @property

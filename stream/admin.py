@@ -1,0 +1,31 @@
+"""Create the service's topics up front, so producers never race the worker's declaration."""
+
+from __future__ import annotations
+
+from contextlib import suppress
+
+from kafka import KafkaAdminClient
+from kafka.admin import NewTopic
+from kafka.errors import TopicAlreadyExistsError
+
+from stream.settings import Settings
+
+__all__ = ["ensure_topics"]
+
+
+def ensure_topics(bootstrap: str, settings: Settings) -> None:
+    admin = KafkaAdminClient(bootstrap_servers=bootstrap, client_id=f"{settings.app_id}-admin")
+    try:
+        names = (settings.topic_events, settings.topic_recommendations, settings.topic_dead_letter)
+        existing = set(admin.list_topics())
+        missing = [
+            NewTopic(name, num_partitions=settings.topic_partitions, replication_factor=1)
+            for name in names
+            if name not in existing
+        ]
+        if missing:
+            # Another process may create one between our list and create.
+            with suppress(TopicAlreadyExistsError):
+                admin.create_topics(missing)
+    finally:
+        admin.close()

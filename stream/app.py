@@ -1,0 +1,59 @@
+"""Build the Faust app: topics, the windows table and the agent, wired from settings."""
+
+from __future__ import annotations
+
+import ssl
+
+import faust
+
+from stream.agents import RecommendAgent
+from stream.inference import TritonScorer
+from stream.metrics import StreamMetrics
+from stream.settings import Settings
+from stream.tables import WindowStore, declare_windows
+from stream.topics import declare_topics
+
+__all__ = ["create_app"]
+
+
+def create_app(
+    settings: Settings, *, bootstrap: str, triton_grpc_url: str, metrics: StreamMetrics
+) -> faust.App:
+    app = faust.App(
+        settings.app_id,
+        broker=[f"kafka://{server}" for server in bootstrap.split(",")],
+        broker_credentials=_credentials(settings),
+        store=settings.table_store,
+        datadir=str(settings.data_dir),
+        topic_partitions=settings.topic_partitions,
+        broker_session_timeout=settings.broker_session_timeout_s,
+        broker_heartbeat_interval=settings.broker_heartbeat_interval_s,
+        producer_acks=1,
+        web_enabled=False,
+        autodiscover=False,
+    )
+    topics = declare_topics(app, settings)
+    windows = WindowStore(declare_windows(app, settings))
+    scorer = TritonScorer(
+        triton_grpc_url,
+        settings.triton_model_name,
+        timeout_s=settings.triton_timeout_s,
+        max_in_flight=settings.triton_max_in_flight,
+    )
+    agent = RecommendAgent(settings, topics, windows, scorer, metrics)
+    app.agent(topics.events, name="recommend")(agent.run)
+    return app
+
+
+def _credentials(settings: Settings) -> faust.types.auth.CredentialsT | None:
+    protocol = settings.kafka_security_protocol
+    if protocol == "PLAINTEXT":
+        return None
+    if protocol == "SSL":
+        return faust.SSLCredentials(ssl.create_default_context())
+    return faust.SASLCredentials(
+        username=settings.kafka_sasl_username,
+        password=settings.kafka_sasl_password.get_secret_value(),
+        mechanism=settings.kafka_sasl_mechanism,
+        ssl_context=ssl.create_default_context() if protocol == "SASL_SSL" else None,
+    )

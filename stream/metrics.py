@@ -1,0 +1,75 @@
+"""Prometheus metrics of the worker, served on their own HTTP port (see README for names)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from prometheus_client import CollectorRegistry, Counter, Histogram, start_http_server
+
+__all__ = ["StreamMetrics", "serve_metrics"]
+
+_LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.15, 0.25, 0.5, 1, 2.5, 5, 10, 30)
+_BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024)
+
+
+@dataclass(frozen=True)
+class StreamMetrics:
+    registry: CollectorRegistry
+    events_consumed: Counter
+    events_invalid: Counter
+    recommendations_published: Counter
+    inference_latency: Histogram
+    inference_batch_size: Histogram
+    event_to_publication: Histogram
+    triton_errors: Counter
+
+    @classmethod
+    def create(cls, registry: CollectorRegistry | None = None) -> StreamMetrics:
+        registry = registry or CollectorRegistry()
+        return cls(
+            registry=registry,
+            events_consumed=Counter(
+                "nextaction_events_consumed", "Events read from the input topic", registry=registry
+            ),
+            events_invalid=Counter(
+                "nextaction_events_invalid",
+                "Events sent to the dead-letter topic, by reason",
+                ["reason"],
+                registry=registry,
+            ),
+            recommendations_published=Counter(
+                "nextaction_recommendations_published",
+                "Recommendation records published",
+                registry=registry,
+            ),
+            inference_latency=Histogram(
+                "nextaction_inference_latency_seconds",
+                "Time to score one stream batch on Triton",
+                buckets=_LATENCY_BUCKETS,
+                registry=registry,
+            ),
+            inference_batch_size=Histogram(
+                "nextaction_inference_batch_windows",
+                "Windows scored per stream batch",
+                buckets=_BATCH_BUCKETS,
+                registry=registry,
+            ),
+            event_to_publication=Histogram(
+                "nextaction_event_to_publication_seconds",
+                "From an event's Kafka timestamp to the publication of its recommendation",
+                buckets=_LATENCY_BUCKETS,
+                registry=registry,
+            ),
+            triton_errors=Counter(
+                "nextaction_triton_errors",
+                "Failed Triton calls, by gRPC status",
+                ["status"],
+                registry=registry,
+            ),
+        )
+
+
+def serve_metrics(metrics: StreamMetrics, host: str, port: int) -> int:
+    """Start the /metrics HTTP endpoint in a daemon thread; returns the bound port."""
+    server, _thread = start_http_server(port, addr=host, registry=metrics.registry)
+    return int(server.server_port)

@@ -1,0 +1,70 @@
+"""Produce events to the input topic at a steady rate (demo, benchmarks, backfills)."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+from kafka import KafkaProducer
+
+__all__ = ["ReplayStats", "as_messages", "invalid_samples", "replay"]
+
+
+@dataclass(frozen=True)
+class ReplayStats:
+    sent: int
+    seconds: float
+
+
+def invalid_samples(user_id: str) -> list[tuple[bytes, bytes]]:
+    """(key, value) pairs breaking the contract in each documented way, for demos and tests."""
+    good = {"event_id": "bad", "user_id": user_id, "item_id": "i0001", "action": "view", "ts": 1}
+    key = user_id.encode()
+    return [
+        (key, b"this is not json"),
+        (
+            key,
+            orjson.dumps(
+                {**good, "event_id": "bad-action", "action": "like", "ts": 1_700_000_000_000}
+            ),
+        ),
+        (key, orjson.dumps({"event_id": "bad-missing", "user_id": user_id})),
+        (key, orjson.dumps({**good, "event_id": "bad-ts", "ts": 1_700_000_000})),
+        (key, orjson.dumps({**good, "event_id": "bad-size", "context": {"blob": "x" * 8000}})),
+        (b"someone-else", orjson.dumps({**good, "event_id": "bad-key", "ts": 1_700_000_000_000})),
+    ]
+
+
+def replay(
+    bootstrap: str,
+    topic: str,
+    messages: Iterable[tuple[bytes, bytes]],
+    *,
+    rate_per_s: float,
+    on_sent: Callable[[int], None] | None = None,
+) -> ReplayStats:
+    """Send ``(key, value)`` messages at about ``rate_per_s``; returns once all are acknowledged."""
+    producer = KafkaProducer(bootstrap_servers=bootstrap, acks=1, linger_ms=5)
+    started = time.perf_counter()
+    sent = 0
+    try:
+        for key, value in messages:
+            ahead = sent / rate_per_s - (time.perf_counter() - started)
+            if ahead > 0:
+                time.sleep(ahead)
+            producer.send(topic, key=key, value=value)
+            sent += 1
+            if on_sent is not None:
+                on_sent(sent)
+        producer.flush()
+    finally:
+        producer.close()
+    return ReplayStats(sent=sent, seconds=time.perf_counter() - started)
+
+
+def as_messages(events: Iterable[Mapping[str, Any]]) -> Iterable[tuple[bytes, bytes]]:
+    for event in events:
+        yield str(event["user_id"]).encode(), orjson.dumps(event)

@@ -1,0 +1,132 @@
+"""Parse one raw ``events`` message into an :class:`Event`, or say precisely why not.
+
+Limits are part of the public contract (README, ``stream/schemas/event.schema.json``).
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, Final
+
+import orjson
+
+from stream.records import ACTION_CODES, Event
+
+__all__ = ["MAX_CONTEXT_BYTES", "MAX_ID_CHARS", "REASONS", "InvalidEvent", "parse_event"]
+
+MAX_ID_CHARS: Final = 128
+MAX_CONTEXT_BYTES: Final = 2048
+# Timestamps outside [2000-01-01, 2100-01-01) are almost surely seconds/micros mix-ups.
+_MIN_TS_MS: Final = 946_684_800_000
+_MAX_TS_MS: Final = 4_102_444_800_000
+_ID_FIELDS: Final = ("event_id", "user_id", "item_id")
+_KNOWN_FIELDS: Final = frozenset({*_ID_FIELDS, "action", "ts", "context"})
+
+REASONS: Final = (
+    "oversized",
+    "not_json",
+    "not_object",
+    "missing_field",
+    "unknown_field",
+    "wrong_type",
+    "bad_id",
+    "unknown_action",
+    "bad_timestamp",
+    "bad_context",
+    "key_mismatch",
+)
+
+
+class InvalidEvent(ValueError):
+    """The message breaks the event contract; ``reason`` is one of :data:`REASONS`."""
+
+    def __init__(self, reason: str, detail: str) -> None:
+        super().__init__(f"{reason}: {detail}")
+        self.reason = reason
+        self.detail = detail
+
+
+def parse_event(raw: bytes | None, key: bytes | None, max_bytes: int) -> Event:
+    """Validate ``raw`` (the message value) against the contract; ``key`` must be the user id."""
+    if raw is None:
+        raise InvalidEvent("not_json", "empty message value")
+    if len(raw) > max_bytes:
+        raise InvalidEvent("oversized", f"{len(raw)} bytes > limit {max_bytes}")
+    try:
+        doc = orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:
+        raise InvalidEvent("not_json", str(exc)) from None
+    if not isinstance(doc, dict):
+        raise InvalidEvent("not_object", f"top level is {type(doc).__name__}, expected object")
+    missing = [name for name in (*_ID_FIELDS, "action", "ts") if name not in doc]
+    if missing:
+        raise InvalidEvent("missing_field", f"missing {', '.join(missing)}")
+    unknown = doc.keys() - _KNOWN_FIELDS
+    if unknown:
+        raise InvalidEvent("unknown_field", f"unexpected {', '.join(sorted(unknown))}")
+    ids = [_identifier(doc, name) for name in _ID_FIELDS]
+    event = Event(
+        event_id=ids[0],
+        user_id=ids[1],
+        item_id=ids[2],
+        action=_action(doc["action"]),
+        ts_ms=parse_timestamp_ms(doc["ts"]),
+        context=_context(doc.get("context")),
+    )
+    if key != event.user_id.encode():
+        # Windows live in the partition of their events: a user's events must share one key.
+        detail = "message key is missing" if key is None else "message key differs from user_id"
+        raise InvalidEvent("key_mismatch", f"{detail}; key events by user_id")
+    return event
+
+
+def _identifier(doc: dict[str, Any], name: str) -> str:
+    value = doc[name]
+    if not isinstance(value, str):
+        raise InvalidEvent("wrong_type", f"{name} must be a string, got {type(value).__name__}")
+    if not value or len(value) > MAX_ID_CHARS or not value.isprintable():
+        raise InvalidEvent("bad_id", f"{name} must be 1-{MAX_ID_CHARS} printable characters")
+    return value
+
+
+def _action(value: Any) -> str:
+    if not isinstance(value, str):
+        raise InvalidEvent("wrong_type", f"action must be a string, got {type(value).__name__}")
+    if value not in ACTION_CODES:
+        raise InvalidEvent(
+            "unknown_action", f"{value[:40]!r} is not one of {', '.join(ACTION_CODES)}"
+        )
+    return value
+
+
+def parse_timestamp_ms(value: Any) -> int:
+    """Epoch milliseconds (integer) or an ISO-8601 string with a time zone."""
+    if isinstance(value, bool):
+        raise InvalidEvent("wrong_type", "ts must be epoch milliseconds or ISO-8601, got bool")
+    if isinstance(value, int):
+        ts_ms = value
+    elif isinstance(value, str):
+        try:
+            parsed = datetime.fromisoformat(value)
+        except ValueError:
+            raise InvalidEvent("bad_timestamp", f"{value[:40]!r} is not ISO-8601") from None
+        if parsed.tzinfo is None:
+            raise InvalidEvent("bad_timestamp", "ISO-8601 ts needs a time zone (e.g. Z)")
+        ts_ms = int(parsed.timestamp() * 1000)
+    else:
+        raise InvalidEvent(
+            "wrong_type", f"ts must be an integer or string, got {type(value).__name__}"
+        )
+    if not _MIN_TS_MS <= ts_ms < _MAX_TS_MS:
+        raise InvalidEvent("bad_timestamp", f"{ts_ms} ms is outside 2000-2100 (seconds sent?)")
+    return ts_ms
+
+
+def _context(value: Any) -> dict[str, Any] | None:
+    if value is None:
+        return None
+    if not isinstance(value, dict):
+        raise InvalidEvent("wrong_type", f"context must be an object, got {type(value).__name__}")
+    if len(orjson.dumps(value)) > MAX_CONTEXT_BYTES:
+        raise InvalidEvent("bad_context", f"context exceeds {MAX_CONTEXT_BYTES} bytes")
+    return value

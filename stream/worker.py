@@ -1,0 +1,44 @@
+"""Run one stream worker: the Faust app plus its metrics endpoint.
+
+With no external addresses configured, the worker starts its own embedded broker and Triton
+(handy for a first look); the demo and production pass addresses instead.
+"""
+
+from __future__ import annotations
+
+import logging
+from contextlib import ExitStack
+
+import faust
+
+from stream.admin import ensure_topics
+from stream.app import create_app
+from stream.embedded import EmbeddedBroker, EmbeddedTriton
+from stream.inference import check_model_ready
+from stream.metrics import StreamMetrics, serve_metrics
+from stream.settings import Settings
+
+__all__ = ["run_worker"]
+
+log = logging.getLogger(__name__)
+
+
+def run_worker(settings: Settings, loglevel: str = "info") -> None:
+    with ExitStack() as stack:
+        bootstrap = settings.kafka_bootstrap
+        if settings.embedded_kafka:
+            bootstrap = stack.enter_context(EmbeddedBroker(settings.embedded_dir)).bootstrap
+        triton_url = settings.triton_grpc_url
+        if settings.embedded_triton:
+            triton = stack.enter_context(
+                EmbeddedTriton(settings.model_repository, settings.embedded_dir)
+            )
+            triton_url = triton.grpc_url
+        shape = check_model_ready(triton_url, settings.triton_model_name, timeout_s=60)
+        log.info("model %s serves windows of %d events", settings.triton_model_name, shape.window)
+        ensure_topics(bootstrap, settings)
+        metrics = StreamMetrics.create()
+        port = serve_metrics(metrics, settings.metrics_host, settings.metrics_port)
+        log.info("metrics on http://%s:%d/metrics", settings.metrics_host, port)
+        app = create_app(settings, bootstrap=bootstrap, triton_grpc_url=triton_url, metrics=metrics)
+        faust.Worker(app, loglevel=loglevel).execute_from_commandline()
