@@ -12,8 +12,9 @@ import asyncio
 import logging
 import time
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, cast
 
+from faust import Stream
 from faust.types import EventT, StreamT
 from tritonclient.utils import InferenceServerException
 
@@ -53,7 +54,8 @@ class RecommendAgent:
     async def run(self, stream: StreamT) -> None:
         await self._scorer.start()
         within = self._settings.batch_max_wait_ms / 1000
-        async for batch in stream.take_events(self._settings.batch_max_events, within=within):
+        # take_events is on faust.Stream but missing from the StreamT interface.
+        async for batch in cast(Stream, stream).take_events(self._settings.batch_max_events, within=within):
             await self.process(batch)
 
     async def process(self, batch: Sequence[EventT]) -> None:
@@ -64,9 +66,7 @@ class RecommendAgent:
         valid: list[EventT] = []
         for source in batch:
             try:
-                event = parse_event(
-                    source.value, source.message.key, self._settings.max_event_bytes
-                )
+                event = parse_event(source.value, source.message.key, self._settings.max_event_bytes)
             except InvalidEvent as error:
                 deliveries.append(await self._dead_letter(source, error))
                 continue

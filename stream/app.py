@@ -8,6 +8,7 @@ import faust
 
 from stream.agents import RecommendAgent
 from stream.inference import TritonScorer
+from stream.kafka_compat import faust_broker_url
 from stream.metrics import StreamMetrics
 from stream.settings import Settings
 from stream.tables import WindowStore, declare_windows
@@ -21,7 +22,7 @@ def create_app(
 ) -> faust.App:
     app = faust.App(
         settings.app_id,
-        broker=[f"kafka://{server}" for server in bootstrap.split(",")],
+        broker=faust_broker_url(settings, bootstrap),
         broker_credentials=_credentials(settings),
         store=settings.table_store,
         datadir=str(settings.data_dir),

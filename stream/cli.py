@@ -39,6 +39,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(exc, file=sys.stderr)
         return 2
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    # kafka-python logs every connection at INFO; its warnings are what operators need.
+    logging.getLogger("kafka").setLevel(logging.WARNING)
     if args.command == "worker":
         try:
             run_worker(settings, loglevel=args.loglevel)
@@ -77,8 +79,8 @@ def _parser() -> argparse.ArgumentParser:
     )
     commands = parser.add_subparsers(dest="command", required=True)
     demo = commands.add_parser("demo", help="whole pipeline on embedded servers")
-    demo.add_argument("--users", type=int, default=300, help="synthetic users to replay")
-    demo.add_argument("--rate", type=float, default=500.0, help="events per second")
+    demo.add_argument("--users", type=int, default=200, help="synthetic users to replay")
+    demo.add_argument("--rate", type=float, default=200.0, help="events per second")
     demo.add_argument("--show", type=int, default=4, help="recommendations to print")
     worker = commands.add_parser("worker", help="run one stream worker")
     worker.add_argument("--loglevel", default="info", choices=["debug", "info", "warning", "error"])

@@ -67,9 +67,7 @@ def run_demo(settings: Settings, *, users: int, rate_per_s: float, show: int) ->
             print(f"[demo] broker (Tansu) on {bootstrap}")
         triton_url = settings.triton_grpc_url
         if settings.embedded_triton:
-            triton = stack.enter_context(
-                EmbeddedTriton(settings.model_repository, settings.embedded_dir)
-            )
+            triton = stack.enter_context(EmbeddedTriton(settings.model_repository, settings.embedded_dir))
             triton.wait_for_model(settings.triton_model_name)
             triton_url = triton.grpc_url
             print(f"[demo] Triton on {triton_url} (metrics {triton.metrics_url})")
@@ -90,9 +88,7 @@ def run_demo(settings: Settings, *, users: int, rate_per_s: float, show: int) ->
             if len(sent_at) % 2000 == 0:
                 print(f"[demo] replayed {len(sent_at):,}/{len(messages):,} events")
 
-        print(
-            f"[demo] replaying {len(messages):,} events ({invalid} invalid) at {rate_per_s:.0f}/s"
-        )
+        print(f"[demo] replaying {len(messages):,} events ({invalid} invalid) at {rate_per_s:.0f}/s")
         replay(bootstrap, settings.topic_events, messages, rate_per_s=rate_per_s, on_sent=on_sent)
         _wait_until_processed(metrics_port, len(messages), watcher)
         watcher.stop()
@@ -113,15 +109,13 @@ def ensure_model(repository: Path, model_name: str) -> None:
     model_dir = repository / model_name
     if model_dir.is_dir() and any(p.name.isdigit() for p in model_dir.iterdir()):
         return
-    print(
-        f"[demo] no model in {model_dir}: training a small one on synthetic data (about a minute)"
-    )
+    print(f"[demo] no model in {model_dir}: training a small one on synthetic data (about a minute)")
     with tempfile.TemporaryDirectory(prefix="nextaction-train-") as tmp:
         data = Path(tmp) / "events.jsonl"
         checkpoint = Path(tmp) / "checkpoint"
         for argv in (
             ["generate", "--out", str(data), "--seed", "0"],
-            ["train", "--data", str(data), "--out", str(checkpoint)],
+            ["train", "--data", str(data), "--out", str(checkpoint), "--time-budget", "90"],
             ["export", "--checkpoint", str(checkpoint), "--repository", str(repository)],
         ):
             # A child process: the stream side never imports torch.
@@ -160,11 +154,11 @@ def _worker_process(
         "NEXTACTION_KAFKA_BOOTSTRAP": bootstrap,
         "NEXTACTION_TRITON_GRPC_URL": triton_url,
         "NEXTACTION_METRICS_PORT": str(metrics_port),
+        # Tansu under-reports partition ends; the worker must read them from Fetch responses.
+        "NEXTACTION_KAFKA_HIGHWATER_SOURCE": "fetch" if settings.embedded_kafka else "auto",
         "NEXTACTION_DATA_DIR": tempfile.mkdtemp(prefix="nextaction-worker-"),
     }
-    process = subprocess.Popen(
-        [sys.executable, "-m", "stream", "worker", "--loglevel", "warning"], env=env
-    )
+    process = subprocess.Popen([sys.executable, "-m", "stream", "worker", "--loglevel", "warning"], env=env)
     try:
         yield process
     finally:
@@ -212,9 +206,7 @@ class _OutputWatcher:
                         continue
                     self.recommendations += 1
                     doc = orjson.loads(record.value)
-                    self._published[doc["user_id"]].append(
-                        (doc["trigger_event_id"], record.timestamp / 1000)
-                    )
+                    self._published[doc["user_id"]].append((doc["trigger_event_id"], record.timestamp / 1000))
                     if shown < self._show and self.recommendations % 97 == 1:
                         shown += 1
                         print(render_recommendation(doc))

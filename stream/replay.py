@@ -27,9 +27,7 @@ def invalid_samples(user_id: str) -> list[tuple[bytes, bytes]]:
         (key, b"this is not json"),
         (
             key,
-            orjson.dumps(
-                {**good, "event_id": "bad-action", "action": "like", "ts": 1_700_000_000_000}
-            ),
+            orjson.dumps({**good, "event_id": "bad-action", "action": "like", "ts": 1_700_000_000_000}),
         ),
         (key, orjson.dumps({"event_id": "bad-missing", "user_id": user_id})),
         (key, orjson.dumps({**good, "event_id": "bad-ts", "ts": 1_700_000_000})),
@@ -44,7 +42,7 @@ def replay(
     messages: Iterable[tuple[bytes, bytes]],
     *,
     rate_per_s: float,
-    on_sent: Callable[[int], None] | None = None,
+    on_sent: Callable[[bytes, bytes], None] | None = None,
 ) -> ReplayStats:
     """Send ``(key, value)`` messages at about ``rate_per_s``; returns once all are acknowledged."""
     producer = KafkaProducer(bootstrap_servers=bootstrap, acks=1, linger_ms=5)
@@ -58,7 +56,7 @@ def replay(
             producer.send(topic, key=key, value=value)
             sent += 1
             if on_sent is not None:
-                on_sent(sent)
+                on_sent(key, value)
         producer.flush()
     finally:
         producer.close()

@@ -26,19 +26,15 @@ class Settings(BaseSettings):
 
     # --- addresses (empty = start the embedded server) ---
     kafka_bootstrap: str = Field("", description="host:port[,host:port]; empty starts Tansu")
-    kafka_security_protocol: str = Field(
-        "PLAINTEXT", pattern="^(PLAINTEXT|SSL|SASL_PLAINTEXT|SASL_SSL)$"
-    )
+    kafka_security_protocol: str = Field("PLAINTEXT", pattern="^(PLAINTEXT|SSL|SASL_PLAINTEXT|SASL_SSL)$")
     kafka_sasl_mechanism: str = "PLAIN"
     kafka_sasl_username: str = ""
     kafka_sasl_password: SecretStr = SecretStr("")
     kafka_highwater_source: Literal["auto", "fetch", "list_offsets"] = Field(
-        "auto",
+        default="auto",
         description="where table recovery reads partition ends; auto = fetch on the embedded broker",
     )
-    triton_grpc_url: str = Field(
-        "", description="host:port of Triton gRPC; empty starts tritonserver"
-    )
+    triton_grpc_url: str = Field("", description="host:port of Triton gRPC; empty starts tritonserver")
     metrics_port: int = Field(9108, ge=0, le=65535, description="0 picks a free port")
     metrics_host: str = "127.0.0.1"
 
@@ -75,9 +71,7 @@ class Settings(BaseSettings):
         if self.broker_heartbeat_interval_s >= self.broker_session_timeout_s:
             raise ValueError("broker_heartbeat_interval_s must be below broker_session_timeout_s")
         if len({self.topic_events, self.topic_recommendations, self.topic_dead_letter}) != 3:
-            raise ValueError(
-                "topic_events, topic_recommendations and topic_dead_letter must differ"
-            )
+            raise ValueError("topic_events, topic_recommendations and topic_dead_letter must differ")
         return self
 
     @property

@@ -1,4 +1,4 @@
-"""The windows table: user id -> encoded window (:mod:`stream.window`), changelog-backed."""
+"""The windows table: user id (UTF-8) -> encoded window (:mod:`stream.window`), changelog-backed."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from collections.abc import Callable
 
 import faust
 from faust.streams import _current_event
-from faust.types import EventT
+from faust.types import EventT, TableT
 
 from stream.settings import Settings
 from stream.window import Window, decode_window, encode_window
@@ -15,12 +15,13 @@ from stream.window import Window, decode_window, encode_window
 __all__ = ["WindowStore", "declare_windows"]
 
 
-def declare_windows(app: faust.App, settings: Settings) -> faust.Table:
+def declare_windows(app: faust.App, settings: Settings) -> TableT:
     return app.Table(
         "windows",
-        schema=faust.Schema(
-            key_type=str, value_type=bytes, key_serializer="raw", value_serializer="raw"
-        ),
+        # bytes -> Faust's "raw" codec for the changelog too; a str key would come back from
+        # recovery as bytes and miss the live entries.
+        key_type=bytes,
+        value_type=bytes,
         partitions=settings.topic_partitions,
         help="Per-user sliding window of recent events",
     )
@@ -29,17 +30,18 @@ def declare_windows(app: faust.App, settings: Settings) -> faust.Table:
 class WindowStore:
     """Typed access to the windows table from inside a batch."""
 
-    def __init__(self, table: faust.Table) -> None:
+    def __init__(self, table: TableT) -> None:
         self._table = table
 
     def get(self, user_id: str) -> Window:
-        return decode_window(self._table.get(user_id))
+        return decode_window(self._table.get(user_id.encode()))
 
     def put(self, user_id: str, window: Window, source: EventT) -> None:
         # Faust sends a table write to the changelog partition of the "current event". Inside
         # a take_events() batch that is the batch's last event, whatever its partition, so the
         # write is pinned to the event that produced it (the user's own partition).
-        _within_event(source, lambda: self._table.__setitem__(user_id, encode_window(window)))
+        key, value = user_id.encode(), encode_window(window)
+        _within_event(source, lambda: self._table.__setitem__(key, value))
 
 
 def _within_event(event: EventT, action: Callable[[], None]) -> None:

@@ -93,9 +93,7 @@ def _action(value: Any) -> str:
     if not isinstance(value, str):
         raise InvalidEvent("wrong_type", f"action must be a string, got {type(value).__name__}")
     if value not in ACTION_CODES:
-        raise InvalidEvent(
-            "unknown_action", f"{value[:40]!r} is not one of {', '.join(ACTION_CODES)}"
-        )
+        raise InvalidEvent("unknown_action", f"{value[:40]!r} is not one of {', '.join(ACTION_CODES)}")
     return value
 
 
@@ -114,9 +112,7 @@ def parse_timestamp_ms(value: Any) -> int:
             raise InvalidEvent("bad_timestamp", "ISO-8601 ts needs a time zone (e.g. Z)")
         ts_ms = int(parsed.timestamp() * 1000)
     else:
-        raise InvalidEvent(
-            "wrong_type", f"ts must be an integer or string, got {type(value).__name__}"
-        )
+        raise InvalidEvent("wrong_type", f"ts must be an integer or string, got {type(value).__name__}")
     if not _MIN_TS_MS <= ts_ms < _MAX_TS_MS:
         raise InvalidEvent("bad_timestamp", f"{ts_ms} ms is outside 2000-2100 (seconds sent?)")
     return ts_ms

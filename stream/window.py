@@ -19,9 +19,7 @@ __all__ = ["Window", "decode_window", "encode_window", "merge_events"]
 Window = tuple[WindowEvent, ...]
 
 
-def merge_events(
-    window: Window, events: Iterable[WindowEvent], size: int, horizon_ms: int
-) -> Window:
+def merge_events(window: Window, events: Iterable[WindowEvent], size: int, horizon_ms: int) -> Window:
     """Return the window after adding ``events``; ``window`` is left untouched."""
     by_id = {event.event_id: event for event in window}
     for event in events:

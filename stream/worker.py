@@ -30,9 +30,7 @@ def run_worker(settings: Settings, loglevel: str = "info") -> None:
             bootstrap = stack.enter_context(EmbeddedBroker(settings.embedded_dir)).bootstrap
         triton_url = settings.triton_grpc_url
         if settings.embedded_triton:
-            triton = stack.enter_context(
-                EmbeddedTriton(settings.model_repository, settings.embedded_dir)
-            )
+            triton = stack.enter_context(EmbeddedTriton(settings.model_repository, settings.embedded_dir))
             triton_url = triton.grpc_url
         shape = check_model_ready(triton_url, settings.triton_model_name, timeout_s=60)
         log.info("model %s serves windows of %d events", settings.triton_model_name, shape.window)
@@ -41,4 +39,6 @@ def run_worker(settings: Settings, loglevel: str = "info") -> None:
         port = serve_metrics(metrics, settings.metrics_host, settings.metrics_port)
         log.info("metrics on http://%s:%d/metrics", settings.metrics_host, port)
         app = create_app(settings, bootstrap=bootstrap, triton_grpc_url=triton_url, metrics=metrics)
-        faust.Worker(app, loglevel=loglevel).execute_from_commandline()
+        worker = faust.Worker(app, loglevel=loglevel, quiet=True)
+        worker.spinner = None  # a terminal spinner only garbles logs collected by a supervisor
+        worker.execute_from_commandline()

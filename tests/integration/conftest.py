@@ -102,27 +102,26 @@ class Worker:
 
 
 @pytest.fixture
-def worker_factory(
-    kafka_broker: str, triton_server: object, tmp_path: Path
-) -> Iterator[object]:
+def worker_factory(kafka_broker: str, triton_server: object, tmp_path: Path) -> Iterator[object]:
     """``worker_factory(name=None)``: a Worker on fresh topics; same name = same group and topics."""
     started: list[Worker] = []
 
     def make(name: str | None = None) -> Worker:
         name = name or f"t{next(_names)}-{os.getpid()}"
-        env = {
-            **os.environ,
-            "NEXTACTION_KAFKA_BOOTSTRAP": kafka_broker,
-            "NEXTACTION_TRITON_GRPC_URL": triton_server.grpc_url,  # type: ignore[attr-defined]
-            "NEXTACTION_APP_ID": name,
-            "NEXTACTION_TOPIC_EVENTS": f"{name}.events",
-            "NEXTACTION_TOPIC_RECOMMENDATIONS": f"{name}.recommendations",
-            "NEXTACTION_TOPIC_DEAD_LETTER": f"{name}.events.dlq",
-            "NEXTACTION_METRICS_PORT": str(free_port()),
-            "NEXTACTION_DATA_DIR": str(tmp_path / f"{name}-{len(started)}"),
-            "NEXTACTION_BATCH_MAX_WAIT_MS": "30",
+        overrides = {
+            "kafka_bootstrap": kafka_broker,
+            "kafka_highwater_source": "fetch",  # the session broker is Tansu
+            "triton_grpc_url": triton_server.grpc_url,  # type: ignore[attr-defined]
+            "app_id": name,
+            "topic_events": f"{name}.events",
+            "topic_recommendations": f"{name}.recommendations",
+            "topic_dead_letter": f"{name}.events.dlq",
+            "metrics_port": free_port(),
+            "data_dir": tmp_path / f"{name}-{len(started)}",
+            "batch_max_wait_ms": 30,
         }
-        settings = Settings(**{k[len("NEXTACTION_") :].lower(): v for k, v in env.items() if k.startswith("NEXTACTION_")})
+        settings = Settings(**overrides)
+        env = {**os.environ, **{f"NEXTACTION_{k.upper()}": str(v) for k, v in overrides.items()}}
         ensure_topics(kafka_broker, settings)
         worker = Worker(settings, kafka_broker, env, settings.metrics_port, tmp_path / f"{name}.log")
         started.append(worker)

@@ -142,8 +142,7 @@ def test_sigterm_finishes_the_batch_in_flight_and_commits_its_offsets(worker_fac
     consumer.close()
     assert committed > 0
     published = {
-        orjson.loads(r.value)["trigger_event_id"]
-        for r in worker.read(worker.settings.topic_recommendations)
+        orjson.loads(r.value)["trigger_event_id"] for r in worker.read(worker.settings.topic_recommendations)
     }
     # Everything up to the committed offset was fully processed: each user's last event below
     # the commit point triggered a published recommendation (nothing acked was lost).

@@ -1,0 +1,5 @@
+"""``python -m serving`` runs the serving CLI."""
+
+from serving.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,116 @@
+"""Command line: ``python -m serving.cli {generate,train,export} ...``."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from collections.abc import Callable, Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+from serving.data import read_events_jsonl
+from serving.synthetic import SyntheticConfig, generate_events, planted_pairs, write_events_jsonl
+
+__all__ = ["main"]
+
+# Training data readers by --format; each yields input-contract event dicts.
+READERS: dict[str, Callable[[Path], Iterator[dict[str, Any]]]] = {"jsonl": read_events_jsonl}
+
+
+def _generate(args: argparse.Namespace) -> int:
+    config = SyntheticConfig(
+        n_users=args.users,
+        n_items=args.items,
+        n_categories=args.categories,
+        mean_events_per_user=args.events_per_user,
+        seed=args.seed,
+    )
+    count = write_events_jsonl(generate_events(config), args.out)
+    if args.pairs_out:
+        args.pairs_out.write_text(json.dumps(planted_pairs(config), indent=2) + "\n")
+    print(f"wrote {count} events for {config.n_users} users to {args.out}")
+    return 0
+
+
+def _train(args: argparse.Namespace) -> int:
+    # Imported here so that `generate` works without loading torch.
+    from serving.model import ModelConfig
+    from serving.train import TrainConfig, train
+
+    checkpoint = train(
+        READERS[args.format](args.data),
+        args.out,
+        ModelConfig(window=args.window, hidden=args.hidden, layers=args.layers, heads=args.heads),
+        TrainConfig(epochs=args.epochs, time_budget_s=args.time_budget, seed=args.seed),
+        progress=not args.quiet,
+    )
+    m = checkpoint.metrics
+    print(
+        f"best epoch {m['best_epoch']}: HR@10 {m['hr@10']:.3f} NDCG@10 {m['ndcg@10']:.3f} "
+        f"({m['train_seconds']:.0f} s); checkpoint in {args.out}"
+    )
+    return 0
+
+
+def _export(args: argparse.Namespace) -> int:
+    from serving.export import export
+
+    version_dir = export(
+        args.checkpoint,
+        args.repository,
+        model_name=args.model_name,
+        window=args.window,
+        top_k=args.top_k,
+        explain_positions=args.explain_positions,
+    )
+    print(f"exported {version_dir}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m serving.cli", description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    generate = commands.add_parser("generate", help="write synthetic events as JSON lines")
+    generate.add_argument("--out", type=Path, required=True)
+    generate.add_argument("--users", type=int, default=1000)
+    generate.add_argument("--items", type=int, default=500)
+    generate.add_argument("--categories", type=int, default=20)
+    generate.add_argument("--events-per-user", type=float, default=40.0)
+    generate.add_argument("--seed", type=int, default=0)
+    generate.add_argument("--pairs-out", type=Path, help="also write the planted A->B pairs (JSON)")
+    generate.set_defaults(handler=_generate)
+
+    train = commands.add_parser("train", help="train a checkpoint from events")
+    train.add_argument("--data", type=Path, required=True)
+    train.add_argument("--format", choices=sorted(READERS), default="jsonl")
+    train.add_argument("--out", type=Path, required=True)
+    train.add_argument("--epochs", type=int, default=60)
+    train.add_argument("--time-budget", type=float, help="seconds; stops after the epoch crossing it")
+    train.add_argument("--window", type=int, default=50)
+    train.add_argument("--hidden", type=int, default=64)
+    train.add_argument("--layers", type=int, default=2)
+    train.add_argument("--heads", type=int, default=2)
+    train.add_argument("--seed", type=int, default=0)
+    train.add_argument("--quiet", action="store_true", help="no progress bar")
+    train.set_defaults(handler=_train)
+
+    export = commands.add_parser("export", help="export a checkpoint into a Triton repository")
+    export.add_argument("--checkpoint", type=Path, required=True)
+    export.add_argument("--repository", type=Path, required=True)
+    export.add_argument("--model-name", default="nextaction")
+    export.add_argument("--window", type=int, help="default: the trained window")
+    export.add_argument("--top-k", type=int, default=20)
+    export.add_argument("--explain-positions", type=int, default=16)
+    export.set_defaults(handler=_export)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    handler: Callable[[argparse.Namespace], int] = args.handler
+    return handler(args)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,172 @@
+"""Events -> per-user chronological sequences -> left-padded windows for next-item training.
+
+Windows are encoded exactly as the server encodes them (``gap_buckets`` comes from the
+Triton backend file), so training and serving see the same inputs.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import defaultdict
+from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from serving.triton_backend import PAD_INDEX, gap_buckets
+from serving.vocab import ItemVocab
+from stream.records import ACTION_CODES
+
+__all__ = [
+    "UserSequence",
+    "Windows",
+    "encode_window",
+    "evaluation_windows",
+    "read_events_jsonl",
+    "split_last",
+    "training_windows",
+    "user_sequences",
+]
+
+
+@dataclass(frozen=True)
+class UserSequence:
+    """One user's events, oldest first."""
+
+    user_id: str
+    event_ids: tuple[str, ...]
+    items: tuple[str, ...]
+    actions: tuple[int, ...]  # ACTION_CODES
+    timestamps_ms: tuple[int, ...]
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def head(self, n: int) -> UserSequence:
+        """The first ``n`` events."""
+        return UserSequence(
+            self.user_id,
+            self.event_ids[:n],
+            self.items[:n],
+            self.actions[:n],
+            self.timestamps_ms[:n],
+        )
+
+
+@dataclass(frozen=True)
+class Windows:
+    """Model inputs, int64 [N, W] each; ``targets[n, t]`` is the item after position t (0 = none)."""
+
+    items: np.ndarray
+    actions: np.ndarray
+    gap_buckets: np.ndarray
+    targets: np.ndarray
+
+    def __len__(self) -> int:
+        return int(self.items.shape[0])
+
+    def subset(self, rows: np.ndarray | slice) -> Windows:
+        return Windows(self.items[rows], self.actions[rows], self.gap_buckets[rows], self.targets[rows])
+
+
+def read_events_jsonl(path: Path) -> Iterator[dict[str, Any]]:
+    """Events from a JSON-lines file (blank lines skipped)."""
+    with path.open(encoding="utf-8") as handle:
+        for line in handle:
+            if line.strip():
+                yield json.loads(line)
+
+
+def user_sequences(events: Iterable[Mapping[str, Any]]) -> list[UserSequence]:
+    """Group events by user, ordered by (ts, arrival), users sorted by id."""
+    by_user: dict[str, list[tuple[int, int, Mapping[str, Any]]]] = defaultdict(list)
+    for arrival, event in enumerate(events):
+        action = event["action"]
+        if action not in ACTION_CODES:
+            raise ValueError(f"event {event.get('event_id')!r}: unknown action {action!r}")
+        by_user[event["user_id"]].append((int(event["ts"]), arrival, event))
+    sequences = []
+    for user_id in sorted(by_user):
+        rows = [event for _, _, event in sorted(by_user[user_id], key=lambda r: r[:2])]
+        sequences.append(
+            UserSequence(
+                user_id=user_id,
+                event_ids=tuple(str(e["event_id"]) for e in rows),
+                items=tuple(str(e["item_id"]) for e in rows),
+                actions=tuple(ACTION_CODES[e["action"]] for e in rows),
+                timestamps_ms=tuple(int(e["ts"]) for e in rows),
+            )
+        )
+    return sequences
+
+
+def encode_window(
+    item_indices: np.ndarray, actions: np.ndarray, timestamps_ms: np.ndarray, window: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The last ``window`` events, left-padded: (items, actions, gap buckets), int64 [window]."""
+    n = min(len(item_indices), window)
+    items = np.full(window, PAD_INDEX, dtype=np.int64)
+    codes = np.zeros(window, dtype=np.int64)
+    ts = np.zeros(window, dtype=np.int64)
+    if n:
+        items[-n:] = item_indices[-n:]
+        codes[-n:] = actions[-n:]
+        ts[-n:] = timestamps_ms[-n:]
+    return items, codes, gap_buckets(ts, items != PAD_INDEX)
+
+
+def _stack(rows: list[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]], window: int) -> Windows:
+    if not rows:
+        empty = np.zeros((0, window), dtype=np.int64)
+        return Windows(empty, empty, empty, empty)
+    items, actions, buckets, targets = (np.stack(column) for column in zip(*rows, strict=True))
+    return Windows(items, actions, buckets, targets)
+
+
+def training_windows(sequences: Iterable[UserSequence], vocab: ItemVocab, window: int) -> Windows:
+    """Every event after a user's first is a target once.
+
+    A long sequence is cut, from its end, into chunks of ``window + 1`` events that overlap
+    by one, so that no event is lost and each chunk starts its own window (as the server's
+    window does when older events have slid out).
+    """
+    rows = []
+    for seq in sequences:
+        items = vocab.indices(seq.items)
+        actions = np.asarray(seq.actions, dtype=np.int64)
+        ts = np.asarray(seq.timestamps_ms, dtype=np.int64)
+        for end in range(len(seq), 1, -window):
+            start = max(0, end - window - 1)
+            inputs = encode_window(
+                items[start : end - 1], actions[start : end - 1], ts[start : end - 1], window
+            )
+            targets = np.zeros(window, dtype=np.int64)
+            targets[window - (end - 1 - start) :] = items[start + 1 : end]
+            rows.append((*inputs, targets))
+    return _stack(rows, window)
+
+
+def evaluation_windows(
+    sequences: Iterable[UserSequence], targets: Iterable[str], vocab: ItemVocab, window: int
+) -> Windows:
+    """One window per sequence, its whole history; the target is set at the last position only."""
+    rows = []
+    for seq, target in zip(sequences, targets, strict=True):
+        inputs = encode_window(
+            vocab.indices(seq.items),
+            np.asarray(seq.actions, dtype=np.int64),
+            np.asarray(seq.timestamps_ms, dtype=np.int64),
+            window,
+        )
+        last = np.zeros(window, dtype=np.int64)
+        last[-1] = vocab.index(target)
+        rows.append((*inputs, last))
+    return _stack(rows, window)
+
+
+def split_last(sequences: Iterable[UserSequence]) -> tuple[list[UserSequence], list[str]]:
+    """Leave-last-out: each sequence without its last event, and that event's item."""
+    kept = [seq for seq in sequences if len(seq) >= 2]
+    return [seq.head(len(seq) - 1) for seq in kept], [seq.items[-1] for seq in kept]

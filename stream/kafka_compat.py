@@ -1,0 +1,137 @@
+"""Exact Faust table recovery on Kafka-protocol brokers whose ListOffsets under-reports.
+
+Faust restores a table by replaying its changelog up to the partition's end offset, which it
+reads with ListOffsets(latest). Tansu answers that with the base offset of the partition's last
+record batch + 1, so a restarted worker stops inside the last batch and silently loses the rest
+of it. The high watermark that every Fetch response carries is right, so the transport here
+takes partition ends from a Fetch instead. Apache Kafka needs none of this.
+
+The app builder only calls :func:`faust_broker_url`: the URL scheme selects the transport.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import defaultdict
+from collections.abc import Iterable, Mapping
+from typing import Final, cast
+
+from aiokafka import AIOKafkaClient, AIOKafkaConsumer, TopicPartition
+from aiokafka.errors import KafkaError, LeaderNotAvailableError, for_code
+from aiokafka.protocol.fetch import FetchRequest
+from faust.transport.drivers import TRANSPORTS
+from faust.transport.drivers import aiokafka as faust_aiokafka
+from faust.types import TP
+
+from stream.settings import Settings
+
+__all__ = [
+    "FETCH_HIGHWATER_SCHEME",
+    "FetchHighwaterTransport",
+    "faust_broker_url",
+    "fetch_highwaters",
+    "uses_fetch_highwaters",
+]
+
+#: Faust ``broker`` URL scheme of the transport that reads highwaters from Fetch responses.
+FETCH_HIGHWATER_SCHEME: Final = "kafka-fetch-highwater"
+
+# Tansu answers a Fetch with max_wait 0 without any partition (so without a highwater); with
+# min_bytes 0 a few milliseconds of allowed wait still return at once.
+_FETCH_MAX_WAIT_MS: Final = 10
+# We want the highwater, not records: brokers still return at least one batch if there is one.
+_FETCH_MAX_BYTES: Final = 1
+_READ_UNCOMMITTED: Final = 0
+
+
+def uses_fetch_highwaters(settings: Settings) -> bool:
+    """Whether the worker takes partition ends from Fetch (``auto``: on the embedded broker)."""
+    if settings.kafka_highwater_source == "auto":
+        return settings.embedded_kafka
+    return settings.kafka_highwater_source == "fetch"
+
+
+def faust_broker_url(settings: Settings, bootstrap: str) -> str:
+    """Faust's ``broker`` setting for ``bootstrap`` (``host:port[,host:port...]``)."""
+    scheme = FETCH_HIGHWATER_SCHEME if uses_fetch_highwaters(settings) else "kafka"
+    # Faust gives hosts without a scheme the first host's scheme.
+    return f"{scheme}://{bootstrap}"
+
+
+async def fetch_highwaters(
+    consumer: AIOKafkaConsumer, partitions: Iterable[TopicPartition]
+) -> dict[TopicPartition, int]:
+    """The end offset of each partition, from the high watermark of a Fetch response.
+
+    Errors are raised, never papered over: a wrong end offset would lose table state silently.
+    """
+    # ListOffsets' answer is never past the end, so a Fetch from there returns at most the
+    # partition's last batch (brokers send one even when it exceeds max_bytes).
+    offsets = await consumer.end_offsets(list(partitions))
+    # aiokafka has no public call for a raw request; Faust's own driver uses _client as well.
+    client: AIOKafkaClient = consumer._client
+    by_leader: defaultdict[int, list[tuple[TopicPartition, int]]] = defaultdict(list)
+    for tp, offset in offsets.items():
+        leader = client.cluster.leader_for_partition(tp)
+        if leader is None or leader < 0:
+            raise LeaderNotAvailableError(f"no leader known for {tp}")
+        by_leader[leader].append((tp, offset))
+    responses = await asyncio.gather(
+        *(client.send(leader, _fetch_request(parts)) for leader, parts in by_leader.items())
+    )
+    highwaters: dict[TopicPartition, int] = {}
+    for response in responses:
+        for topic, partition_data in response.topics:
+            for partition, error_code, highwater, *_ in partition_data:
+                if error_code:
+                    raise for_code(error_code)(f"Fetch of {topic}[{partition}] for its highwater")
+                highwaters[TopicPartition(topic, partition)] = highwater
+    missing = offsets.keys() - highwaters.keys()
+    if missing:
+        raise KafkaError(f"Fetch responses carried no highwater for {sorted(missing)}")
+    return highwaters
+
+
+def _fetch_request(parts: Iterable[tuple[TopicPartition, int]]) -> FetchRequest:
+    by_topic: defaultdict[str, list[tuple[int, int, int]]] = defaultdict(list)
+    for tp, offset in parts:
+        by_topic[tp.topic].append((tp.partition, offset, _FETCH_MAX_BYTES))
+    return FetchRequest(
+        _FETCH_MAX_WAIT_MS,
+        0,  # min_bytes: answer at once, with or without records
+        _FETCH_MAX_BYTES,
+        _READ_UNCOMMITTED,
+        list(by_topic.items()),
+    )
+
+
+class _FetchHighwaterConsumerThread(faust_aiokafka.AIOKafkaConsumerThread):
+    async def highwaters(self, *partitions: TP) -> Mapping[TP, int]:
+        if self.consumer.in_transaction:
+            # Transactional recovery stops at the last stable offset, which aiokafka already
+            # keeps from Fetch responses.
+            return await super().highwaters(*partitions)
+        # Like the stock method, run on the consumer's own thread and event loop.
+        return await self.call_thread(self._fetch_highwaters, partitions)
+
+    async def _fetch_highwaters(self, partitions: tuple[TP, ...]) -> Mapping[TP, int]:
+        tps = [TopicPartition(tp.topic, tp.partition) for tp in partitions]
+        return cast(Mapping[TP, int], await fetch_highwaters(self._ensure_consumer(), tps))
+
+
+class FetchHighwaterConsumer(faust_aiokafka.Consumer):
+    """Faust's aiokafka consumer, with partition highwaters read from Fetch responses."""
+
+    def _new_consumer_thread(self) -> faust_aiokafka.AIOKafkaConsumerThread:
+        return _FetchHighwaterConsumerThread(self, loop=self.loop, beacon=self.beacon)
+
+
+class FetchHighwaterTransport(faust_aiokafka.Transport):
+    """Faust's aiokafka transport with :class:`FetchHighwaterConsumer`; producing is unchanged."""
+
+    Consumer = FetchHighwaterConsumer
+
+
+# Faust resolves a broker URL's scheme through this registry, the same one its
+# ``faust.transports`` entry points feed; registering here needs no packaging metadata.
+TRANSPORTS[FETCH_HIGHWATER_SCHEME] = f"{__name__}:{FetchHighwaterTransport.__name__}"

@@ -1,0 +1,61 @@
+"""Session fixtures for the real embedded servers, started only by the tests that ask for them.
+
+The project can always start its own broker and Triton, so nothing here is ever skipped.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from contextlib import ExitStack
+from pathlib import Path
+
+import pytest
+
+from stream.embedded import EmbeddedBroker, EmbeddedTriton
+from stream.settings import load_settings
+
+
+@pytest.fixture(scope="session")
+def embedded_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The servers' executables and logs for this session (pytest keeps the last few)."""
+    return tmp_path_factory.mktemp("embedded")
+
+
+@pytest.fixture(scope="session")
+def kafka_broker(embedded_dir: Path) -> Iterator[str]:
+    """The bootstrap address (``127.0.0.1:port``) of the session's Tansu broker."""
+    with EmbeddedBroker(embedded_dir) as broker:
+        yield broker.bootstrap
+
+
+@pytest.fixture(scope="session")
+def model_repository() -> Path:
+    """The repository ``triton_server`` serves; override this fixture to serve another one."""
+    return load_settings().model_repository
+
+
+@pytest.fixture(scope="session")
+def triton_server_factory(embedded_dir: Path) -> Iterator[Callable[[Path], EmbeddedTriton]]:
+    """``factory(repository)``: the session's Triton for that repository, started on first use."""
+    servers: dict[Path, EmbeddedTriton] = {}
+    with ExitStack() as stack:
+
+        def serve(repository: Path) -> EmbeddedTriton:
+            key = repository.resolve()
+            if key not in servers:
+                servers[key] = stack.enter_context(EmbeddedTriton(key, embedded_dir))
+            return servers[key]
+
+        yield serve
+
+
+@pytest.fixture
+def triton_server(
+    triton_server_factory: Callable[[Path], EmbeddedTriton], model_repository: Path
+) -> EmbeddedTriton:
+    """The session's Triton serving ``model_repository``.
+
+    Function-scoped on purpose: a session-scoped server would be cached with whichever
+    repository the first test saw, ignoring overrides of ``model_repository`` elsewhere.
+    """
+    return triton_server_factory(model_repository)

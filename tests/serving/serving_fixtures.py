@@ -1,0 +1,72 @@
+"""Shared test data for tests/serving: the synthetic set-up and window helpers.
+
+A uniquely named module (not conftest) so that tests can import it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from serving.data import UserSequence, user_sequences
+from serving.synthetic import SyntheticConfig, planted_pairs
+from serving.train import TrainConfig
+from stream.records import ACTION_CODES
+
+# Users from HELDOUT_FROM on are never trained on: the planted rules are checked on them.
+SYNTHETIC = SyntheticConfig(n_users=1000, seed=3)
+HELDOUT_FROM = 800
+# Small and quick, yet enough for the planted rules.
+TRAINING = TrainConfig(epochs=12, patience=12, seed=0)
+
+
+def is_heldout(user_id: str) -> bool:
+    return int(user_id.lstrip("u")) >= HELDOUT_FROM
+
+
+@dataclass(frozen=True)
+class PlantedCases:
+    """Held-out windows ending in a rule's cause, and the item the rule says comes next."""
+
+    windows: list[UserSequence]
+    expected: list[str]
+
+
+def planted_cases(heldout_events: Iterable[dict[str, Any]]) -> dict[str, PlantedCases]:
+    """``cart``: windows ending in add_to_cart X (expect X); ``pair``: in a view of A (expect B)."""
+    pairs = planted_pairs(SYNTHETIC)
+    cases = {"cart": PlantedCases([], []), "pair": PlantedCases([], [])}
+    for seq in user_sequences(heldout_events):
+        for t, (item, action) in enumerate(zip(seq.items, seq.actions, strict=True)):
+            if action == ACTION_CODES["add_to_cart"]:
+                cases["cart"].windows.append(seq.head(t + 1))
+                cases["cart"].expected.append(item)
+            elif action == ACTION_CODES["view"] and item in pairs:
+                cases["pair"].windows.append(seq.head(t + 1))
+                cases["pair"].expected.append(pairs[item])
+    return cases
+
+
+@dataclass(frozen=True)
+class TritonBatch:
+    """Windows as the stream sends them: item id strings, int32 actions, int64 epoch ms."""
+
+    item_ids: np.ndarray  # object [B, W]
+    actions: np.ndarray  # int32 [B, W]
+    timestamps_ms: np.ndarray  # int64 [B, W]
+
+
+def triton_batch(sequences: list[UserSequence], window: int) -> TritonBatch:
+    """The newest ``window`` events of each sequence, left-padded with ""/0/0."""
+    item_ids = np.full((len(sequences), window), "", dtype=object)
+    actions = np.zeros((len(sequences), window), dtype=np.int32)
+    timestamps = np.zeros((len(sequences), window), dtype=np.int64)
+    for row, seq in enumerate(sequences):
+        n = min(len(seq), window)
+        item_ids[row, window - n :] = seq.items[-n:]
+        actions[row, window - n :] = seq.actions[-n:]
+        timestamps[row, window - n :] = seq.timestamps_ms[-n:]
+    return TritonBatch(item_ids, actions, timestamps)

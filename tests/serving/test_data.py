@@ -1,0 +1,100 @@
+"""Gap bucketing (shared with the Triton backend), user sequences and training windows."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from serving.data import (
+    encode_window,
+    evaluation_windows,
+    split_last,
+    training_windows,
+    user_sequences,
+)
+from serving.triton_backend import N_GAP_BUCKETS, gap_buckets
+from serving.vocab import PAD_INDEX, UNKNOWN_INDEX, ItemVocab
+
+pytestmark = pytest.mark.unit
+
+SECOND = 1000
+
+
+def test_gap_buckets_pad_first_and_log_scale() -> None:
+    t0 = 1_700_000_000_000
+    gaps_s = [0, 1, 3600, 10**9]
+    ts = np.cumsum([0, 0, t0, *(g * SECOND for g in gaps_s)])  # two pads, then five events
+    valid = np.array([False, False, True, True, True, True, True])
+    buckets = gap_buckets(np.where(valid, ts, 0), valid)
+    expected = [0, 0, 1, 2, 3, 2 + int(np.log2(3601)), N_GAP_BUCKETS - 1]
+    np.testing.assert_array_equal(buckets, expected)
+    assert buckets.dtype == np.int64
+
+
+def test_gap_buckets_batched_rows_are_independent_and_clip_negative_gaps() -> None:
+    ts = np.array([[0, 5 * SECOND, 4 * SECOND], [0, 0, 7 * SECOND]])
+    valid = np.array([[True, True, True], [False, False, True]])
+    buckets = gap_buckets(ts, valid)
+    # Row 0: 5 s -> floor(log2 6) = 2; a step back in time counts as no gap.
+    np.testing.assert_array_equal(buckets, [[1, 4, 2], [0, 0, 1]])
+
+
+def events_of(user: str, items: str, start: int = 0) -> list[dict[str, object]]:
+    return [
+        {
+            "event_id": f"{user}-{n}",
+            "user_id": user,
+            "item_id": item,
+            "action": "view",
+            "ts": start + n * SECOND,
+        }
+        for n, item in enumerate(items)
+    ]
+
+
+def test_user_sequences_group_and_order_by_time() -> None:
+    events = events_of("u2", "xy") + events_of("u1", "abc")
+    events[0], events[1] = events[1], events[0]  # out of order on arrival
+    sequences = user_sequences(events)
+    assert [s.user_id for s in sequences] == ["u1", "u2"]
+    assert sequences[1].items == ("x", "y")
+    assert sequences[0].actions == (1, 1, 1)
+    with pytest.raises(ValueError, match="unknown action"):
+        user_sequences([{**events[0], "action": "like"}])
+
+
+def test_encode_window_left_pads_and_keeps_the_newest() -> None:
+    items, actions, gaps = encode_window(np.arange(2, 7), np.ones(5), np.arange(5) * SECOND, window=3)
+    np.testing.assert_array_equal(items, [4, 5, 6])
+    np.testing.assert_array_equal(gaps, [1, 3, 3])
+    items, actions, gaps = encode_window(np.array([9]), np.array([4]), np.array([SECOND]), window=3)
+    np.testing.assert_array_equal(items, [PAD_INDEX, PAD_INDEX, 9])
+    np.testing.assert_array_equal(actions, [0, 0, 4])
+    np.testing.assert_array_equal(gaps, [0, 0, 1])
+
+
+def test_training_windows_target_every_next_event_once() -> None:
+    window = 4
+    sequences = user_sequences(events_of("u1", "abcdefghij") + events_of("u2", "ab"))
+    vocab = ItemVocab.build(i for s in sequences for i in s.items)
+    windows = training_windows(sequences, vocab, window)
+    # u1: 10 events -> targets b..j (9) in chunks of <= 4; u2: one target.
+    targets = windows.targets[windows.targets != PAD_INDEX]
+    assert sorted(vocab.item_id(int(t)) for t in targets) == sorted("bcdefghij" + "b")
+    for row in range(len(windows)):
+        items, row_targets = windows.items[row], windows.targets[row]
+        # The target at position t is the input at t + 1, where both exist.
+        shifted = (items[1:] != PAD_INDEX) & (row_targets[:-1] != PAD_INDEX)
+        np.testing.assert_array_equal(items[1:][shifted], row_targets[:-1][shifted])
+        assert row_targets[-1] != PAD_INDEX  # the newest input always has a target
+        assert np.all((items == PAD_INDEX) == (windows.actions[row] == 0))
+
+
+def test_leave_last_out_evaluation_windows() -> None:
+    sequences = user_sequences(events_of("u1", "abcd") + events_of("u2", "a"))
+    history, last = split_last(sequences)
+    assert [len(h) for h in history] == [3] and last == ["d"]  # one-event users are dropped
+    vocab = ItemVocab.build("abc")
+    windows = evaluation_windows(history, last, vocab, window=5)
+    np.testing.assert_array_equal(windows.items[0], [0, 0, 2, 3, 4])
+    np.testing.assert_array_equal(windows.targets[0], [0, 0, 0, 0, UNKNOWN_INDEX])

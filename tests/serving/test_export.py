@@ -1,0 +1,134 @@
+"""ONNX export into a Triton repository, and the exported version run by NextActionPredictor."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from serving_fixtures import PlantedCases, triton_batch
+
+from serving import export as export_module
+from serving.data import evaluation_windows
+from serving.model import ServingModule
+from serving.train import Checkpoint
+from serving.triton_backend import NextActionPredictor
+
+pytestmark = pytest.mark.model
+
+WINDOW, TOP_K = 50, 20
+
+
+@pytest.fixture(scope="module")
+def predictor(version_dir: Path) -> NextActionPredictor:
+    return NextActionPredictor(version_dir)
+
+
+def test_version_directory_holds_the_backend_and_its_data(version_dir: Path) -> None:
+    assert version_dir.name.isdigit()
+    names = {p.name for p in version_dir.iterdir()}
+    assert {"model.onnx", "vocab.json", "model.py", "manifest.json", "__pycache__"} <= names
+    backend = Path(export_module.__file__).with_name("triton_backend.py")
+    assert (version_dir / "model.py").read_text() == backend.read_text()
+    manifest = json.loads((version_dir / "manifest.json").read_text())
+    assert (manifest["window"], manifest["top_k"], manifest["explain_positions"]) == (WINDOW, TOP_K, 16)
+    assert manifest["onnx_max_abs_diff"]["scores"] <= export_module.SCORE_TOLERANCE
+    assert manifest["training_metrics"]["hr@10"] > 0
+
+
+def test_configs_share_tensors_and_differ_in_device(version_dir: Path) -> None:
+    cpu = (version_dir.parent / "config.pbtxt").read_text()
+    gpu = (version_dir.parent / "configs" / "gpu.pbtxt").read_text()
+    for text in (cpu, gpu):
+        assert 'backend: "python"' in text and "max_batch_size: 64" in text
+        assert "version_policy: { latest { num_versions: 1 } }" in text
+        assert '{ name: "ATTRIBUTIONS" data_type: TYPE_FP32 dims: [ 20, 50 ] }' in text
+        assert '{ name: "ITEM_IDS" data_type: TYPE_STRING dims: [ 50 ] }' in text
+    assert "KIND_CPU" in cpu and "tensorrt" not in cpu
+    assert "KIND_GPU" in gpu and '"tensorrt"' in gpu and "trtexec --onnx=model.onnx" in gpu
+
+    def tensors(text: str) -> str:
+        return text[text.index("input [") : text.index("dynamic_batching")]
+
+    assert tensors(cpu) == tensors(gpu)
+
+
+def test_each_export_adds_the_next_version_and_a_failed_one_adds_nothing(
+    checkpoint_dir: Path, version_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    model_dir = version_dir.parent
+    second = export_module.export(checkpoint_dir, model_dir.parent, top_k=5)
+    assert int(second.name) == int(version_dir.name) + 1
+    assert "dims: [ 5, 50 ]" in (model_dir / "config.pbtxt").read_text()
+
+    def broken(*args: object) -> dict[str, float]:
+        raise export_module.ExportError("simulated")
+
+    monkeypatch.setattr(export_module, "_export_onnx", broken)
+    before = sorted(p.name for p in model_dir.iterdir())
+    with pytest.raises(export_module.ExportError):
+        export_module.export(checkpoint_dir, model_dir.parent)
+    assert sorted(p.name for p in model_dir.iterdir()) == before
+
+
+def test_predictor_matches_the_torch_model(
+    predictor: NextActionPredictor, checkpoint: Checkpoint, planted: dict[str, PlantedCases]
+) -> None:
+    cases = planted["cart"].windows[:100] + planted["pair"].windows[:100]
+    batch = triton_batch(cases, WINDOW)
+    items, scores, attributions = predictor.predict(batch.item_ids, batch.actions, batch.timestamps_ms)
+
+    windows = evaluation_windows(cases, [s.items[-1] for s in cases], checkpoint.vocab, WINDOW)
+    module = ServingModule(checkpoint.model, top_k=TOP_K).eval()
+    with torch.no_grad():
+        indices, torch_scores, torch_attributions = module(
+            *(torch.from_numpy(a) for a in (windows.items, windows.actions, windows.gap_buckets))
+        )
+    expected = np.array([[checkpoint.vocab.item_id(int(i)) for i in row] for row in indices], dtype=object)
+    np.testing.assert_array_equal(items, expected)
+    np.testing.assert_allclose(scores, torch_scores.numpy(), atol=1e-5)
+    np.testing.assert_allclose(attributions, torch_attributions.numpy(), atol=2e-3)
+    assert items.shape == (200, TOP_K) and attributions.shape == (200, TOP_K, WINDOW)
+    assert scores.dtype == np.float32 and attributions.dtype == np.float32
+
+
+def test_unknown_items_and_padding(predictor: NextActionPredictor) -> None:
+    known = predictor.item_ids(np.arange(2, 6))  # four known items
+    item_ids = np.full((3, WINDOW), "", dtype=object)
+    item_ids[0, -3:] = [known[0], "never-seen", known[1]]
+    item_ids[1, -3:] = [known[0], "another-unseen", known[1]]
+    item_ids[2, -1:] = [known[2].encode()]  # Triton hands over bytes
+    actions = np.where(item_ids != "", 1, 0).astype(np.int32)
+    timestamps = np.where(item_ids != "", 1_700_000_000_000 + np.arange(WINDOW) * 1000, 0)
+    top_items, scores, attributions = predictor.predict(item_ids, actions, timestamps)
+    # Both unseen ids are the same unknown item to the model.
+    np.testing.assert_array_equal(top_items[0], top_items[1])
+    np.testing.assert_allclose(scores[0], scores[1])
+    assert not ({"<pad>", "<unknown>"} & set(top_items.ravel()))
+    assert np.all(attributions[:, :, : WINDOW - 3] == 0)  # pads
+    assert np.all(attributions[2, :, :-1] == 0)
+    sums = attributions.sum(axis=-1)
+    assert np.all((np.abs(sums - 1) < 1e-5) | (sums == 0))
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        (lambda b: (b[0][:, :-1], b[1][:, :-1], b[2][:, :-1]), "shape"),
+        (lambda b: (b[0], np.full_like(b[1], 9), b[2]), "codes"),
+        (lambda b: (b[0], np.zeros_like(b[1]), b[2]), "padding mismatch"),
+    ],
+)
+def test_predictor_rejects_malformed_windows(
+    predictor: NextActionPredictor,
+    change: Callable[[tuple[np.ndarray, ...]], tuple[np.ndarray, ...]],
+    message: str,
+) -> None:
+    item_ids = np.full((2, WINDOW), predictor.item_ids(np.array([2]))[0], dtype=object)
+    actions = np.ones((2, WINDOW), dtype=np.int32)
+    timestamps = np.arange(2 * WINDOW, dtype=np.int64).reshape(2, WINDOW)
+    with pytest.raises(ValueError, match=message):
+        predictor.predict(*change((item_ids, actions, timestamps)))

@@ -1,0 +1,108 @@
+"""ServingModule on a small untrained model: top-k rules and faithful occlusion attributions."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from serving.model import MIN_DROP, ModelConfig, NextActionModel, ServingModule, occlusion_index
+from serving.vocab import PAD_INDEX, UNKNOWN_INDEX
+
+pytestmark = pytest.mark.unit
+
+WINDOW, EXPLAIN, TOP_K = 8, 5, 4
+
+
+@pytest.fixture(scope="module")
+def model() -> NextActionModel:
+    torch.manual_seed(0)
+    model = NextActionModel(ModelConfig(n_items=14, window=WINDOW, hidden=16, layers=1, heads=2))
+    # Untrained embeddings are tiny (std 0.02); larger ones make scores depend on the inputs.
+    with torch.no_grad():
+        for embedding in (model.item_embedding, model.action_embedding, model.gap_embedding):
+            embedding.weight.normal_(std=1.0)
+            embedding.weight[0].zero_()
+    return model.eval()
+
+
+def windows() -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Three windows: full, short (pads on the left) and one with unknown items."""
+    items = torch.tensor(
+        [
+            [2, 3, 4, 5, 6, 7, 8, 9],
+            [0, 0, 0, 0, 0, 10, 11, 12],
+            [0, 0, 1, 13, 1, 2, 3, 1],
+        ]
+    )
+    actions = torch.where(items == PAD_INDEX, 0, (items % 4) + 1)
+    gaps = torch.where(items == PAD_INDEX, 0, (items % 5) + 1)
+    return items, actions, gaps
+
+
+def test_occlusion_index_removes_one_position_and_pads_left() -> None:
+    index = occlusion_index(window=5, explain_positions=2)
+    # Column 0 of the padded window is the pad; columns 1..5 are the window.
+    np.testing.assert_array_equal(index, [[0, 1, 2, 3, 5], [0, 1, 2, 3, 4], [1, 2, 3, 4, 5]])
+
+
+def test_top_k_are_real_items_with_sorted_probabilities(model: NextActionModel) -> None:
+    module = ServingModule(model, top_k=12, explain_positions=EXPLAIN).eval()  # every known item
+    with torch.no_grad():
+        indices, scores, _ = module(*windows())
+    assert indices.dtype == torch.int64 and scores.dtype == torch.float32
+    assert not torch.isin(indices, torch.tensor([PAD_INDEX, UNKNOWN_INDEX])).any()
+    assert torch.all(scores[:, :-1] >= scores[:, 1:])
+    torch.testing.assert_close(scores.sum(dim=1), torch.ones(3))  # all known items: the whole mass
+
+
+def test_attributions_are_normalised_drops_of_removing_each_event(model: NextActionModel) -> None:
+    module = ServingModule(model, top_k=TOP_K, explain_positions=EXPLAIN).eval()
+    items, actions, gaps = windows()
+    with torch.no_grad():
+        indices, _, attributions = module(items, actions, gaps)
+        assert attributions.shape == (3, TOP_K, WINDOW)
+        for row in range(3):
+            base = torch.log_softmax(
+                model.predict(items[row : row + 1], actions[row : row + 1], gaps[row : row + 1]), -1
+            )
+            drops = torch.zeros(TOP_K, WINDOW)
+            for position in range(WINDOW - EXPLAIN, WINDOW):
+                if items[row, position] == PAD_INDEX:
+                    continue
+                # Remove the event, shift older ones right, pad on the left.
+                keep = [p for p in range(WINDOW) if p != position]
+                occluded = [
+                    torch.cat([torch.zeros(1, dtype=torch.int64), t[row, keep]])[None]
+                    for t in (items, actions, gaps)
+                ]
+                log_probs = torch.log_softmax(model.predict(*occluded), -1)
+                drops[:, position] = base[0, indices[row]] - log_probs[0, indices[row]] - MIN_DROP
+            drops = drops.clamp(min=0)
+            totals = drops.sum(dim=1, keepdim=True)
+            expected = torch.where(totals > 0, drops / totals, 0.0)
+            torch.testing.assert_close(attributions[row], expected, atol=1e-4, rtol=1e-3)
+
+
+def test_attributions_zero_on_pads_and_old_events_and_sum_to_one_or_zero(model: NextActionModel) -> None:
+    module = ServingModule(model, top_k=TOP_K, explain_positions=EXPLAIN).eval()
+    items, actions, gaps = windows()
+    with torch.no_grad():
+        _, _, attributions = module(items, actions, gaps)
+    assert torch.all(attributions >= 0)
+    assert torch.all(attributions[:, :, : WINDOW - EXPLAIN] == 0)
+    assert torch.all(attributions[1, :, items[1] == PAD_INDEX] == 0)
+    sums = attributions.sum(dim=-1)
+    assert torch.all(((sums - 1).abs() < 1e-5) | (sums == 0))
+    assert (sums > 0).any()
+
+
+def test_a_single_event_window_and_a_shorter_serving_window(model: NextActionModel) -> None:
+    module = ServingModule(model, top_k=TOP_K, explain_positions=3, window=4).eval()
+    items = torch.tensor([[0, 0, 0, 5], [2, 3, 4, 5]])
+    with torch.no_grad():
+        _, scores, attributions = module(items, torch.where(items > 0, 1, 0), torch.where(items > 0, 2, 0))
+    assert torch.isfinite(scores).all() and torch.isfinite(attributions).all()
+    assert torch.all(attributions[0, :, :3] == 0)
+    with pytest.raises(ValueError):
+        ServingModule(model, window=WINDOW + 1)

@@ -1,0 +1,140 @@
+"""TritonPythonModel: load-time config checks, one pass per batch, one response per request.
+
+``triton_python_backend_utils`` exists only inside Triton; a minimal stand-in with the same
+calls is installed here. The real server is exercised by the integration tests.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import types
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from serving.triton_backend import INPUT_SPECS, OUTPUT_SPECS, NextActionPredictor, TritonPythonModel
+
+pytestmark = pytest.mark.model
+
+WINDOW, TOP_K = 50, 20
+
+
+@dataclass
+class FakeTensor:
+    name: str
+    array: np.ndarray
+
+    def as_numpy(self) -> np.ndarray:
+        return self.array
+
+
+@dataclass
+class FakeRequest:
+    inputs: dict[str, np.ndarray]
+
+
+@dataclass
+class FakeResponse:
+    output_tensors: list[FakeTensor]
+    error: Any = None
+    outputs: dict[str, np.ndarray] = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.outputs = {t.name: t.array for t in self.output_tensors}
+
+
+@dataclass
+class FakeTritonError:
+    message: str
+    code: int = 0
+    INVALID_ARG = 3
+
+
+@pytest.fixture
+def pb_utils(monkeypatch: pytest.MonkeyPatch) -> types.ModuleType:
+    module = types.ModuleType("triton_python_backend_utils")
+    module.Tensor = FakeTensor  # type: ignore[attr-defined]
+    module.InferenceResponse = FakeResponse  # type: ignore[attr-defined]
+    module.TritonError = FakeTritonError  # type: ignore[attr-defined]
+    module.get_input_tensor_by_name = lambda r, n: FakeTensor(n, r.inputs[n])  # type: ignore[attr-defined]
+    monkeypatch.setitem(sys.modules, "triton_python_backend_utils", module)
+    return module
+
+
+def model_config(dims: dict[str, list[int]] | None = None) -> dict[str, Any]:
+    """The JSON Triton passes to initialize (dims as strings, as protobuf JSON writes int64)."""
+    shapes = {"TOP_ITEMS": [TOP_K], "TOP_SCORES": [TOP_K], "ATTRIBUTIONS": [TOP_K, WINDOW]} | (dims or {})
+
+    def tensors(specs: dict[str, str]) -> list[dict[str, Any]]:
+        return [
+            {"name": n, "data_type": t, "dims": [str(d) for d in shapes.get(n, [WINDOW])]}
+            for n, t in specs.items()
+        ]
+
+    return {
+        "max_batch_size": 64,
+        "input": tensors(INPUT_SPECS),
+        "output": tensors(OUTPUT_SPECS),
+        "parameters": {"INTRA_OP_THREAD_COUNT": {"string_value": "1"}},
+    }
+
+
+def load(version_dir: Path, config: dict[str, Any]) -> TritonPythonModel:
+    model = TritonPythonModel()
+    model.initialize(
+        {
+            "model_config": json.dumps(config),
+            "model_repository": str(version_dir.parent),
+            "model_version": version_dir.name,
+        }
+    )
+    return model
+
+
+def request(predictor: NextActionPredictor, rows: int, action: int = 1) -> FakeRequest:
+    items = predictor.item_ids(np.arange(2, 2 + WINDOW * rows) % 40 + 2, as_bytes=True).reshape(rows, WINDOW)
+    return FakeRequest(
+        {
+            "ITEM_IDS": items,
+            "ACTIONS": np.full((rows, WINDOW), action, dtype=np.int32),
+            "TIMESTAMPS": np.arange(rows * WINDOW, dtype=np.int64).reshape(rows, WINDOW) * 60_000,
+        }
+    )
+
+
+def test_batch_of_requests_gets_one_response_each(version_dir: Path, pb_utils: types.ModuleType) -> None:
+    model = load(version_dir, model_config())
+    predictor = NextActionPredictor(version_dir)
+    requests = [request(predictor, 1), request(predictor, 3), request(predictor, 2, action=7)]
+    responses = model.execute(requests)
+    assert len(responses) == 3
+    for response, req in zip(responses[:2], requests[:2], strict=True):
+        assert response.error is None
+        items, scores, attributions = predictor.predict(*req.inputs.values())
+        np.testing.assert_array_equal(response.outputs["TOP_ITEMS"], [[i.encode() for i in r] for r in items])
+        assert isinstance(response.outputs["TOP_ITEMS"][0, 0], bytes)
+        np.testing.assert_allclose(response.outputs["TOP_SCORES"], scores, atol=1e-6)
+        assert response.outputs["ATTRIBUTIONS"].shape == attributions.shape == (len(items), TOP_K, WINDOW)
+    assert responses[2].error == FakeTritonError(
+        "actions: codes must lie in 0..4", FakeTritonError.INVALID_ARG
+    )
+    assert responses[2].output_tensors == []
+
+
+@pytest.mark.parametrize(
+    "config",
+    [
+        model_config({"ATTRIBUTIONS": [TOP_K, WINDOW + 1]}),
+        model_config() | {"output": model_config()["output"][:2]},
+        model_config() | {"input": [{**t, "data_type": "TYPE_INT64"} for t in model_config()["input"]]},
+    ],
+)
+def test_a_config_that_disagrees_with_the_model_fails_at_load(
+    version_dir: Path, config: dict[str, Any]
+) -> None:
+    with pytest.raises(ValueError, match="config"):
+        load(version_dir, config)
