@@ -25,7 +25,14 @@ import torch
 from serving import triton_backend
 from serving.model import ServingModule
 from serving.train import VOCAB, load_checkpoint
-from serving.triton_backend import INPUT_SPECS, ONNX_INPUTS, OUTPUT_SPECS, PAD_INDEX, UNKNOWN_INDEX
+from serving.triton_backend import (
+    INPUT_SPECS,
+    ONNX_INPUTS,
+    OUTPUT_SPECS,
+    PAD_INDEX,
+    UNKNOWN_INDEX,
+    tensor_dims,
+)
 from stream.records import ACTIONS
 
 __all__ = ["ExportError", "export", "model_config_text"]
@@ -52,14 +59,7 @@ def model_config_text(
     max_batch_size: int = 64,
 ) -> str:
     """config.pbtxt for the CPU or the GPU deployment of the same tensors."""
-    dims = {
-        "ITEM_IDS": [window],
-        "ACTIONS": [window],
-        "TIMESTAMPS": [window],
-        "TOP_ITEMS": [top_k],
-        "TOP_SCORES": [top_k],
-        "ATTRIBUTIONS": [top_k, window],
-    }
+    dims = tensor_dims(window, top_k)
 
     def tensors(specs: dict[str, str]) -> str:
         return ",\n".join(

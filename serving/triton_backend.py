@@ -36,6 +36,7 @@ __all__ = [
     "TritonPythonModel",
     "gap_buckets",
     "load_vocab_items",
+    "tensor_dims",
 ]
 
 # Vocabulary layout shared with serving/vocab.py.
@@ -64,6 +65,18 @@ OUTPUT_SPECS: Final = {
 }
 # ONNX graph tensor names written by serving/export.py.
 ONNX_INPUTS: Final = ("items", "actions", "gap_buckets")
+
+
+def tensor_dims(window: int, top_k: int) -> dict[str, list[int]]:
+    """Dims of each Triton tensor, batch dimension omitted (config.pbtxt convention)."""
+    return {
+        "ITEM_IDS": [window],
+        "ACTIONS": [window],
+        "TIMESTAMPS": [window],
+        "TOP_ITEMS": [top_k],
+        "TOP_SCORES": [top_k],
+        "ATTRIBUTIONS": [top_k, window],
+    }
 
 
 def gap_buckets(timestamps_ms: np.ndarray, valid: np.ndarray) -> np.ndarray:
@@ -194,14 +207,7 @@ class NextActionPredictor:
 
 def _check_config_tensors(model_config: dict[str, Any], window: int, top_k: int) -> None:
     """Fail at load time when config.pbtxt disagrees with the exported model."""
-    expected_dims = {
-        "ITEM_IDS": [window],
-        "ACTIONS": [window],
-        "TIMESTAMPS": [window],
-        "TOP_ITEMS": [top_k],
-        "TOP_SCORES": [top_k],
-        "ATTRIBUTIONS": [top_k, window],
-    }
+    expected_dims = tensor_dims(window, top_k)
     for section, specs in (("input", INPUT_SPECS), ("output", OUTPUT_SPECS)):
         found = {t["name"]: t for t in model_config.get(section, [])}
         if set(found) != set(specs):
