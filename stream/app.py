@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import ssl
+from typing import Any
 
 import faust
+from faust.types import TP
+from mode import BaseSignalT
 
 from stream.agents import RecommendAgent
 from stream.inference import TritonScorer
@@ -43,6 +46,14 @@ def create_app(
     )
     agent = RecommendAgent(settings, topics, windows, scorer, metrics)
     app.agent(topics.events, name="recommend")(agent.run)
+
+    # Faust signal receivers get the assigned partitions positionally.
+    async def track_assignment(sender: Any, /, *args: Any, signal: BaseSignalT[Any], **kwargs: Any) -> None:
+        assigned: set[TP] = args[0]
+        owned = sum(1 for tp in assigned if tp.topic == settings.topic_events)
+        metrics.assigned_partitions.set(owned)
+
+    app.on_partitions_assigned.connect(track_assignment)
     return app
 
 

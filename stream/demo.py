@@ -75,6 +75,7 @@ def run_demo(settings: Settings, *, users: int, rate_per_s: float, show: int) ->
         metrics_port = free_port()
         worker = stack.enter_context(_worker_process(settings, bootstrap, triton_url, metrics_port))
         print(f"[demo] worker pid {worker.pid}, metrics http://127.0.0.1:{metrics_port}/metrics")
+        _wait_until_assigned(metrics_port, worker)
 
         events = _synthetic_events(users)
         messages = _with_invalid(events)
@@ -115,7 +116,7 @@ def ensure_model(repository: Path, model_name: str) -> None:
         checkpoint = Path(tmp) / "checkpoint"
         for argv in (
             ["generate", "--out", str(data), "--seed", "0"],
-            ["train", "--data", str(data), "--out", str(checkpoint), "--time-budget", "90"],
+            ["train", "--data", str(data), "--out", str(checkpoint), "--time-budget", "1.5"],
             ["export", "--checkpoint", str(checkpoint), "--repository", str(repository)],
         ):
             # A child process: the stream side never imports torch.
@@ -154,8 +155,8 @@ def _worker_process(
         "NEXTACTION_KAFKA_BOOTSTRAP": bootstrap,
         "NEXTACTION_TRITON_GRPC_URL": triton_url,
         "NEXTACTION_METRICS_PORT": str(metrics_port),
-        # Tansu under-reports partition ends; the worker must read them from Fetch responses.
-        "NEXTACTION_KAFKA_HIGHWATER_SOURCE": "fetch" if settings.embedded_kafka else "auto",
+        # The worker sees an address, not that it is the embedded Tansu: say so.
+        "NEXTACTION_KAFKA_BROKER_KIND": "tansu" if settings.embedded_kafka else settings.kafka_broker_kind,
         "NEXTACTION_DATA_DIR": tempfile.mkdtemp(prefix="nextaction-worker-"),
     }
     process = subprocess.Popen([sys.executable, "-m", "stream", "worker", "--loglevel", "warning"], env=env)
@@ -239,6 +240,21 @@ def render_recommendation(doc: dict[str, Any]) -> str:
         lines.append(f"    {item['rank']}. {item['item_id']}  score {item['score']:.3f}  ")
         lines.append(f"       {item['explanation']['sentence']}")
     return "\n".join(lines)
+
+
+def _wait_until_assigned(metrics_port: int, worker: subprocess.Popen[bytes]) -> None:
+    """Replay only once the worker owns its partitions, so latencies exclude its start-up."""
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        if worker.poll() is not None:
+            raise RuntimeError(f"the worker exited during start-up (code {worker.returncode})")
+        try:
+            if scrape(f"http://127.0.0.1:{metrics_port}/metrics").get("nextaction_assigned_partitions"):
+                return
+        except OSError:
+            pass  # endpoint not up yet
+        time.sleep(0.3)
+    raise TimeoutError("the worker did not join its consumer group within 120 s")
 
 
 def _wait_until_processed(metrics_port: int, expected: int, watcher: _OutputWatcher) -> None:

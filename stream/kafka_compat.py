@@ -1,10 +1,15 @@
-"""Exact Faust table recovery on Kafka-protocol brokers whose ListOffsets under-reports.
+"""A Faust transport for the embedded Tansu broker: exact table recovery, prompt fetches.
 
-Faust restores a table by replaying its changelog up to the partition's end offset, which it
-reads with ListOffsets(latest). Tansu answers that with the base offset of the partition's last
-record batch + 1, so a restarted worker stops inside the last batch and silently loses the rest
-of it. The high watermark that every Fetch response carries is right, so the transport here
-takes partition ends from a Fetch instead. Apache Kafka needs none of this.
+1. Faust restores a table by replaying its changelog up to the partition's end offset, which
+   it reads with ListOffsets(latest). Tansu answers that with the base offset of the
+   partition's last record batch + 1, so a restarted worker stops inside the last batch and
+   silently loses the rest of it. The high watermark that every Fetch response carries is
+   right, so this transport takes partition ends from a Fetch instead.
+2. Tansu holds a long-poll Fetch for its whole max wait even when records arrive meanwhile
+   (measured: p50 715 ms from produce to consume with Faust's fixed 1,500 ms wait, 6 ms with
+   20 ms). This transport's consumer waits at most ``TANSU_FETCH_MAX_WAIT_MS``.
+
+Apache Kafka needs neither; there the stock transport runs.
 
 The app builder only calls :func:`faust_broker_url`: the URL scheme selects the transport.
 """
@@ -26,15 +31,19 @@ from faust.types import TP
 from stream.settings import Settings
 
 __all__ = [
-    "FETCH_HIGHWATER_SCHEME",
-    "FetchHighwaterTransport",
+    "TANSU_FETCH_MAX_WAIT_MS",
+    "TANSU_SCHEME",
+    "TansuTransport",
     "faust_broker_url",
     "fetch_highwaters",
-    "uses_fetch_highwaters",
+    "uses_tansu_compat",
 ]
 
 #: Faust ``broker`` URL scheme of the transport that reads highwaters from Fetch responses.
-FETCH_HIGHWATER_SCHEME: Final = "kafka-fetch-highwater"
+TANSU_SCHEME: Final = "kafka-tansu"
+
+#: Longest a consumer Fetch waits on Tansu, which answers only when this runs out.
+TANSU_FETCH_MAX_WAIT_MS: Final = 20
 
 # Tansu answers a Fetch with max_wait 0 without any partition (so without a highwater); with
 # min_bytes 0 a few milliseconds of allowed wait still return at once.
@@ -44,16 +53,16 @@ _FETCH_MAX_BYTES: Final = 1
 _READ_UNCOMMITTED: Final = 0
 
 
-def uses_fetch_highwaters(settings: Settings) -> bool:
+def uses_tansu_compat(settings: Settings) -> bool:
     """Whether the worker takes partition ends from Fetch (``auto``: on the embedded broker)."""
-    if settings.kafka_highwater_source == "auto":
+    if settings.kafka_broker_kind == "auto":
         return settings.embedded_kafka
-    return settings.kafka_highwater_source == "fetch"
+    return settings.kafka_broker_kind == "tansu"
 
 
 def faust_broker_url(settings: Settings, bootstrap: str) -> str:
     """Faust's ``broker`` setting for ``bootstrap`` (``host:port[,host:port...]``)."""
-    scheme = FETCH_HIGHWATER_SCHEME if uses_fetch_highwaters(settings) else "kafka"
+    scheme = TANSU_SCHEME if uses_tansu_compat(settings) else "kafka"
     # Faust gives hosts without a scheme the first host's scheme.
     return f"{scheme}://{bootstrap}"
 
@@ -105,7 +114,13 @@ def _fetch_request(parts: Iterable[tuple[TopicPartition, int]]) -> FetchRequest:
     )
 
 
-class _FetchHighwaterConsumerThread(faust_aiokafka.AIOKafkaConsumerThread):
+class _TansuConsumerThread(faust_aiokafka.AIOKafkaConsumerThread):
+    def _create_worker_consumer(self, transport: faust_aiokafka.Transport) -> AIOKafkaConsumer:
+        consumer = super()._create_worker_consumer(transport)
+        # Faust passes a fixed fetch_max_wait_ms=1500; aiokafka reads it when the consumer starts.
+        consumer._fetch_max_wait_ms = TANSU_FETCH_MAX_WAIT_MS
+        return consumer
+
     async def highwaters(self, *partitions: TP) -> Mapping[TP, int]:
         if self.consumer.in_transaction:
             # Transactional recovery stops at the last stable offset, which aiokafka already
@@ -119,19 +134,19 @@ class _FetchHighwaterConsumerThread(faust_aiokafka.AIOKafkaConsumerThread):
         return cast(Mapping[TP, int], await fetch_highwaters(self._ensure_consumer(), tps))
 
 
-class FetchHighwaterConsumer(faust_aiokafka.Consumer):
-    """Faust's aiokafka consumer, with partition highwaters read from Fetch responses."""
+class TansuConsumer(faust_aiokafka.Consumer):
+    """Faust's aiokafka consumer with highwaters from Fetch responses and short fetch waits."""
 
     def _new_consumer_thread(self) -> faust_aiokafka.AIOKafkaConsumerThread:
-        return _FetchHighwaterConsumerThread(self, loop=self.loop, beacon=self.beacon)
+        return _TansuConsumerThread(self, loop=self.loop, beacon=self.beacon)
 
 
-class FetchHighwaterTransport(faust_aiokafka.Transport):
-    """Faust's aiokafka transport with :class:`FetchHighwaterConsumer`; producing is unchanged."""
+class TansuTransport(faust_aiokafka.Transport):
+    """Faust's aiokafka transport with :class:`TansuConsumer`; producing is unchanged."""
 
-    Consumer = FetchHighwaterConsumer
+    Consumer = TansuConsumer
 
 
 # Faust resolves a broker URL's scheme through this registry, the same one its
 # ``faust.transports`` entry points feed; registering here needs no packaging metadata.
-TRANSPORTS[FETCH_HIGHWATER_SCHEME] = f"{__name__}:{FetchHighwaterTransport.__name__}"
+TRANSPORTS[TANSU_SCHEME] = f"{__name__}:{TansuTransport.__name__}"

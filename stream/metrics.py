@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from prometheus_client import CollectorRegistry, Counter, Histogram, start_http_server
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
 
 __all__ = ["StreamMetrics", "serve_metrics"]
 
@@ -22,6 +22,7 @@ class StreamMetrics:
     inference_batch_size: Histogram
     event_to_publication: Histogram
     triton_errors: Counter
+    assigned_partitions: Gauge
 
     @classmethod
     def create(cls, registry: CollectorRegistry | None = None) -> StreamMetrics:
@@ -64,6 +65,11 @@ class StreamMetrics:
                 "nextaction_triton_errors",
                 "Failed Triton calls, by gRPC status",
                 ["status"],
+                registry=registry,
+            ),
+            assigned_partitions=Gauge(
+                "nextaction_assigned_partitions",
+                "Input-topic partitions this worker owns (0 until it joins its consumer group)",
                 registry=registry,
             ),
         )

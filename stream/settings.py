@@ -30,9 +30,9 @@ class Settings(BaseSettings):
     kafka_sasl_mechanism: str = "PLAIN"
     kafka_sasl_username: str = ""
     kafka_sasl_password: SecretStr = SecretStr("")
-    kafka_highwater_source: Literal["auto", "fetch", "list_offsets"] = Field(
+    kafka_broker_kind: Literal["auto", "kafka", "tansu"] = Field(
         default="auto",
-        description="where table recovery reads partition ends; auto = fetch on the embedded broker",
+        description="tansu = work around Tansu's quirks (stream/kafka_compat.py); auto = tansu when embedded",
     )
     triton_grpc_url: str = Field("", description="host:port of Triton gRPC; empty starts tritonserver")
     metrics_port: int = Field(9108, ge=0, le=65535, description="0 picks a free port")

@@ -21,7 +21,7 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from kafka import KafkaProducer
 
 from stream.embedded.process import ServerProcess
-from stream.kafka_compat import FETCH_HIGHWATER_SCHEME, faust_broker_url, fetch_highwaters
+from stream.kafka_compat import TANSU_SCHEME, faust_broker_url, fetch_highwaters
 from stream.settings import Settings
 
 APP = Path(__file__).with_name("recovery_app.py")
@@ -73,9 +73,9 @@ def changelog_ends(bootstrap: str, topic: str) -> tuple[int, int]:
     return asyncio.run(ends())
 
 
-def write_stop_and_recover(bootstrap: str, highwater_source: str, tmp_path: Path) -> tuple[dict, dict]:
+def write_stop_and_recover(bootstrap: str, broker_kind: str, tmp_path: Path) -> tuple[dict, dict]:
     """Write UPDATES table entries through one worker, stop it, recover them in another."""
-    settings = Settings(kafka_bootstrap=bootstrap, kafka_highwater_source=highwater_source)
+    settings = Settings(kafka_bootstrap=bootstrap, kafka_broker_kind=broker_kind)
     broker_url = faust_broker_url(settings, bootstrap)
     app_id = f"recovery-{uuid.uuid4().hex[:8]}"
     changelog = f"{app_id}-state-changelog"
@@ -98,14 +98,14 @@ def write_stop_and_recover(bootstrap: str, highwater_source: str, tmp_path: Path
 
 @pytest.mark.integration
 def test_recovery_with_fetch_highwaters_is_exact(kafka_broker: str, tmp_path: Path) -> None:
-    written, recovered = write_stop_and_recover(kafka_broker, "fetch", tmp_path)
+    written, recovered = write_stop_and_recover(kafka_broker, "tansu", tmp_path)
     assert recovered == written
 
 
 @pytest.mark.integration
 def test_recovery_with_list_offsets_loses_the_tail_on_tansu(kafka_broker: str, tmp_path: Path) -> None:
     """Why the remedy exists. Should this fail, Tansu reports ends right and it can go."""
-    written, recovered = write_stop_and_recover(kafka_broker, "list_offsets", tmp_path)
+    written, recovered = write_stop_and_recover(kafka_broker, "kafka", tmp_path)
     assert 0 < len(recovered) < UPDATES
     assert recovered == dict(list(written.items())[: len(recovered)])  # only the tail is gone
 
@@ -114,12 +114,12 @@ def test_recovery_with_list_offsets_loses_the_tail_on_tansu(kafka_broker: str, t
 @pytest.mark.parametrize(
     ("bootstrap", "source", "scheme"),
     [
-        ("", "auto", FETCH_HIGHWATER_SCHEME),  # embedded Tansu
+        ("", "auto", TANSU_SCHEME),  # embedded Tansu
         ("kafka:9092", "auto", "kafka"),
-        ("kafka:9092", "fetch", FETCH_HIGHWATER_SCHEME),
-        ("", "list_offsets", "kafka"),
+        ("kafka:9092", "tansu", TANSU_SCHEME),
+        ("", "kafka", "kafka"),
     ],
 )
 def test_the_setting_picks_the_transport(bootstrap: str, source: str, scheme: str) -> None:
-    settings = Settings(kafka_bootstrap=bootstrap, kafka_highwater_source=source)
+    settings = Settings(kafka_bootstrap=bootstrap, kafka_broker_kind=source)
     assert faust_broker_url(settings, "127.0.0.1:9092") == f"{scheme}://127.0.0.1:9092"

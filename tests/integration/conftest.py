@@ -110,7 +110,7 @@ def worker_factory(kafka_broker: str, triton_server: object, tmp_path: Path) -> 
         name = name or f"t{next(_names)}-{os.getpid()}"
         overrides = {
             "kafka_bootstrap": kafka_broker,
-            "kafka_highwater_source": "fetch",  # the session broker is Tansu
+            "kafka_broker_kind": "tansu",  # the session broker is Tansu
             "triton_grpc_url": triton_server.grpc_url,  # type: ignore[attr-defined]
             "app_id": name,
             "topic_events": f"{name}.events",
