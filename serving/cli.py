@@ -4,17 +4,13 @@ from __future__ import annotations
 
 import argparse
 import json
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
 
-from serving.data import read_events_jsonl
+from serving.datasets import FORMATS, load_dataset
 from serving.synthetic import SyntheticConfig, generate_events, planted_pairs, write_events_jsonl
 
 __all__ = ["main"]
-
-# Training data readers by --format; each yields input-contract event dicts.
-READERS: dict[str, Callable[[Path], Iterator[dict[str, Any]]]] = {"jsonl": read_events_jsonl}
 
 
 def _generate(args: argparse.Namespace) -> int:
@@ -37,18 +33,19 @@ def _train(args: argparse.Namespace) -> int:
     from serving.model import ModelConfig
     from serving.train import TrainConfig, train
 
+    budget_s = None if args.time_budget is None else args.time_budget * 60.0
     checkpoint = train(
-        READERS[args.format](args.data),
+        load_dataset(args.data, args.format).sequences,
         args.out,
         ModelConfig(window=args.window, hidden=args.hidden, layers=args.layers, heads=args.heads),
-        TrainConfig(epochs=args.epochs, time_budget_s=args.time_budget, seed=args.seed),
+        TrainConfig(epochs=args.epochs, time_budget_s=budget_s, seed=args.seed),
         progress=not args.quiet,
     )
     m = checkpoint.metrics
-    print(
-        f"best epoch {m['best_epoch']}: HR@10 {m['hr@10']:.3f} NDCG@10 {m['ndcg@10']:.3f} "
-        f"({m['train_seconds']:.0f} s); checkpoint in {args.out}"
-    )
+    print(f"best epoch {m['best_epoch']} ({m['train_seconds']:.0f} s); checkpoint in {args.out}")
+    for name, result in m["results"].items():
+        test = result["test"]
+        print(f"  {name:<10} test HR@10 {test['hr@10']:.4f} NDCG@10 {test['ndcg@10']:.4f}")
     return 0
 
 
@@ -81,12 +78,12 @@ def build_parser() -> argparse.ArgumentParser:
     generate.add_argument("--pairs-out", type=Path, help="also write the planted A->B pairs (JSON)")
     generate.set_defaults(handler=_generate)
 
-    train = commands.add_parser("train", help="train a checkpoint from events")
+    train = commands.add_parser("train", help="train a checkpoint and compare it with baselines")
     train.add_argument("--data", type=Path, required=True)
-    train.add_argument("--format", choices=sorted(READERS), default="jsonl")
+    train.add_argument("--format", choices=sorted(FORMATS), default="events")
     train.add_argument("--out", type=Path, required=True)
     train.add_argument("--epochs", type=int, default=60)
-    train.add_argument("--time-budget", type=float, help="seconds; stops after the epoch crossing it")
+    train.add_argument("--time-budget", type=float, help="minutes; stops after the epoch crossing it")
     train.add_argument("--window", type=int, default=50)
     train.add_argument("--hidden", type=int, default=64)
     train.add_argument("--layers", type=int, default=2)

@@ -20,12 +20,12 @@ from serving.vocab import ItemVocab
 from stream.records import ACTION_CODES
 
 __all__ = [
+    "DataFormatError",
     "UserSequence",
     "Windows",
     "encode_window",
     "evaluation_windows",
     "read_events_jsonl",
-    "split_last",
     "training_windows",
     "user_sequences",
 ]
@@ -67,16 +67,33 @@ class Windows:
     def __len__(self) -> int:
         return int(self.items.shape[0])
 
-    def subset(self, rows: np.ndarray | slice) -> Windows:
-        return Windows(self.items[rows], self.actions[rows], self.gap_buckets[rows], self.targets[rows])
+
+# Fields of an input event that training reads.
+_REQUIRED_FIELDS = frozenset({"event_id", "user_id", "item_id", "action", "ts"})
+
+
+class DataFormatError(ValueError):
+    """A malformed line of a data file, reported as ``file:line: reason``."""
+
+    def __init__(self, path: Path, line_no: int, reason: str) -> None:
+        super().__init__(f"{path}:{line_no}: {reason}")
 
 
 def read_events_jsonl(path: Path) -> Iterator[dict[str, Any]]:
-    """Events from a JSON-lines file (blank lines skipped)."""
+    """Events from a JSON-lines file (blank lines skipped); a malformed line raises DataFormatError."""
     with path.open(encoding="utf-8") as handle:
-        for line in handle:
-            if line.strip():
-                yield json.loads(line)
+        for line_no, line in enumerate(handle, start=1):
+            if not line.strip():
+                continue
+            try:
+                event = json.loads(line)
+            except json.JSONDecodeError as exc:
+                raise DataFormatError(path, line_no, f"invalid JSON ({exc.msg})") from exc
+            if not isinstance(event, dict) or not event.keys() >= _REQUIRED_FIELDS:
+                raise DataFormatError(path, line_no, f"expected an object with {sorted(_REQUIRED_FIELDS)}")
+            if event["action"] not in ACTION_CODES:
+                raise DataFormatError(path, line_no, f"unknown action {event['action']!r}")
+            yield event
 
 
 def user_sequences(events: Iterable[Mapping[str, Any]]) -> list[UserSequence]:
@@ -164,9 +181,3 @@ def evaluation_windows(
         last[-1] = vocab.index(target)
         rows.append((*inputs, last))
     return _stack(rows, window)
-
-
-def split_last(sequences: Iterable[UserSequence]) -> tuple[list[UserSequence], list[str]]:
-    """Leave-last-out: each sequence without its last event, and that event's item."""
-    kept = [seq for seq in sequences if len(seq) >= 2]
-    return [seq.head(len(seq) - 1) for seq in kept], [seq.items[-1] for seq in kept]

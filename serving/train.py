@@ -1,8 +1,9 @@
-"""Train the next-item model on events and save a checkpoint directory.
+"""Train the next-item model on user sequences and save a checkpoint directory.
 
 Checkpoint layout: ``weights.pt`` (state dict), ``hparams.json`` (model and training
-hyperparameters), ``vocab.json``, ``metrics.json`` (best validation metrics and per-epoch
-history) and ``training_curve.png``.
+hyperparameters), ``vocab.json``, ``metrics.json`` (best sampled validation HR/NDCG@10 and
+per-epoch history; under ``results`` the validation and test metrics of the model and of the
+popularity and transition baselines) and ``training_curve.png``.
 """
 
 from __future__ import annotations
@@ -10,7 +11,7 @@ from __future__ import annotations
 import copy
 import json
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -20,12 +21,14 @@ import torch
 from torch.nn import functional as F
 from tqdm import tqdm
 
-from serving.data import Windows, evaluation_windows, split_last, training_windows, user_sequences
+from serving.baselines import PopularityScorer, TransitionScorer
+from serving.data import UserSequence, Windows, encode_window, training_windows
+from serving.evaluation import Catalogue, ScoreFn, Split, evaluate, leave_one_out
 from serving.model import ModelConfig, NextActionModel
 from serving.triton_backend import PAD_INDEX, UNKNOWN_INDEX
 from serving.vocab import ItemVocab
 
-__all__ = ["Checkpoint", "TrainConfig", "evaluate", "load_checkpoint", "train"]
+__all__ = ["Checkpoint", "TrainConfig", "load_checkpoint", "model_scorer", "train"]
 
 WEIGHTS, HPARAMS, VOCAB, METRICS, CURVE = (
     "weights.pt",
@@ -45,7 +48,7 @@ class TrainConfig:
     unknown_rate: float = 0.05  # share of input items hidden as "unknown" so the model copes
     patience: int = 5  # epochs without a better validation NDCG@10 before stopping
     time_budget_s: float | None = None  # stop after the epoch that crosses it
-    max_validation_users: int = 2000
+    max_validation_users: int = 2000  # validated during training; the final metrics use all
     threads: int = 2
     seed: int = 0
 
@@ -78,23 +81,42 @@ def _tensors(windows: Windows) -> tuple[torch.Tensor, ...]:
     )
 
 
-@torch.no_grad()
-def evaluate(
-    model: NextActionModel, windows: Windows, k: int = 10, batch_size: int = 512
-) -> tuple[float, float]:
-    """HR@k and NDCG@k of the target at the last position of each window, over all items."""
-    model.eval()
-    hits, gains = [], []
-    for start in range(0, len(windows), batch_size):
-        items, actions, gaps, targets = _tensors(windows.subset(slice(start, start + batch_size)))
-        logits = model.predict(items, actions, gaps)  # [N, V]
-        target = targets[:, -1]
-        target_logit = logits.gather(1, target.unsqueeze(1))  # [N, 1]
-        rank = (logits > target_logit).sum(dim=1)  # 0 = best
-        hit = (rank < k) & (target > UNKNOWN_INDEX)  # an unknown target can never be hit
-        hits.append(hit.float())
-        gains.append(hit.float() / torch.log2(rank.float() + 2.0))
-    return torch.cat(hits).mean().item(), torch.cat(gains).mean().item()
+def model_scorer(model: NextActionModel, vocab: ItemVocab) -> ScoreFn:
+    """The model as an evaluation scoring callback: each input's newest window -> logits [B, V]."""
+    window = model.config.window
+
+    @torch.no_grad()
+    def score(inputs: Sequence[UserSequence]) -> np.ndarray:
+        model.eval()
+        encoded = [
+            encode_window(
+                vocab.indices(seq.items),
+                np.asarray(seq.actions, dtype=np.int64),
+                np.asarray(seq.timestamps_ms, dtype=np.int64),
+                window,
+            )
+            for seq in inputs
+        ]
+        items, actions, gaps = (torch.from_numpy(np.stack(column)) for column in zip(*encoded, strict=True))
+        return model.predict(items, actions, gaps).numpy()
+
+    return score
+
+
+def _compare(model: NextActionModel, split: Split, catalogue: Catalogue) -> dict[str, dict[str, Any]]:
+    """Validation and test metrics of the model and of both baselines, by scorer name."""
+    scorers: dict[str, ScoreFn] = {
+        "model": model_scorer(model, catalogue.vocab),
+        "popularity": PopularityScorer(catalogue),
+        "transition": TransitionScorer(catalogue, split.train),
+    }
+    return {
+        name: {
+            "validation": evaluate(score, split.validation, catalogue).to_dict(),
+            "test": evaluate(score, split.test, catalogue).to_dict(),
+        }
+        for name, score in scorers.items()
+    }
 
 
 def _train_epoch(
@@ -124,15 +146,16 @@ def _train_epoch(
 
 
 def train(
-    events: Iterable[Mapping[str, Any]],
+    sequences: Sequence[UserSequence],
     out_dir: Path,
     model_config: ModelConfig | None = None,
     train_config: TrainConfig | None = None,
     progress: bool = True,
 ) -> Checkpoint:
-    """Train with leave-last-out validation and early stopping; save and return the best model.
+    """Train on the leave-one-out training parts with early stopping on validation NDCG@10;
+    save and return the best model, with its and the baselines' validation and test metrics.
 
-    ``model_config.n_items`` is ignored: the vocabulary of the training events sets it.
+    ``model_config.n_items`` is ignored: the vocabulary of the training parts sets it.
     """
     config = train_config or TrainConfig()
     if config.epochs < 1:
@@ -142,19 +165,17 @@ def train(
     generator = torch.Generator().manual_seed(config.seed)
     started = time.monotonic()
 
-    sequences = user_sequences(events)
-    history_part, last_items = split_last(sequences)
-    vocab = ItemVocab.build(item for seq in history_part for item in seq.items)
-    architecture = replace(model_config or ModelConfig(), n_items=len(vocab))
-    train_windows = training_windows(history_part, vocab, architecture.window)
-    picked = np.random.default_rng(config.seed).permutation(len(history_part))[: config.max_validation_users]
-    validation = evaluation_windows(
-        [history_part[i] for i in picked], [last_items[i] for i in picked], vocab, architecture.window
-    )
+    split = leave_one_out(sequences)
+    catalogue = Catalogue.of(split.train)
+    architecture = replace(model_config or ModelConfig(), n_items=len(catalogue.vocab))
+    train_windows = training_windows(split.train, catalogue.vocab, architecture.window)
+    # A sample keeps per-epoch validation cheap; the final metrics use every user.
+    validation = split.validation.sample(config.max_validation_users, config.seed)
     if len(train_windows) == 0 or len(validation) == 0:
-        raise ValueError("need users with at least two events to train and validate")
+        raise ValueError("need users with at least three events to train and validate")
 
     model = NextActionModel(architecture)
+    score = model_scorer(model, catalogue.vocab)
     optimizer = torch.optim.AdamW(
         model.parameters(), lr=config.learning_rate, weight_decay=config.weight_decay
     )
@@ -164,12 +185,12 @@ def train(
     bar = tqdm(range(1, config.epochs + 1), desc="train", unit="epoch", disable=not progress)
     for epoch in bar:
         loss = _train_epoch(model, train_windows, optimizer, config, generator)
-        hr10, ndcg10 = evaluate(model, validation)
-        record = EpochRecord(epoch, loss, hr10, ndcg10, time.monotonic() - started)
+        result = evaluate(score, validation, catalogue)
+        record = EpochRecord(epoch, loss, result.hit_rate[10], result.ndcg[10], time.monotonic() - started)
         history.append(record)
         if best is None or record.ndcg10 > best.ndcg10:
             best, best_state = record, copy.deepcopy(model.state_dict())
-        bar.set_postfix(loss=f"{loss:.3f}", hr10=f"{hr10:.3f}", ndcg10=f"{ndcg10:.3f}")
+        bar.set_postfix(loss=f"{loss:.3f}", hr10=f"{record.hr10:.3f}", ndcg10=f"{record.ndcg10:.3f}")
         if epoch - best.epoch >= config.patience:
             break
         if config.time_budget_s is not None and record.seconds >= config.time_budget_s:
@@ -178,20 +199,22 @@ def train(
     assert best is not None  # epochs >= 1, so the loop ran
     model.load_state_dict(best_state)
     model.eval()
+    train_seconds = time.monotonic() - started
 
     metrics = {
         "best_epoch": best.epoch,
         "hr@10": best.hr10,
         "ndcg@10": best.ndcg10,
         "epochs_run": len(history),
-        "train_seconds": round(time.monotonic() - started, 2),
+        "train_seconds": round(train_seconds, 2),
         "users": len(sequences),
         "train_windows": len(train_windows),
         "validation_users": len(validation),
-        "items": len(vocab.items),
+        "items": catalogue.size,
+        "results": _compare(model, split, catalogue),
         "history": [asdict(r) for r in history],
     }
-    checkpoint = Checkpoint(model, vocab, metrics)
+    checkpoint = Checkpoint(model, catalogue.vocab, metrics)
     save_checkpoint(checkpoint, out_dir, config)
     return checkpoint
 
@@ -227,7 +250,7 @@ def _plot_curve(history: list[dict[str, float]], path: Path) -> None:
     left.set(title="training loss", xlabel="epoch")
     right.plot(epochs, [h["hr10"] for h in history], label="HR@10")
     right.plot(epochs, [h["ndcg10"] for h in history], label="NDCG@10")
-    right.set(title="validation (leave-last-out)", xlabel="epoch", ylim=(0, 1))
+    right.set(title="validation (leave-one-out)", xlabel="epoch", ylim=(0, 1))
     right.legend()
     fig.tight_layout()
     fig.savefig(path, dpi=80)

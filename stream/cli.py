@@ -24,7 +24,7 @@ from stream.worker import run_worker
 
 __all__ = ["main"]
 
-_MODEL_COMMANDS = ("generate", "train", "export", "evaluate")
+_MODEL_COMMANDS = ("generate", "train", "export")
 
 
 def main(argv: Sequence[str] | None = None) -> int:

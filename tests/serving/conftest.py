@@ -8,6 +8,7 @@ from typing import Any
 import pytest
 from serving_fixtures import SYNTHETIC, TRAINING, PlantedCases, is_heldout, planted_cases
 
+from serving.data import user_sequences
 from serving.export import export
 from serving.synthetic import generate_events
 from serving.train import Checkpoint, load_checkpoint, train
@@ -22,7 +23,7 @@ def synthetic_events() -> list[dict[str, Any]]:
 def checkpoint_dir(tmp_path_factory: pytest.TempPathFactory, synthetic_events: list[dict[str, Any]]) -> Path:
     out = tmp_path_factory.mktemp("checkpoint")
     training_events = [e for e in synthetic_events if not is_heldout(e["user_id"])]
-    train(training_events, out, train_config=TRAINING, progress=False)
+    train(user_sequences(training_events), out, train_config=TRAINING, progress=False)
     return out
 
 

@@ -8,7 +8,6 @@ import pytest
 from serving.data import (
     encode_window,
     evaluation_windows,
-    split_last,
     training_windows,
     user_sequences,
 )
@@ -90,11 +89,9 @@ def test_training_windows_target_every_next_event_once() -> None:
         assert np.all((items == PAD_INDEX) == (windows.actions[row] == 0))
 
 
-def test_leave_last_out_evaluation_windows() -> None:
-    sequences = user_sequences(events_of("u1", "abcd") + events_of("u2", "a"))
-    history, last = split_last(sequences)
-    assert [len(h) for h in history] == [3] and last == ["d"]  # one-event users are dropped
+def test_evaluation_windows_set_the_target_at_the_last_position() -> None:
+    history = [seq.head(3) for seq in user_sequences(events_of("u1", "abcd"))]
     vocab = ItemVocab.build("abc")
-    windows = evaluation_windows(history, last, vocab, window=5)
+    windows = evaluation_windows(history, ["d"], vocab, window=5)
     np.testing.assert_array_equal(windows.items[0], [0, 0, 2, 3, 4])
     np.testing.assert_array_equal(windows.targets[0], [0, 0, 0, 0, UNKNOWN_INDEX])

@@ -85,8 +85,10 @@ def test_checkpoint_has_metrics_curve_and_hyperparameters(checkpoint_dir: Path) 
     best = history[metrics["best_epoch"] - 1]
     assert (best["hr10"], best["ndcg10"]) == (metrics["hr@10"], metrics["ndcg@10"])
     assert metrics["ndcg@10"] == max(h["ndcg10"] for h in history)
-    # The funnel makes about half of all next items predictable; popularity alone gets far less.
-    assert metrics["hr@10"] > 0.4
+    # The protocol excludes repeats of input items (the funnel's cart -> purchase), which leaves
+    # little to predict on this data; the model must still beat both baselines.
+    test = {name: result["test"] for name, result in metrics["results"].items()}
+    assert test["model"]["ndcg@10"] > max(test["popularity"]["ndcg@10"], test["transition"]["ndcg@10"])
     assert (checkpoint_dir / "training_curve.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     hparams = json.loads((checkpoint_dir / "hparams.json").read_text())
     assert hparams["model"]["n_items"] == metrics["items"] + 2

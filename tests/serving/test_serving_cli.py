@@ -26,3 +26,19 @@ def test_generate_writes_events_and_planted_pairs(tmp_path: Path, capsys: pytest
 def test_train_rejects_an_unknown_data_format(tmp_path: Path) -> None:
     with pytest.raises(SystemExit):
         main(["train", "--data", str(tmp_path / "x.csv"), "--format", "csv", "--out", str(tmp_path)])
+
+
+def test_train_on_user_lines_reports_model_and_baselines(tmp_path: Path) -> None:
+    lines = "".join(f"{u} {' '.join(str((u + n) % 9) for n in range(6))}\n" for u in range(12))
+    (tmp_path / "lines.txt").write_text(lines)
+    out = tmp_path / "checkpoint"
+    argv = ["train", "--data", str(tmp_path / "lines.txt"), "--format", "user-lines", "--out", str(out)]
+    assert main([*argv, "--epochs", "1", "--window", "4", "--hidden", "8", "--quiet"]) == 0
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert set(metrics["results"]) == {"model", "popularity", "transition"}
+    for result in metrics["results"].values():
+        assert result["validation"]["users"] == result["test"]["users"] == 12
+        assert {"hr@5", "ndcg@20", "coverage@10", "long_tail@10"} <= result["test"].keys()
+    # Every user's next item is its last item + 1 (mod 9): the transition baseline gets it.
+    assert metrics["results"]["transition"]["test"]["hr@5"] == 1.0
+    assert (out / "training_curve.png").exists() and (out / "weights.pt").exists()

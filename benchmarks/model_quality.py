@@ -1,0 +1,124 @@
+"""Model quality benchmark: the model against the popularity and transition baselines and
+published numbers, on public data sets, under the one leave-one-out protocol.
+
+Usage (from the repository root):
+    python benchmarks/model_quality.py movielens:PATH/u.data user-lines:PATH/Beauty.txt \
+        [--time-budget MINUTES] [--out results.json] [--checkpoints DIR]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from serving.datasets import FORMATS, load_dataset
+from serving.train import TrainConfig, train
+
+# Published full-ranking leave-one-out results (same protocol: all items ranked, last item
+# tested), by data file stem.
+PUBLISHED: dict[str, dict[str, dict[str, float]]] = {
+    "beauty": {
+        "BSARec (AAAI 2024)": {"hr@10": 0.1008, "ndcg@10": 0.0611},
+        "ICLRec (WWW 2022)": {
+            "hr@5": 0.0500,
+            "ndcg@5": 0.0326,
+            "hr@10": 0.0744,
+            "ndcg@10": 0.0403,
+            "hr@20": 0.1058,
+            "ndcg@20": 0.0483,
+        },
+    },
+}
+COLUMNS = ("hr@5", "ndcg@5", "hr@10", "ndcg@10", "hr@20", "ndcg@20", "coverage@10", "long_tail@10")
+
+
+@dataclass(frozen=True)
+class DataSpec:
+    data_format: str
+    path: Path
+
+    @classmethod
+    def parse(cls, text: str) -> DataSpec:
+        data_format, _, path = text.partition(":")
+        if data_format not in FORMATS or not path:
+            raise argparse.ArgumentTypeError(f"expected FORMAT:PATH with FORMAT in {sorted(FORMATS)}")
+        return cls(data_format, Path(path))
+
+
+def run(spec: DataSpec, checkpoint_dir: Path, time_budget_min: float) -> dict[str, Any]:
+    print(f"[benchmark] loading {spec.path} ({spec.data_format})", flush=True)
+    sequences = load_dataset(spec.path, spec.data_format).sequences
+    interactions = sum(len(s) for s in sequences)
+    print(f"[benchmark] {len(sequences)} users, {interactions} interactions; training", flush=True)
+    started = time.monotonic()
+    checkpoint = train(
+        sequences, checkpoint_dir, train_config=TrainConfig(time_budget_s=time_budget_min * 60)
+    )
+    metrics = checkpoint.metrics
+    return {
+        "format": spec.data_format,
+        "path": str(spec.path),
+        "users": len(sequences),
+        "interactions": interactions,
+        "items": metrics["items"],
+        "time_budget_min": time_budget_min,
+        "train_seconds": metrics["train_seconds"],
+        "wall_seconds": round(time.monotonic() - started, 1),
+        "epochs_run": metrics["epochs_run"],
+        "best_epoch": metrics["best_epoch"],
+        "results": metrics["results"],
+        "published": PUBLISHED.get(spec.path.stem.lower(), {}),
+    }
+
+
+def table(name: str, report: dict[str, Any]) -> str:
+    header = f"{'':<22}" + "".join(f"{c:>13}" for c in COLUMNS)
+    rows = [
+        f"{name}: {report['users']} users, {report['items']} items; model trained "
+        f"{report['train_seconds']:.0f} s ({report['epochs_run']} epochs, best {report['best_epoch']})",
+        header,
+    ]
+    for method, result in report["results"].items():
+        test = result["test"]
+        rows.append(f"{method:<22}" + "".join(f"{test[c]:>13.4f}" for c in COLUMNS))
+    for method, numbers in report["published"].items():
+        rows.append(
+            f"{method:<22}"
+            + "".join(f"{numbers[c]:>13.4f}" if c in numbers else f"{'-':>13}" for c in COLUMNS)
+        )
+    return "\n".join(rows)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("data", nargs="+", type=DataSpec.parse, metavar="FORMAT:PATH")
+    parser.add_argument("--time-budget", type=float, default=45.0, help="training minutes per data set")
+    parser.add_argument("--out", type=Path, help="write the results as JSON")
+    parser.add_argument("--checkpoints", type=Path, help="keep checkpoints here (default: discarded)")
+    args = parser.parse_args()
+
+    reports: dict[str, dict[str, Any]] = {}
+    with tempfile.TemporaryDirectory(prefix="model-quality-") as tmp:
+        root = args.checkpoints or Path(tmp)
+        for n, spec in enumerate(args.data, start=1):
+            name = f"{spec.path.parent.name}/{spec.path.name}"
+            print(f"[benchmark] data set {n}/{len(args.data)}: {name}", flush=True)
+            reports[name] = run(spec, root / f"{n}-{spec.path.stem}", args.time_budget)
+            if args.out:  # after each data set, so a long run keeps what it finished
+                args.out.write_text(json.dumps(reports, indent=2) + "\n")
+    print("\nTest metrics (leave-one-out, all items ranked, input items excluded):")
+    for name, report in reports.items():
+        print("\n" + table(name, report))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
