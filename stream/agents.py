@@ -1,9 +1,12 @@
 """The agent: take a batch of events, validate, update windows, score on Triton, publish.
 
-At-least-once: Faust acknowledges a batch's offsets only after ``process`` returns, and
-``process`` returns only once every output record of the batch is delivered. A redelivered
-batch cannot corrupt a window (see :mod:`stream.window`) and its recommendations carry the
-same deterministic ids, so consumers can drop the duplicates.
+Batches are pipelined: while one batch waits for Triton and for the broker, the next one is
+validated and its windows updated. Window updates happen in batch order, and each batch
+publishes only after the batch before it, so a user's recommendations keep their order.
+
+At-least-once: a batch's offsets are acknowledged only once every output record of the batch
+is delivered. A redelivered batch cannot corrupt a window (see :mod:`stream.window`) and its
+recommendations carry the same deterministic ids, so consumers can drop the duplicates.
 """
 
 from __future__ import annotations
@@ -11,13 +14,15 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections import deque
 from collections.abc import Sequence
-from typing import Any, cast
+from dataclasses import dataclass, field
+from typing import Any
 
-from faust import Stream
 from faust.types import EventT, StreamT
 from tritonclient.utils import InferenceServerException
 
+from stream.batches import EventReader
 from stream.inference import ScoredWindow, TritonScorer
 from stream.metrics import StreamMetrics
 from stream.publishing import build_recommendation, dead_letter_headers, encode_recommendation
@@ -33,6 +38,17 @@ __all__ = ["RecommendAgent"]
 log = logging.getLogger(__name__)
 
 _MAX_RETRY_DELAY_S = 5.0
+
+
+@dataclass
+class _Batch:
+    """A batch between its window updates and its publication."""
+
+    events: list[EventT]
+    valid: list[EventT] = field(default_factory=list)
+    windows: dict[str, Window] = field(default_factory=dict)  # users with new events
+    triggers: dict[str, str] = field(default_factory=dict)  # user -> newest event id
+    deliveries: list[Any] = field(default_factory=list)  # pending sends
 
 
 class RecommendAgent:
@@ -53,55 +69,68 @@ class RecommendAgent:
 
     async def run(self, stream: StreamT) -> None:
         await self._scorer.start()
-        within = self._settings.batch_max_wait_ms / 1000
-        # take_events is on faust.Stream but missing from the StreamT interface.
-        async for batch in cast(Stream, stream).take_events(self._settings.batch_max_events, within=within):
-            await self.process(batch)
+        reader = EventReader(stream, self._settings.batch_max_events, self._settings.batch_max_wait_ms / 1000)
+        in_flight: deque[asyncio.Future[None]] = deque()
+        while events := await reader.next_batch():
+            batch = await self.prepare(events)
+            previous = in_flight[-1] if in_flight else None
+            in_flight.append(asyncio.ensure_future(self.complete(batch, previous, reader)))
+            while in_flight and (in_flight[0].done() or len(in_flight) > self._settings.pipeline_depth):
+                await in_flight.popleft()
+        for pending in in_flight:
+            await pending
 
-    async def process(self, batch: Sequence[EventT]) -> None:
-        self._metrics.events_consumed.inc(len(batch))
+    async def prepare(self, events: list[EventT]) -> _Batch:
+        """Validate, dead-letter the invalid events and update the windows, in batch order."""
+        self._metrics.events_consumed.inc(len(events))
+        batch = _Batch(events)
         arrivals: dict[str, list[WindowEvent]] = {}
-        triggers: dict[str, tuple[EventT, str]] = {}
-        deliveries: list[Any] = []
-        valid: list[EventT] = []
-        for source in batch:
+        sources: dict[str, EventT] = {}
+        for source in events:
             try:
                 event = parse_event(source.value, source.message.key, self._settings.max_event_bytes)
             except InvalidEvent as error:
-                deliveries.append(await self._dead_letter(source, error))
+                batch.deliveries.append(await self._dead_letter(source, error))
                 continue
-            valid.append(source)
+            batch.valid.append(source)
             arrivals.setdefault(event.user_id, []).append(WindowEvent.of(event))
-            triggers[event.user_id] = (source, event.event_id)
+            sources[event.user_id] = source
+            batch.triggers[event.user_id] = event.event_id
 
-        windows: dict[str, Window] = {}
-        for user_id, events in arrivals.items():
+        for user_id, arrived in arrivals.items():
             before = self._windows.get(user_id)
-            after = merge_events(before, events, self._settings.window_size, self._horizon_ms)
+            after = merge_events(before, arrived, self._settings.window_size, self._horizon_ms)
             if after != before:
-                self._windows.put(user_id, after, triggers[user_id][0])
-            windows[user_id] = after
+                self._windows.put(user_id, after, sources[user_id])
+            batch.windows[user_id] = after
+        return batch
 
-        if windows:
-            scored = await self._score(list(windows.values()))
-            now_ms = int(time.time() * 1000)
-            for (user_id, window), result in zip(windows.items(), scored, strict=True):
-                recommendation = build_recommendation(
-                    user_id=user_id,
-                    trigger_event_id=triggers[user_id][1],
-                    window=window,
-                    scored=result,
-                    model_name=self._settings.triton_model_name,
-                    top_k=self._settings.top_k,
-                    now_ms=now_ms,
+    async def complete(
+        self, batch: _Batch, previous: asyncio.Future[None] | None, reader: EventReader
+    ) -> None:
+        """Score, publish after the previous batch, wait for delivery, acknowledge."""
+        scored = await self._score(list(batch.windows.values())) if batch.windows else []
+        if previous is not None:
+            await asyncio.shield(previous)  # its errors are raised where it is awaited in turn
+        now_ms = int(time.time() * 1000)
+        for (user_id, window), result in zip(batch.windows.items(), scored, strict=True):
+            recommendation = build_recommendation(
+                user_id=user_id,
+                trigger_event_id=batch.triggers[user_id],
+                window=window,
+                scored=result,
+                model_name=self._settings.triton_model_name,
+                top_k=self._settings.top_k,
+                now_ms=now_ms,
+            )
+            batch.deliveries.append(
+                await self._topics.recommendations.send(
+                    key=user_id.encode(), value=encode_recommendation(recommendation)
                 )
-                deliveries.append(
-                    await self._topics.recommendations.send(
-                        key=user_id.encode(), value=encode_recommendation(recommendation)
-                    )
-                )
-        await asyncio.gather(*deliveries)
-        self._observe_publication(valid, len(windows))
+            )
+        await asyncio.gather(*batch.deliveries)
+        reader.ack(batch.events)
+        self._observe_publication(batch.valid, len(batch.windows))
 
     async def _dead_letter(self, source: EventT, error: InvalidEvent) -> Any:
         self._metrics.events_invalid.labels(reason=error.reason).inc()

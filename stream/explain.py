@@ -9,10 +9,12 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Final
 
+import numpy as np
+
 from stream.records import ExplainedEvent, Explanation
 from stream.window import Window
 
-__all__ = ["explain"]
+__all__ = ["explain_items"]
 
 MAX_EVENTS: Final = 5
 MIN_WEIGHT: Final = 0.01
@@ -24,18 +26,33 @@ _DEEDS: Final = {
 }
 
 
-def explain(item_id: str, window: Window, weights: Sequence[float]) -> Explanation:
-    """``weights[i]`` belongs to ``window[-len(weights):][i]`` (the model sees the window tail)."""
-    tail = window[len(window) - len(weights) :]
-    ranked = sorted(
-        (
-            ExplainedEvent(e.event_id, e.item_id, e.action, e.ts_ms, round(w, 4))
-            for e, w in zip(tail, weights, strict=True)
-            if w >= MIN_WEIGHT
-        ),
-        key=lambda e: (-e.weight, -e.ts_ms),
-    )[:MAX_EVENTS]
-    return Explanation(sentence=_sentence(item_id, ranked), events=tuple(ranked))
+def explain_items(
+    item_ids: Sequence[str], window: Window, attributions: Sequence[Sequence[float]]
+) -> list[Explanation]:
+    """One explanation per item: ``attributions[k][i]`` weighs event ``window[-n:][i]`` for
+    item k, where n is the row length (the model sees the window's tail)."""
+    weights = np.asarray(attributions, dtype=np.float64).reshape(len(item_ids), -1)
+    tail = window[len(window) - weights.shape[1] :]
+    # All cited (item, event) pairs at once; usually a handful per item.
+    rows, columns = np.nonzero(weights >= MIN_WEIGHT)
+    cited: list[list[ExplainedEvent]] = [[] for _ in item_ids]
+    for row, column, weight in zip(
+        rows.tolist(), columns.tolist(), weights[rows, columns].tolist(), strict=True
+    ):
+        event = tail[column]
+        cited[row].append(
+            ExplainedEvent(event.event_id, event.item_id, event.action, event.ts_ms, round(weight, 4))
+        )
+    explanations = []
+    for item_id, drivers in zip(item_ids, cited, strict=True):
+        drivers.sort(key=_strongest_newest_first)
+        del drivers[MAX_EVENTS:]
+        explanations.append(Explanation(sentence=_sentence(item_id, drivers), events=tuple(drivers)))
+    return explanations
+
+
+def _strongest_newest_first(event: ExplainedEvent) -> tuple[float, int]:
+    return -event.weight, -event.ts_ms
 
 
 def _sentence(item_id: str, drivers: Sequence[ExplainedEvent]) -> str:

@@ -8,9 +8,10 @@ model version with another shape needs no stream change.
 from __future__ import annotations
 
 import asyncio
+import struct
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Final
+from typing import Any, Final
 
 import numpy as np
 import tritonclient.grpc.aio as grpcclient
@@ -25,6 +26,7 @@ __all__ = [
     "TritonScorer",
     "TritonUnavailable",
     "check_model_ready",
+    "decode_strings",
     "encode_windows",
 ]
 
@@ -44,26 +46,79 @@ class ModelShape:
 
 @dataclass(frozen=True, slots=True)
 class ScoredWindow:
-    """Model output for one window. ``attributions[k][i]`` weighs ``window[i]`` for item k."""
+    """Model output for one window. ``attributions[k][i]`` weighs the i-th of the newest
+    ``len(attributions[k])`` window events for item k (numpy rows from Triton)."""
 
     model_version: str
-    items: tuple[str, ...]
-    scores: tuple[float, ...]
-    attributions: tuple[tuple[float, ...], ...]
+    items: Sequence[str]
+    scores: Sequence[float]
+    attributions: Sequence[Sequence[float]]
 
 
-def encode_windows(windows: Sequence[Window], length: int) -> tuple[np.ndarray, ...]:
-    """Left-pad the newest ``length`` events of each window into the three input tensors."""
-    items = np.full((len(windows), length), b"", dtype=object)
+# Triton BYTES tensors are sent as a 4-byte little-endian length before each element.
+_LENGTH: Final = struct.Struct("<I")
+_EMPTY_ELEMENT: Final = _LENGTH.pack(0)
+
+
+class _ItemBytes(dict[str, bytes]):
+    """Item id -> its serialized BYTES element. Popular items repeat in almost every window;
+    the cache is emptied when it grows past ``limit`` ids, so memory stays bounded."""
+
+    def __init__(self, limit: int = 1_000_000) -> None:
+        super().__init__()
+        self._limit = limit
+
+    def __missing__(self, item_id: str) -> bytes:
+        if len(self) >= self._limit:
+            self.clear()
+        encoded = item_id.encode()
+        element = self[item_id] = _LENGTH.pack(len(encoded)) + encoded
+        return element
+
+
+_ITEM_BYTES: Final = _ItemBytes()
+
+
+def encode_windows(windows: Sequence[Window], length: int) -> tuple[bytes, np.ndarray, np.ndarray]:
+    """The newest ``length`` events of each window, left-padded, as the three input tensors:
+    ITEM_IDS already serialized as a Triton BYTES tensor [B, length], then ACTIONS int32 and
+    TIMESTAMPS int64 arrays [B, length]."""
+    items: list[bytes] = []
     actions = np.zeros((len(windows), length), dtype=np.int32)
     stamps = np.zeros((len(windows), length), dtype=np.int64)
     for row, window in enumerate(windows):
         tail = window[-length:]
         start = length - len(tail)
-        items[row, start:] = [event.item_id.encode() for event in tail]
+        items.append(_EMPTY_ELEMENT * start)
+        items.extend([_ITEM_BYTES[event.item_id] for event in tail])
         actions[row, start:] = [ACTION_CODES[event.action] for event in tail]
         stamps[row, start:] = [event.ts_ms for event in tail]
-    return items, actions, stamps
+    return b"".join(items), actions, stamps
+
+
+def decode_strings(raw: bytes) -> list[str]:
+    """The elements of a serialized Triton BYTES tensor, in row-major order, as text."""
+    strings = []
+    offset, end = 0, len(raw)
+    unpack = _LENGTH.unpack_from
+    while offset < end:
+        (size,) = unpack(raw, offset)
+        offset += 4
+        strings.append(raw[offset : offset + size].decode())
+        offset += size
+    return strings
+
+
+class _SerializedInput(grpcclient.InferInput):
+    """An input whose BYTES content is serialized by :func:`encode_windows` already.
+
+    tritonclient serializes string tensors element by element in Python, which cost more
+    than the rest of the stream per window; its setter has no way to take finished bytes.
+    """
+
+    def set_serialized(self, raw: bytes) -> _SerializedInput:
+        self._raw_content = raw
+        return self
 
 
 class TritonScorer:
@@ -133,39 +188,46 @@ class TritonScorer:
 
     async def _score_chunk(self, windows: Sequence[Window]) -> list[ScoredWindow]:
         assert self._client is not None and self.shape is not None
-        tensors = encode_windows(windows, self.shape.window)
-        inputs = []
-        for name, array, dtype in zip(
-            ("ITEM_IDS", "ACTIONS", "TIMESTAMPS"), tensors, ("BYTES", "INT32", "INT64"), strict=True
-        ):
-            tensor = grpcclient.InferInput(name, list(array.shape), dtype)
-            tensor.set_data_from_numpy(array)
-            inputs.append(tensor)
+        length = self.shape.window
+        items, actions, stamps = encode_windows(windows, length)
+        shape = [len(windows), length]
+        inputs = [
+            _SerializedInput("ITEM_IDS", shape, "BYTES").set_serialized(items),
+            grpcclient.InferInput("ACTIONS", shape, "INT32").set_data_from_numpy(actions),
+            grpcclient.InferInput("TIMESTAMPS", shape, "INT64").set_data_from_numpy(stamps),
+        ]
         outputs = [grpcclient.InferRequestedOutput(name) for name in _OUTPUTS]
         async with self._slots:
             result = await self._client.infer(
                 self._model_name, inputs, outputs=outputs, client_timeout=self._timeout_s
             )
-        version = result.get_response().model_version
-        top_items = result.as_numpy("TOP_ITEMS")
+        response = result.get_response()
+        top_k = self.shape.top_k
+        top_items = decode_strings(_raw_output(response, "TOP_ITEMS"))
         top_scores = result.as_numpy("TOP_SCORES")
         attributions = result.as_numpy("ATTRIBUTIONS")
-        assert top_items is not None and top_scores is not None and attributions is not None
+        assert top_scores is not None and attributions is not None
         scored = []
         for row, window in enumerate(windows):
             # Attribution columns cover the padded model window; keep the ones of real events.
-            offset = self.shape.window - min(len(window), self.shape.window)
+            offset = length - min(len(window), length)
             scored.append(
                 ScoredWindow(
-                    model_version=version,
-                    items=tuple(item.decode() for item in top_items[row]),
-                    scores=tuple(float(score) for score in top_scores[row]),
-                    attributions=tuple(
-                        tuple(float(w) for w in weights[offset:]) for weights in attributions[row]
-                    ),
+                    model_version=response.model_version,
+                    items=top_items[row * top_k : (row + 1) * top_k],
+                    scores=top_scores[row],
+                    attributions=attributions[row, :, offset:],
                 )
             )
         return scored
+
+
+def _raw_output(response: Any, name: str) -> bytes:
+    """The raw content of one output of a ModelInferResponse (outputs and contents align)."""
+    for output, raw in zip(response.outputs, response.raw_output_contents, strict=True):
+        if output.name == name:
+            return bytes(raw)
+    raise TritonUnavailable(f"the model's response has no output {name!r}")
 
 
 def check_model_ready(url: str, model_name: str, timeout_s: float) -> ModelShape:

@@ -9,7 +9,8 @@
    (measured: p50 715 ms from produce to consume with Faust's fixed 1,500 ms wait, 6 ms with
    20 ms). This transport's consumer waits at most ``TANSU_FETCH_MAX_WAIT_MS``.
 
-Apache Kafka needs neither; there the stock transport runs.
+Apache Kafka needs neither; there :mod:`stream.transport`'s lean transport runs, which this
+one extends.
 
 The app builder only calls :func:`faust_broker_url`: the URL scheme selects the transport.
 """
@@ -29,6 +30,7 @@ from faust.transport.drivers import aiokafka as faust_aiokafka
 from faust.types import TP
 
 from stream.settings import Settings
+from stream.transport import LEAN_SCHEME, LeanConsumer, LeanTransport
 
 __all__ = [
     "TANSU_FETCH_MAX_WAIT_MS",
@@ -62,7 +64,7 @@ def uses_tansu_compat(settings: Settings) -> bool:
 
 def faust_broker_url(settings: Settings, bootstrap: str) -> str:
     """Faust's ``broker`` setting for ``bootstrap`` (``host:port[,host:port...]``)."""
-    scheme = TANSU_SCHEME if uses_tansu_compat(settings) else "kafka"
+    scheme = TANSU_SCHEME if uses_tansu_compat(settings) else LEAN_SCHEME
     # Faust gives hosts without a scheme the first host's scheme.
     return f"{scheme}://{bootstrap}"
 
@@ -134,15 +136,15 @@ class _TansuConsumerThread(faust_aiokafka.AIOKafkaConsumerThread):
         return cast(Mapping[TP, int], await fetch_highwaters(self._ensure_consumer(), tps))
 
 
-class TansuConsumer(faust_aiokafka.Consumer):
-    """Faust's aiokafka consumer with highwaters from Fetch responses and short fetch waits."""
+class TansuConsumer(LeanConsumer):
+    """The lean consumer with highwaters from Fetch responses and short fetch waits."""
 
     def _new_consumer_thread(self) -> faust_aiokafka.AIOKafkaConsumerThread:
         return _TansuConsumerThread(self, loop=self.loop, beacon=self.beacon)
 
 
-class TansuTransport(faust_aiokafka.Transport):
-    """Faust's aiokafka transport with :class:`TansuConsumer`; producing is unchanged."""
+class TansuTransport(LeanTransport):
+    """The lean transport with :class:`TansuConsumer`; producing is unchanged."""
 
     Consumer = TansuConsumer
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import orjson
 
-from stream.explain import explain
+from stream.explain import explain_items
 from stream.inference import ScoredWindow
 from stream.records import Recommendation, RecommendedItem, recommendation_id
 from stream.validation import InvalidEvent
@@ -23,15 +23,13 @@ def build_recommendation(
     top_k: int,
     now_ms: int,
 ) -> Recommendation:
+    item_ids = scored.items[:top_k]
+    explanations = explain_items(item_ids, window, scored.attributions[: len(item_ids)])
+    scores = [float(score) for score in scored.scores[: len(item_ids)]]
     items = tuple(
-        RecommendedItem(
-            item_id=item_id,
-            rank=rank,
-            score=round(score, 6),
-            explanation=explain(item_id, window, weights),
-        )
-        for rank, (item_id, score, weights) in enumerate(
-            zip(scored.items[:top_k], scored.scores, scored.attributions, strict=False), start=1
+        RecommendedItem(item_id=item_id, rank=rank, score=round(score, 6), explanation=explanation)
+        for rank, (item_id, score, explanation) in enumerate(
+            zip(item_ids, scores, explanations, strict=True), start=1
         )
     )
     return Recommendation(

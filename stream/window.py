@@ -12,7 +12,7 @@ from collections.abc import Iterable
 
 import orjson
 
-from stream.records import ACTION_CODES, ACTIONS, WindowEvent
+from stream.records import ACTION_CODES, WindowEvent
 
 __all__ = ["Window", "decode_window", "encode_window", "merge_events"]
 
@@ -24,12 +24,34 @@ def merge_events(window: Window, events: Iterable[WindowEvent], size: int, horiz
     by_id = {event.event_id: event for event in window}
     for event in events:
         by_id.setdefault(event.event_id, event)
-    ordered = sorted(by_id.values(), key=lambda e: (e.ts_ms, e.event_id))
+    ordered = list(by_id.values())
+    if len(ordered) > len(window) and not _in_order(ordered, len(window)):
+        ordered.sort(key=_order)
     if not ordered:
         return ()
     oldest_kept = ordered[-1].ts_ms - horizon_ms
-    fresh = [event for event in ordered[-size:] if event.ts_ms >= oldest_kept]
-    return tuple(fresh)
+    kept = ordered[-size:]
+    if kept[0].ts_ms < oldest_kept:
+        kept = [event for event in kept if event.ts_ms >= oldest_kept]
+    return tuple(kept)
+
+
+def _order(event: WindowEvent) -> tuple[int, str]:
+    return event.ts_ms, event.event_id
+
+
+def _in_order(events: list[WindowEvent], start: int) -> bool:
+    """Whether the events from ``start`` on (the new ones) extend an ordered prefix in order.
+
+    The common case, events arriving in event-time order, then needs no sort.
+    """
+    previous = _order(events[start - 1]) if start else None
+    for event in events[start:]:
+        key = _order(event)
+        if previous is not None and key < previous:
+            return False
+        previous = key
+    return True
 
 
 def encode_window(window: Window) -> bytes:
@@ -55,7 +77,10 @@ def decode_window(raw: bytes | None) -> Window:
     if not doc:
         return ()
     base, event_ids, item_ids, codes, offsets = doc
-    return tuple(
-        WindowEvent(event_id, item_id, ACTIONS[code - 1], base + offset)
-        for event_id, item_id, code, offset in zip(event_ids, item_ids, codes, offsets, strict=True)
-    )
+    if not len(event_ids) == len(item_ids) == len(codes) == len(offsets):
+        raise ValueError("corrupt window encoding: columns differ in length")
+    actions = [_ACTION_OF_CODE[code] for code in codes]
+    return tuple(map(WindowEvent, event_ids, item_ids, actions, [base + offset for offset in offsets]))
+
+
+_ACTION_OF_CODE = {code: action for action, code in ACTION_CODES.items()}

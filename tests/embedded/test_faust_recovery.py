@@ -23,6 +23,7 @@ from kafka import KafkaProducer
 from stream.embedded.process import ServerProcess
 from stream.kafka_compat import TANSU_SCHEME, faust_broker_url, fetch_highwaters
 from stream.settings import Settings
+from stream.transport import LEAN_SCHEME
 
 APP = Path(__file__).with_name("recovery_app.py")
 UPDATES = 1000
@@ -115,9 +116,9 @@ def test_recovery_with_list_offsets_loses_the_tail_on_tansu(kafka_broker: str, t
     ("bootstrap", "source", "scheme"),
     [
         ("", "auto", TANSU_SCHEME),  # embedded Tansu
-        ("kafka:9092", "auto", "kafka"),
+        ("kafka:9092", "auto", LEAN_SCHEME),
         ("kafka:9092", "tansu", TANSU_SCHEME),
-        ("", "kafka", "kafka"),
+        ("", "kafka", LEAN_SCHEME),
     ],
 )
 def test_the_setting_picks_the_transport(bootstrap: str, source: str, scheme: str) -> None:

@@ -1,8 +1,9 @@
 import numpy as np
 import orjson
 import pytest
+from tritonclient.utils import deserialize_bytes_tensor
 
-from stream.inference import ScoredWindow, encode_windows
+from stream.inference import ScoredWindow, decode_strings, encode_windows
 from stream.publishing import build_recommendation, dead_letter_headers, encode_recommendation
 from stream.records import WindowEvent, recommendation_id
 from stream.validation import InvalidEvent
@@ -88,6 +89,8 @@ def test_dead_letter_headers_say_why_and_where() -> None:
 
 def test_windows_are_left_padded_to_the_model_length_newest_last() -> None:
     items, actions, stamps = encode_windows([WINDOW, WINDOW[:1]], length=2)
-    assert items.tolist() == [[b"socks", b"laces"], [b"", b"shoes"]]
+    # ITEM_IDS comes serialized for Triton; tritonclient's own decoder must read it back.
+    assert deserialize_bytes_tensor(items).reshape(2, 2).tolist() == [[b"socks", b"laces"], [b"", b"shoes"]]
+    assert decode_strings(items) == ["socks", "laces", "", "shoes"]
     assert actions.tolist() == [[2, 3], [0, 1]]
     assert stamps.dtype == np.int64 and stamps.tolist() == [[2_000, 3_000], [0, 1_000]]

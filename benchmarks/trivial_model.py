@@ -1,0 +1,53 @@
+"""A trivial Triton model with the real model's tensor contract, to measure the stream alone.
+
+Copied into a version directory as ``model.py``: numpy and the standard library only. It
+answers every window with the same top-k items, decreasing scores and all attribution on the
+newest event, so outputs have the real shapes and sizes while inference costs next to nothing.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+__all__ = ["TritonPythonModel", "write_trivial_repository"]
+
+
+def write_trivial_repository(real_repository: Path, destination: Path, model_name: str) -> Path:
+    """``destination`` laid out as a repository serving this file under the real model's config."""
+    model_dir = destination / model_name
+    (model_dir / "1").mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(real_repository / model_name / "config.pbtxt", model_dir / "config.pbtxt")
+    shutil.copyfile(__file__, model_dir / "1" / "model.py")
+    return destination
+
+
+class TritonPythonModel:
+    def initialize(self, args: dict[str, str]) -> None:
+        config = json.loads(args["model_config"])
+        dims = {tensor["name"]: [int(d) for d in tensor["dims"]] for tensor in config["output"]}
+        top_k, window = dims["ATTRIBUTIONS"]
+        self._items = np.array([f"i{n:04d}".encode() for n in range(top_k)], dtype=object)
+        self._scores = np.linspace(0.5, 0.01, top_k, dtype=np.float32)
+        self._attributions = np.zeros((top_k, window), dtype=np.float32)
+        self._attributions[:, -1] = 1.0
+
+    def execute(self, requests: list[Any]) -> list[Any]:
+        import triton_python_backend_utils as pb_utils
+
+        responses = []
+        for request in requests:
+            batch = pb_utils.get_input_tensor_by_name(request, "ACTIONS").as_numpy().shape[0]
+            outputs = (
+                ("TOP_ITEMS", np.tile(self._items, (batch, 1))),
+                ("TOP_SCORES", np.tile(self._scores, (batch, 1))),
+                ("ATTRIBUTIONS", np.tile(self._attributions, (batch, 1, 1))),
+            )
+            responses.append(
+                pb_utils.InferenceResponse(output_tensors=[pb_utils.Tensor(n, a) for n, a in outputs])
+            )
+        return responses
