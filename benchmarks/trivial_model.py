@@ -8,22 +8,23 @@ newest event, so outputs have the real shapes and sizes while inference costs ne
 from __future__ import annotations
 
 import json
+import re
 import shutil
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-__all__ = ["TritonPythonModel", "write_trivial_repository"]
+__all__ = ["TritonPythonModel", "write_trivial_model"]
 
 
-def write_trivial_repository(real_repository: Path, destination: Path, model_name: str) -> Path:
-    """``destination`` laid out as a repository serving this file under the real model's config."""
-    model_dir = destination / model_name
+def write_trivial_model(real_config: Path, model_dir: Path) -> None:
+    """A model directory serving this file with the real model's config (tensors, batching,
+    instances); the model takes the directory's name."""
     (model_dir / "1").mkdir(parents=True, exist_ok=True)
-    shutil.copyfile(real_repository / model_name / "config.pbtxt", model_dir / "config.pbtxt")
+    config = re.sub(r'^name: ".*"$', f'name: "{model_dir.name}"', real_config.read_text(), flags=re.MULTILINE)
+    (model_dir / "config.pbtxt").write_text(config)
     shutil.copyfile(__file__, model_dir / "1" / "model.py")
-    return destination
 
 
 class TritonPythonModel:

@@ -52,13 +52,14 @@ def _train(args: argparse.Namespace) -> int:
 def _export(args: argparse.Namespace) -> int:
     from serving.export import export
 
+    chosen = {"explain_positions": args.explain_positions} if args.explain_positions else {}
     version_dir = export(
         args.checkpoint,
         args.repository,
         model_name=args.model_name,
         window=args.window,
         top_k=args.top_k,
-        explain_positions=args.explain_positions,
+        **chosen,
     )
     print(f"exported {version_dir}")
     return 0
@@ -98,7 +99,9 @@ def build_parser() -> argparse.ArgumentParser:
     export.add_argument("--model-name", default="nextaction")
     export.add_argument("--window", type=int, help="default: the trained window")
     export.add_argument("--top-k", type=int, default=20)
-    export.add_argument("--explain-positions", type=int, default=16)
+    export.add_argument(
+        "--explain-positions", type=int, help="newest events whose removal is measured (default 8)"
+    )
     export.set_defaults(handler=_export)
     return parser
 

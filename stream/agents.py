@@ -23,9 +23,9 @@ from faust.types import EventT, StreamT
 from tritonclient.utils import InferenceServerException
 
 from stream.batches import EventReader
-from stream.inference import ScoredWindow, TritonScorer
+from stream.inference import ScoredBatch, TritonScorer
 from stream.metrics import StreamMetrics
-from stream.publishing import build_recommendation, dead_letter_headers, encode_recommendation
+from stream.publishing import build_recommendations, dead_letter_headers, encode_recommendation
 from stream.records import WindowEvent
 from stream.settings import Settings
 from stream.tables import WindowStore
@@ -109,25 +109,22 @@ class RecommendAgent:
         self, batch: _Batch, previous: asyncio.Future[None] | None, reader: EventReader
     ) -> None:
         """Score, publish after the previous batch, wait for delivery, acknowledge."""
-        scored = await self._score(list(batch.windows.values())) if batch.windows else []
+        scored = await self._score(list(batch.windows.values())) if batch.windows else None
         if previous is not None:
             await asyncio.shield(previous)  # its errors are raised where it is awaited in turn
-        now_ms = int(time.time() * 1000)
-        for (user_id, window), result in zip(batch.windows.items(), scored, strict=True):
-            recommendation = build_recommendation(
-                user_id=user_id,
-                trigger_event_id=batch.triggers[user_id],
-                window=window,
-                scored=result,
+        if scored is not None:
+            recommendations = build_recommendations(
+                [(user_id, batch.triggers[user_id], window) for user_id, window in batch.windows.items()],
+                scored,
                 model_name=self._settings.triton_model_name,
                 top_k=self._settings.top_k,
-                now_ms=now_ms,
+                now_ms=int(time.time() * 1000),
             )
-            batch.deliveries.append(
-                await self._topics.recommendations.send(
-                    key=user_id.encode(), value=encode_recommendation(recommendation)
-                )
-            )
+            # The app's producer directly: Topic.send adds codec and sensor work per record.
+            send, topic = self._topics.recommendations.app.producer.send, self._settings.topic_recommendations
+            for record in recommendations:
+                key, value = record["user_id"].encode(), encode_recommendation(record)
+                batch.deliveries.append(await send(topic, key, value, None, None, None))
         await asyncio.gather(*batch.deliveries)
         reader.ack(batch.events)
         self._observe_publication(batch.valid, len(batch.windows))
@@ -142,7 +139,7 @@ class RecommendAgent:
             headers=dead_letter_headers(error, message.topic, message.partition, message.offset),
         )
 
-    async def _score(self, windows: list[Window]) -> list[ScoredWindow]:
+    async def _score(self, windows: list[Window]) -> ScoredBatch:
         """Retry until Triton answers: the batch is unacknowledged, so waiting loses nothing."""
         delay = 0.1
         while True:

@@ -25,6 +25,8 @@ from stream.worker import run_worker
 __all__ = ["main"]
 
 _MODEL_COMMANDS = ("generate", "train", "export")
+# The benchmark lives outside the service's packages; it is imported only when asked for.
+_BENCH_COMMAND = "bench"
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -32,6 +34,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args_list and args_list[0] in _MODEL_COMMANDS:
         serving_cli = importlib.import_module("serving.cli")
         return int(serving_cli.main(args_list) or 0)
+    if args_list and args_list[0] == _BENCH_COMMAND:
+        bench = importlib.import_module("benchmarks.stream_bench")
+        return int(bench.main(args_list[1:]) or 0)
     args = _parser().parse_args(args_list)
     try:
         settings = load_settings()
@@ -75,7 +80,7 @@ def _parser() -> argparse.ArgumentParser:
         prog="nextaction",
         description="Real-time next-action recommendations. Model tools: "
         + ", ".join(_MODEL_COMMANDS)
-        + " (see `nextaction train --help`).",
+        + " (see `nextaction train --help`); stream benchmark: bench (`nextaction bench --help`).",
     )
     commands = parser.add_subparsers(dest="command", required=True)
     demo = commands.add_parser("demo", help="whole pipeline on embedded servers")

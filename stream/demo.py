@@ -7,7 +7,6 @@ recommendations and a summary, and shuts everything down.
 
 from __future__ import annotations
 
-import os
 import statistics
 import subprocess
 import sys
@@ -15,8 +14,7 @@ import tempfile
 import threading
 import time
 from collections import defaultdict
-from collections.abc import Iterator
-from contextlib import ExitStack, contextmanager
+from contextlib import ExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -27,9 +25,11 @@ from kafka import KafkaConsumer, TopicPartition
 from serving.synthetic import SyntheticConfig, generate_events
 from stream.admin import ensure_topics
 from stream.embedded import EmbeddedBroker, EmbeddedTriton, free_port
+from stream.latency import event_to_recommendation_ms
 from stream.metrics_client import scrape
 from stream.replay import invalid_samples, replay
 from stream.settings import Settings
+from stream.worker_process import wait_until_assigned, worker_process
 
 __all__ = ["DemoSummary", "run_demo"]
 
@@ -73,9 +73,18 @@ def run_demo(settings: Settings, *, users: int, rate_per_s: float, show: int) ->
             print(f"[demo] Triton on {triton_url} (metrics {triton.metrics_url})")
         ensure_topics(bootstrap, settings)
         metrics_port = free_port()
-        worker = stack.enter_context(_worker_process(settings, bootstrap, triton_url, metrics_port))
-        print(f"[demo] worker pid {worker.pid}, metrics http://127.0.0.1:{metrics_port}/metrics")
-        _wait_until_assigned(metrics_port, worker)
+        overrides = {
+            "kafka_bootstrap": bootstrap,
+            "triton_grpc_url": triton_url,
+            "metrics_port": metrics_port,
+            # The worker sees an address, not that it is the embedded Tansu: say so.
+            "kafka_broker_kind": "tansu" if settings.embedded_kafka else settings.kafka_broker_kind,
+            "data_dir": tempfile.mkdtemp(prefix="nextaction-worker-"),
+        }
+        worker = stack.enter_context(worker_process(overrides))
+        metrics_url = f"http://127.0.0.1:{metrics_port}/metrics"
+        print(f"[demo] worker pid {worker.pid}, metrics {metrics_url}")
+        wait_until_assigned(metrics_url, worker)
 
         events = _synthetic_events(users)
         messages = _with_invalid(events)
@@ -101,7 +110,10 @@ def run_demo(settings: Settings, *, users: int, rate_per_s: float, show: int) ->
         invalid=invalid,
         dead_lettered=watcher.dead_lettered,
         recommendations=watcher.recommendations,
-        latencies_ms=watcher.latencies_ms(events, sent_at),
+        latencies_ms=event_to_recommendation_ms(
+            [(e["user_id"], e["event_id"], sent_at[e["event_id"]] * 1000) for e in events],
+            watcher.published_ms,
+        ),
     )
 
 
@@ -146,31 +158,6 @@ def _event_id(value: bytes) -> str:
         return str(id(value))
 
 
-@contextmanager
-def _worker_process(
-    settings: Settings, bootstrap: str, triton_url: str, metrics_port: int
-) -> Iterator[subprocess.Popen[bytes]]:
-    env = {
-        **os.environ,
-        "NEXTACTION_KAFKA_BOOTSTRAP": bootstrap,
-        "NEXTACTION_TRITON_GRPC_URL": triton_url,
-        "NEXTACTION_METRICS_PORT": str(metrics_port),
-        # The worker sees an address, not that it is the embedded Tansu: say so.
-        "NEXTACTION_KAFKA_BROKER_KIND": "tansu" if settings.embedded_kafka else settings.kafka_broker_kind,
-        "NEXTACTION_DATA_DIR": tempfile.mkdtemp(prefix="nextaction-worker-"),
-    }
-    process = subprocess.Popen([sys.executable, "-m", "stream", "worker", "--loglevel", "warning"], env=env)
-    try:
-        yield process
-    finally:
-        if process.poll() is None:
-            process.terminate()
-            try:
-                process.wait(timeout=60)
-            except subprocess.TimeoutExpired:
-                process.kill()
-
-
 class _OutputWatcher:
     """Reads the output topics in a thread: counts, samples, and publication times per user."""
 
@@ -185,7 +172,8 @@ class _OutputWatcher:
         self._show = show
         self.recommendations = 0
         self.dead_lettered = 0
-        self._published: dict[str, list[tuple[str, float]]] = defaultdict(list)
+        # user id -> (trigger event id, publication time in epoch ms) of each recommendation
+        self.published_ms: dict[str, list[tuple[str, float]]] = defaultdict(list)
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="demo-output", daemon=True)
 
@@ -207,28 +195,10 @@ class _OutputWatcher:
                         continue
                     self.recommendations += 1
                     doc = orjson.loads(record.value)
-                    self._published[doc["user_id"]].append((doc["trigger_event_id"], record.timestamp / 1000))
+                    self.published_ms[doc["user_id"]].append((doc["trigger_event_id"], record.timestamp))
                     if shown < self._show and self.recommendations % 97 == 1:
                         shown += 1
                         print(render_recommendation(doc))
-
-    def latencies_ms(self, events: list[dict[str, Any]], sent_at: dict[str, float]) -> list[float]:
-        """Each event waits for the first recommendation of its user triggered at or after it."""
-        order: dict[str, list[str]] = defaultdict(list)
-        for event in events:
-            order[event["user_id"]].append(event["event_id"])
-        latencies = []
-        for user_id, event_ids in order.items():
-            published = self._published.get(user_id, [])
-            position = {event_id: i for i, event_id in enumerate(event_ids)}
-            triggers = sorted((position[t], at) for t, at in published if t in position)
-            cursor = 0
-            for index, event_id in enumerate(event_ids):
-                while cursor < len(triggers) and triggers[cursor][0] < index:
-                    cursor += 1
-                if cursor < len(triggers):
-                    latencies.append((triggers[cursor][1] - sent_at[event_id]) * 1000)
-        return latencies
 
 
 def render_recommendation(doc: dict[str, Any]) -> str:
@@ -240,21 +210,6 @@ def render_recommendation(doc: dict[str, Any]) -> str:
         lines.append(f"    {item['rank']}. {item['item_id']}  score {item['score']:.3f}  ")
         lines.append(f"       {item['explanation']['sentence']}")
     return "\n".join(lines)
-
-
-def _wait_until_assigned(metrics_port: int, worker: subprocess.Popen[bytes]) -> None:
-    """Replay only once the worker owns its partitions, so latencies exclude its start-up."""
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline:
-        if worker.poll() is not None:
-            raise RuntimeError(f"the worker exited during start-up (code {worker.returncode})")
-        try:
-            if scrape(f"http://127.0.0.1:{metrics_port}/metrics").get("nextaction_assigned_partitions"):
-                return
-        except OSError:
-            pass  # endpoint not up yet
-        time.sleep(0.3)
-    raise TimeoutError("the worker did not join its consumer group within 120 s")
 
 
 def _wait_until_processed(metrics_port: int, expected: int, watcher: _OutputWatcher) -> None:

@@ -8,6 +8,7 @@ model version with another shape needs no stream change.
 from __future__ import annotations
 
 import asyncio
+import itertools
 import struct
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -22,12 +23,13 @@ from stream.window import Window
 
 __all__ = [
     "ModelShape",
-    "ScoredWindow",
+    "ScoredBatch",
     "TritonScorer",
     "TritonUnavailable",
     "check_model_ready",
     "decode_strings",
     "encode_windows",
+    "split_requests",
 ]
 
 _OUTPUTS: Final = ("TOP_ITEMS", "TOP_SCORES", "ATTRIBUTIONS")
@@ -42,17 +44,34 @@ class ModelShape:
     window: int
     top_k: int
     max_batch_size: int
+    instances: int = 1  # model instances Triton runs at once
 
 
 @dataclass(frozen=True, slots=True)
-class ScoredWindow:
-    """Model output for one window. ``attributions[k][i]`` weighs the i-th of the newest
-    ``len(attributions[k])`` window events for item k (numpy rows from Triton)."""
+class ScoredBatch:
+    """Model output for a batch of windows, row b for window b.
+
+    ``attributions[b, k, j]`` weighs, for item k, event ``window[len(window) - L + j]`` of
+    window b, where L is the model's window length (columns left of a shorter window are
+    padding and weigh 0).
+    """
 
     model_version: str
-    items: Sequence[str]
-    scores: Sequence[float]
-    attributions: Sequence[Sequence[float]]
+    items: list[list[str]]  # [B][K] item ids, best first
+    scores: np.ndarray  # float32 [B, K]
+    attributions: np.ndarray  # float32 [B, K, L]
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    @staticmethod
+    def concatenate(parts: Sequence[ScoredBatch]) -> ScoredBatch:
+        return ScoredBatch(
+            model_version=parts[0].model_version,
+            items=[row for part in parts for row in part.items],
+            scores=np.concatenate([part.scores for part in parts]),
+            attributions=np.concatenate([part.attributions for part in parts]),
+        )
 
 
 # Triton BYTES tensors are sent as a 4-byte little-endian length before each element.
@@ -171,6 +190,7 @@ class TritonScorer:
             window=inputs["ITEM_IDS"][0],
             top_k=dims["TOP_ITEMS"][0],
             max_batch_size=int(config.get("max_batch_size", 0)) or 1,
+            instances=sum(int(group.get("count", 1)) for group in config.get("instance_group", [])) or 1,
         )
 
     async def close(self) -> None:
@@ -178,15 +198,14 @@ class TritonScorer:
             await self._client.close()
             self._client = None
 
-    async def score(self, windows: Sequence[Window]) -> list[ScoredWindow]:
-        """Score all windows; requests of at most the model's batch size run concurrently."""
+    async def score(self, windows: Sequence[Window]) -> ScoredBatch:
+        """Score all windows in concurrent requests of at most the model's batch size, and in
+        at least as many requests as the model has instances, so that all of them work."""
         assert self.shape is not None, "call start() first"
-        step = self.shape.max_batch_size
-        chunks = [windows[i : i + step] for i in range(0, len(windows), step)]
-        results = await asyncio.gather(*(self._score_chunk(chunk) for chunk in chunks))
-        return [scored for chunk in results for scored in chunk]
+        chunks = split_requests(windows, self.shape.max_batch_size, self.shape.instances)
+        return ScoredBatch.concatenate(await asyncio.gather(*(self._score_chunk(chunk) for chunk in chunks)))
 
-    async def _score_chunk(self, windows: Sequence[Window]) -> list[ScoredWindow]:
+    async def _score_chunk(self, windows: Sequence[Window]) -> ScoredBatch:
         assert self._client is not None and self.shape is not None
         length = self.shape.window
         items, actions, stamps = encode_windows(windows, length)
@@ -204,22 +223,25 @@ class TritonScorer:
         response = result.get_response()
         top_k = self.shape.top_k
         top_items = decode_strings(_raw_output(response, "TOP_ITEMS"))
-        top_scores = result.as_numpy("TOP_SCORES")
+        scores = result.as_numpy("TOP_SCORES")
         attributions = result.as_numpy("ATTRIBUTIONS")
-        assert top_scores is not None and attributions is not None
-        scored = []
-        for row, window in enumerate(windows):
-            # Attribution columns cover the padded model window; keep the ones of real events.
-            offset = length - min(len(window), length)
-            scored.append(
-                ScoredWindow(
-                    model_version=response.model_version,
-                    items=top_items[row * top_k : (row + 1) * top_k],
-                    scores=top_scores[row],
-                    attributions=attributions[row, :, offset:],
-                )
-            )
-        return scored
+        assert scores is not None and attributions is not None
+        return ScoredBatch(
+            model_version=response.model_version,
+            items=[top_items[row * top_k : (row + 1) * top_k] for row in range(len(windows))],
+            scores=scores,
+            attributions=attributions,
+        )
+
+
+def split_requests(windows: Sequence[Window], max_batch_size: int, instances: int) -> list[Sequence[Window]]:
+    """Consecutive, evenly sized requests: none above ``max_batch_size``, and at least one per
+    model instance (while windows last), so every instance gets work."""
+    if not windows:
+        return []
+    requests = max(-(-len(windows) // max_batch_size), min(len(windows), instances))
+    bounds = [round(i * len(windows) / requests) for i in range(requests + 1)]
+    return [windows[start:end] for start, end in itertools.pairwise(bounds)]
 
 
 def _raw_output(response: Any, name: str) -> bytes:

@@ -2,45 +2,51 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
+import numpy as np
 import orjson
 
-from stream.explain import explain_items
-from stream.inference import ScoredWindow
-from stream.records import Recommendation, RecommendedItem, recommendation_id
+from stream.explain import explain_batch
+from stream.inference import ScoredBatch
+from stream.records import Recommendation, recommendation_id
 from stream.validation import InvalidEvent
 from stream.window import Window
 
-__all__ = ["build_recommendation", "dead_letter_headers", "encode_recommendation"]
+__all__ = ["build_recommendations", "dead_letter_headers", "encode_recommendation"]
 
 
-def build_recommendation(
+def build_recommendations(
+    requests: Sequence[tuple[str, str, Window]],
+    scored: ScoredBatch,
     *,
-    user_id: str,
-    trigger_event_id: str,
-    window: Window,
-    scored: ScoredWindow,
     model_name: str,
     top_k: int,
     now_ms: int,
-) -> Recommendation:
-    item_ids = scored.items[:top_k]
-    explanations = explain_items(item_ids, window, scored.attributions[: len(item_ids)])
-    scores = [float(score) for score in scored.scores[: len(item_ids)]]
-    items = tuple(
-        RecommendedItem(item_id=item_id, rank=rank, score=round(score, 6), explanation=explanation)
-        for rank, (item_id, score, explanation) in enumerate(
-            zip(item_ids, scores, explanations, strict=True), start=1
+) -> list[Recommendation]:
+    """One record per ``(user_id, trigger_event_id, window)``, from row b of ``scored``."""
+    item_ids = [items[:top_k] for items in scored.items]
+    explanations = explain_batch([window for _, _, window in requests], item_ids, scored.attributions)
+    scores = np.round(scored.scores[:, :top_k].astype(np.float64), 6).tolist()
+    return [
+        {
+            "recommendation_id": recommendation_id(user_id, trigger_event_id),
+            "user_id": user_id,
+            "trigger_event_id": trigger_event_id,
+            "generated_at_ms": now_ms,
+            "model_name": model_name,
+            "model_version": scored.model_version,
+            "items": [
+                {"item_id": item_id, "rank": rank, "score": score, "explanation": explanation}
+                for rank, (item_id, score, explanation) in enumerate(
+                    zip(items, row_scores, row_explanations, strict=True), start=1
+                )
+            ],
+        }
+        for (user_id, trigger_event_id, _), items, row_scores, row_explanations in zip(
+            requests, item_ids, scores, explanations, strict=True
         )
-    )
-    return Recommendation(
-        recommendation_id=recommendation_id(user_id, trigger_event_id),
-        user_id=user_id,
-        trigger_event_id=trigger_event_id,
-        generated_at_ms=now_ms,
-        model_name=model_name,
-        model_version=scored.model_version,
-        items=items,
-    )
+    ]
 
 
 def encode_recommendation(recommendation: Recommendation) -> bytes:

@@ -7,8 +7,8 @@ The JSON shapes are the public contracts documented in the README and in
 from __future__ import annotations
 
 import uuid
-from dataclasses import dataclass, field
-from typing import Any, Final
+from dataclasses import dataclass
+from typing import Any, Final, TypedDict
 
 __all__ = [
     "ACTIONS",
@@ -55,8 +55,11 @@ class WindowEvent:
         return cls(event.event_id, event.item_id, event.action, event.ts_ms)
 
 
-@dataclass(frozen=True, slots=True)
-class ExplainedEvent:
+# The output record is built as plain dicts (TypedDicts): the stream builds one per user per
+# batch, and dicts cost a fraction of dataclass instances to create and to serialize.
+
+
+class ExplainedEvent(TypedDict):
     """A window event that drove a recommended item, with its attribution weight."""
 
     event_id: str
@@ -66,22 +69,19 @@ class ExplainedEvent:
     weight: float
 
 
-@dataclass(frozen=True, slots=True)
-class Explanation:
+class Explanation(TypedDict):
     sentence: str
-    events: tuple[ExplainedEvent, ...]
+    events: list[ExplainedEvent]
 
 
-@dataclass(frozen=True, slots=True)
-class RecommendedItem:
+class RecommendedItem(TypedDict):
     item_id: str
     rank: int
     score: float
     explanation: Explanation
 
 
-@dataclass(frozen=True, slots=True)
-class Recommendation:
+class Recommendation(TypedDict):
     """One output record (topic ``recommendations``, keyed by ``user_id``)."""
 
     recommendation_id: str
@@ -90,7 +90,7 @@ class Recommendation:
     generated_at_ms: int
     model_name: str
     model_version: str
-    items: tuple[RecommendedItem, ...] = field(default_factory=tuple)
+    items: list[RecommendedItem]
 
 
 def recommendation_id(user_id: str, trigger_event_id: str) -> str:

@@ -50,7 +50,7 @@ class Settings(BaseSettings):
     window_horizon_s: float = Field(30 * 24 * 3600, gt=0, description="oldest event age kept")
     top_k: int = Field(10, ge=1, le=100)
     batch_max_events: int = Field(512, ge=1, le=100_000)
-    batch_max_wait_ms: int = Field(50, ge=1, le=60_000, description="freshness bound of batching")
+    batch_max_wait_ms: int = Field(20, ge=1, le=60_000, description="freshness bound of batching")
     pipeline_depth: int = Field(2, ge=1, le=64, description="batches scored or published at once")
     max_event_bytes: int = Field(4096, ge=256, le=1_048_576)
     table_store: str = Field("memory://", pattern="^(memory|rocksdb)://")

@@ -12,6 +12,7 @@ from contextlib import ExitStack
 import faust
 
 from stream.admin import ensure_topics
+from stream.agents import RecommendAgent
 from stream.app import create_app
 from stream.embedded import EmbeddedBroker, EmbeddedTriton
 from stream.inference import check_model_ready
@@ -23,7 +24,9 @@ __all__ = ["run_worker"]
 log = logging.getLogger(__name__)
 
 
-def run_worker(settings: Settings, loglevel: str = "info") -> None:
+def run_worker(
+    settings: Settings, loglevel: str = "info", agent_type: type[RecommendAgent] = RecommendAgent
+) -> None:
     with ExitStack() as stack:
         bootstrap = settings.kafka_bootstrap
         if settings.embedded_kafka:
@@ -38,7 +41,9 @@ def run_worker(settings: Settings, loglevel: str = "info") -> None:
         metrics = StreamMetrics.create()
         port = serve_metrics(metrics, settings.metrics_host, settings.metrics_port)
         log.info("metrics on http://%s:%d/metrics", settings.metrics_host, port)
-        app = create_app(settings, bootstrap=bootstrap, triton_grpc_url=triton_url, metrics=metrics)
+        app = create_app(
+            settings, bootstrap=bootstrap, triton_grpc_url=triton_url, metrics=metrics, agent_type=agent_type
+        )
         worker = faust.Worker(app, loglevel=loglevel, quiet=True)
         worker.spinner = None  # a terminal spinner only garbles logs collected by a supervisor
         worker.execute_from_commandline()

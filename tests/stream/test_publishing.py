@@ -3,8 +3,8 @@ import orjson
 import pytest
 from tritonclient.utils import deserialize_bytes_tensor
 
-from stream.inference import ScoredWindow, decode_strings, encode_windows
-from stream.publishing import build_recommendation, dead_letter_headers, encode_recommendation
+from stream.inference import ScoredBatch, decode_strings, encode_windows
+from stream.publishing import build_recommendations, dead_letter_headers, encode_recommendation
 from stream.records import WindowEvent, recommendation_id
 from stream.validation import InvalidEvent
 
@@ -17,33 +17,33 @@ WINDOW = (
 )
 
 
-def scored(attributions: tuple[tuple[float, ...], ...]) -> ScoredWindow:
-    return ScoredWindow(
+def scored(items: list[str], attributions: list[list[float]]) -> ScoredBatch:
+    """One window's model output; attribution rows cover the window's newest events."""
+    return ScoredBatch(
         model_version="3",
-        items=("laces", "boots", "hats"),
-        scores=(0.5, 0.25, 0.125),
-        attributions=attributions,
+        items=[items],
+        scores=np.array([[0.5, 0.25, 0.125][: len(items)]], dtype=np.float32),
+        attributions=np.array([attributions], dtype=np.float32),
     )
 
 
 def test_recommendation_record_carries_ranked_explained_items() -> None:
-    rec = build_recommendation(
-        user_id="u1",
-        trigger_event_id="e3",
-        window=WINDOW,
-        scored=scored(((0.0, 0.1, 0.9), (0.7, 0.3, 0.0), (0.0, 0.0, 0.0))),
+    attributions = [[0.0, 0.1, 0.9], [0.7, 0.3, 0.0], [0.0, 0.0, 0.0]]
+    [rec] = build_recommendations(
+        [("u1", "e3", WINDOW)],
+        scored(["laces", "boots", "hats"], attributions),
         model_name="nextaction",
         top_k=2,
         now_ms=42,
     )
-    assert rec.recommendation_id == recommendation_id("u1", "e3")
-    assert rec.model_version == "3"
-    assert [(i.item_id, i.rank) for i in rec.items] == [("laces", 1), ("boots", 2)]
-    laces = rec.items[0].explanation
-    assert [e.event_id for e in laces.events] == ["e3", "e2"]
-    assert laces.events[0].weight == pytest.approx(0.9)
-    assert "added it to your cart" in laces.sentence
-    assert "viewed shoes" in rec.items[1].explanation.sentence
+    assert rec["recommendation_id"] == recommendation_id("u1", "e3")
+    assert rec["model_version"] == "3"
+    assert [(i["item_id"], i["rank"]) for i in rec["items"]] == [("laces", 1), ("boots", 2)]
+    laces = rec["items"][0]["explanation"]
+    assert [e["event_id"] for e in laces["events"]] == ["e3", "e2"]
+    assert laces["events"][0]["weight"] == pytest.approx(0.9)
+    assert "added it to your cart" in laces["sentence"]
+    assert "viewed shoes" in rec["items"][1]["explanation"]["sentence"]
 
     doc = orjson.loads(encode_recommendation(rec))
     assert doc["user_id"] == "u1" and doc["trigger_event_id"] == "e3"
@@ -58,16 +58,18 @@ def test_recommendation_record_carries_ranked_explained_items() -> None:
 
 def test_attributions_over_a_window_tail_map_to_the_newest_events() -> None:
     # The model saw only the last two events; weight 1.0 belongs to e3.
-    rec = build_recommendation(
-        user_id="u1",
-        trigger_event_id="e3",
-        window=WINDOW,
-        scored=ScoredWindow("1", ("x",), (1.0,), ((0.0, 1.0),)),
-        model_name="m",
-        top_k=5,
-        now_ms=0,
+    [rec] = build_recommendations(
+        [("u1", "e3", WINDOW)], scored(["x"], [[0.0, 1.0]]), model_name="m", top_k=5, now_ms=0
     )
-    assert [e.event_id for e in rec.items[0].explanation.events] == ["e3"]
+    assert [e["event_id"] for e in rec["items"][0]["explanation"]["events"]] == ["e3"]
+
+
+def test_padding_columns_are_never_cited_and_equal_weights_cite_newer_first() -> None:
+    # A model window of 5 over a 3-event window: two padding columns on the left.
+    [rec] = build_recommendations(
+        [("u1", "e3", WINDOW)], scored(["x"], [[0.5, 0.5, 0.0, 0.5, 0.5]]), model_name="m", top_k=1, now_ms=0
+    )
+    assert [e["event_id"] for e in rec["items"][0]["explanation"]["events"]] == ["e3", "e2"]
 
 
 def test_recommendation_id_is_deterministic_and_distinct() -> None:

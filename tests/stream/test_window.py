@@ -60,3 +60,17 @@ def test_encoding_round_trips_and_is_compact() -> None:
     assert decode_window(raw) == window
     assert decode_window(encode_window(())) == () == decode_window(None)
     assert len(raw) < 50 * 40
+
+
+def test_windows_spanning_more_than_49_days_use_the_wide_encoding() -> None:
+    window = (ev("a", 0), ev("b", 60 * 86_400_000))  # offsets no longer fit 32 bits
+    assert decode_window(encode_window(window)) == window
+    assert len(encode_window(window)) > len(encode_window((ev("a", 0), ev("b", 1))))
+
+
+def test_a_corrupt_table_value_is_an_error_not_a_wrong_window() -> None:
+    raw = encode_window((ev("a", 1), ev("b", 2)))
+    with pytest.raises(ValueError, match="format"):
+        decode_window(b"\x09" + raw[1:])
+    with pytest.raises(ValueError, match="count"):
+        decode_window(raw + b"\x00extra")
