@@ -75,10 +75,32 @@ def _hide_items(items: torch.Tensor, rate: float, generator: torch.Generator) ->
     return items.masked_fill(hide, UNKNOWN_INDEX)
 
 
-def _tensors(windows: Windows) -> tuple[torch.Tensor, ...]:
-    return tuple(
-        torch.from_numpy(a) for a in (windows.items, windows.actions, windows.gap_buckets, windows.targets)
-    )
+@dataclass(frozen=True)
+class _TrainingRows:
+    """Training windows as tensors, with each row's count of real (non-padding) positions."""
+
+    items: torch.Tensor
+    actions: torch.Tensor
+    gap_buckets: torch.Tensor
+    targets: torch.Tensor  # unknown targets already dropped (0), like padding
+    lengths: torch.Tensor
+
+    @classmethod
+    def of(cls, windows: Windows) -> _TrainingRows:
+        items, actions, gaps, targets = (
+            torch.from_numpy(a)
+            for a in (windows.items, windows.actions, windows.gap_buckets, windows.targets)
+        )
+        # Unknown targets carry no signal (their score is masked): drop them like padding.
+        targets = targets.masked_fill(targets == UNKNOWN_INDEX, PAD_INDEX)
+        return cls(items, actions, gaps, targets, (items != PAD_INDEX).sum(dim=1))
+
+    def batches(self, batch_size: int, generator: torch.Generator) -> list[torch.Tensor]:
+        """Row indices of each batch: rows of about the same length together, so a batch is cut
+        to its longest row (little padding to compute), batches in random order."""
+        jitter = torch.rand(len(self.lengths), generator=generator) * 2  # shuffles near lengths
+        chunks = torch.split(torch.argsort(self.lengths.float() + jitter), batch_size)
+        return [chunks[i] for i in torch.randperm(len(chunks), generator=generator).tolist()]
 
 
 def model_scorer(model: NextActionModel, vocab: ItemVocab) -> ScoreFn:
@@ -97,7 +119,11 @@ def model_scorer(model: NextActionModel, vocab: ItemVocab) -> ScoreFn:
             )
             for seq in inputs
         ]
-        items, actions, gaps = (torch.from_numpy(np.stack(column)) for column in zip(*encoded, strict=True))
+        # Only the columns the longest input fills: positions count from the newest event.
+        width = min(window, max(len(seq) for seq in inputs))
+        items, actions, gaps = (
+            torch.from_numpy(np.stack(column)[:, -width:]) for column in zip(*encoded, strict=True)
+        )
         return model.predict(items, actions, gaps).numpy()
 
     return score
@@ -121,27 +147,27 @@ def _compare(model: NextActionModel, split: Split, catalogue: Catalogue) -> dict
 
 def _train_epoch(
     model: NextActionModel,
-    windows: Windows,
+    rows: _TrainingRows,
     optimizer: torch.optim.Optimizer,
     config: TrainConfig,
     generator: torch.Generator,
 ) -> float:
     model.train()
-    items, actions, gaps, targets = _tensors(windows)
-    # Unknown targets carry no signal (their score is masked); drop them like padding.
-    targets = targets.masked_fill(targets == UNKNOWN_INDEX, PAD_INDEX)
-    order = torch.randperm(len(windows), generator=generator)
     total, count = 0.0, 0
-    for start in range(0, len(windows), config.batch_size):
-        rows = order[start : start + config.batch_size]
-        logits = model(_hide_items(items[rows], config.unknown_rate, generator), actions[rows], gaps[rows])
-        # Full softmax over all items at every position: [B*W, V] against [B*W].
-        loss = F.cross_entropy(logits.flatten(0, 1), targets[rows].flatten(), ignore_index=PAD_INDEX)
+    for batch in rows.batches(config.batch_size, generator):
+        width = int(rows.lengths[batch].max())
+        items, actions, gaps, targets = (
+            t[batch, -width:] for t in (rows.items, rows.actions, rows.gap_buckets, rows.targets)
+        )
+        hidden = model.encode(_hide_items(items, config.unknown_rate, generator), actions, gaps)
+        # Full softmax over all items, at the positions that have a next item only.
+        scored = targets != PAD_INDEX
+        loss = F.cross_entropy(model.item_logits(hidden[scored]), targets[scored])
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()
-        total += loss.item() * len(rows)
-        count += len(rows)
+        total += loss.item() * int(scored.sum())
+        count += int(scored.sum())
     return total / max(count, 1)
 
 
@@ -169,6 +195,7 @@ def train(
     catalogue = Catalogue.of(split.train)
     architecture = replace(model_config or ModelConfig(), n_items=len(catalogue.vocab))
     train_windows = training_windows(split.train, catalogue.vocab, architecture.window)
+    train_rows = _TrainingRows.of(train_windows)
     # A sample keeps per-epoch validation cheap; the final metrics use every user.
     validation = split.validation.sample(config.max_validation_users, config.seed)
     if len(train_windows) == 0 or len(validation) == 0:
@@ -184,7 +211,7 @@ def train(
     best_state = copy.deepcopy(model.state_dict())
     bar = tqdm(range(1, config.epochs + 1), desc="train", unit="epoch", disable=not progress)
     for epoch in bar:
-        loss = _train_epoch(model, train_windows, optimizer, config, generator)
+        loss = _train_epoch(model, train_rows, optimizer, config, generator)
         result = evaluate(score, validation, catalogue)
         record = EpochRecord(epoch, loss, result.hit_rate[10], result.ndcg[10], time.monotonic() - started)
         history.append(record)

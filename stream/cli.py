@@ -16,6 +16,7 @@ from pathlib import Path
 import orjson
 
 from stream.demo import run_demo
+from stream.dump import dump_events
 from stream.embedded import EmbeddedServerError
 from stream.inference import TritonUnavailable
 from stream.replay import as_messages, replay
@@ -57,6 +58,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"\n[demo] summary: {summary.render()}")
     elif args.command == "replay":
         return _replay(settings, args.file, args.rate)
+    elif args.command == "dump-events":
+        if not settings.kafka_bootstrap:
+            print("dump-events needs NEXTACTION_KAFKA_BOOTSTRAP (the broker to read)", file=sys.stderr)
+            return 2
+        stats = dump_events(settings.kafka_bootstrap, settings, args.file)
+        print(f"wrote {stats.written:,} events to {args.file} ({stats.skipped_invalid:,} invalid skipped)")
     return 0
 
 
@@ -92,4 +99,8 @@ def _parser() -> argparse.ArgumentParser:
     replay = commands.add_parser("replay", help="send a JSON-lines event file to the events topic")
     replay.add_argument("file", type=Path)
     replay.add_argument("--rate", type=float, default=1000.0, help="events per second")
+    dump = commands.add_parser(
+        "dump-events", help="write the events topic's valid events as JSON lines (training data)"
+    )
+    dump.add_argument("file", type=Path)
     return parser
