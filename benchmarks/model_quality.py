@@ -17,8 +17,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
+from serving.data import UserSequence
 from serving.datasets import FORMATS, load_dataset
+from serving.evaluation import leave_one_out
+from serving.export import export
 from serving.train import TrainConfig, train
+from serving.triton_backend import NextActionPredictor
 
 # Published full-ranking leave-one-out results (same protocol: all items ranked, last item
 # tested), by data file stem.
@@ -51,6 +57,37 @@ class DataSpec:
         return cls(data_format, Path(path))
 
 
+def serving_cost(checkpoint_dir: Path, inputs: list[UserSequence]) -> dict[str, float]:
+    """Export the checkpoint as the stream serves it (top-k + in-graph explanations) and time
+    onnxruntime on one CPU thread, as a Triton instance runs it, at batch 1 and 32."""
+    repository = checkpoint_dir / "repository"
+    version_dir = export(checkpoint_dir, repository)
+    predictor = NextActionPredictor(version_dir, threads=1)
+    window = predictor.window
+    seconds: dict[str, float] = {}
+    for batch in (1, 32):
+        rows = inputs[:batch]
+        items = np.full((batch, window), "", dtype=object)
+        actions = np.zeros((batch, window), dtype=np.int32)
+        stamps = np.zeros((batch, window), dtype=np.int64)
+        for row, seq in enumerate(rows):
+            n = min(len(seq), window)
+            items[row, window - n :] = seq.items[-n:]
+            actions[row, window - n :] = seq.actions[-n:]
+            stamps[row, window - n :] = seq.timestamps_ms[-n:]
+        predictor.predict(items, actions, stamps)  # warm-up
+        runs = max(3, 60 // batch)
+        started = time.perf_counter()
+        for _ in range(runs):
+            predictor.predict(items, actions, stamps)
+        seconds[f"latency_ms_batch_{batch}"] = (time.perf_counter() - started) / runs * 1000
+    return {
+        **seconds,
+        "windows_per_s_batch_32": 32_000 / seconds["latency_ms_batch_32"],
+        "onnx_megabytes": (version_dir / "model.onnx").stat().st_size / 1e6,
+    }
+
+
 def run(spec: DataSpec, checkpoint_dir: Path, time_budget_min: float) -> dict[str, Any]:
     print(f"[benchmark] loading {spec.path} ({spec.data_format})", flush=True)
     sequences = load_dataset(spec.path, spec.data_format).sequences
@@ -61,6 +98,8 @@ def run(spec: DataSpec, checkpoint_dir: Path, time_budget_min: float) -> dict[st
         sequences, checkpoint_dir, train_config=TrainConfig(time_budget_s=time_budget_min * 60)
     )
     metrics = checkpoint.metrics
+    print("[benchmark] exporting and timing the served model", flush=True)
+    cost = serving_cost(checkpoint_dir, leave_one_out(sequences).test.inputs[:32])
     return {
         "format": spec.data_format,
         "path": str(spec.path),
@@ -73,6 +112,8 @@ def run(spec: DataSpec, checkpoint_dir: Path, time_budget_min: float) -> dict[st
         "epochs_run": metrics["epochs_run"],
         "best_epoch": metrics["best_epoch"],
         "results": metrics["results"],
+        "serving_cost": cost,
+        "parameters": sum(p.numel() for p in checkpoint.model.parameters()),
         "published": PUBLISHED.get(spec.path.stem.lower(), {}),
     }
 
@@ -92,6 +133,12 @@ def table(name: str, report: dict[str, Any]) -> str:
             f"{method:<22}"
             + "".join(f"{numbers[c]:>13.4f}" if c in numbers else f"{'-':>13}" for c in COLUMNS)
         )
+    cost = report["serving_cost"]
+    rows.append(
+        f"served with explanations, 1 CPU thread: batch 1 {cost['latency_ms_batch_1']:.1f} ms, "
+        f"batch 32 {cost['latency_ms_batch_32']:.0f} ms ({cost['windows_per_s_batch_32']:.0f} windows/s); "
+        f"{report['parameters']:,} parameters, ONNX {cost['onnx_megabytes']:.1f} MB"
+    )
     return "\n".join(rows)
 
 

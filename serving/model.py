@@ -46,6 +46,9 @@ class ModelConfig:
     layers: int = 2
     heads: int = 2
     dropout: float = 0.2
+    # Never score the window's own items (training loss and serving): for data where users
+    # (almost) never return to an item, train() turns it on (see TrainConfig.exclude_seen).
+    exclude_seen: bool = False
     attn_implementation: str = "sdpa"  # exports with the dynamo ONNX exporter
 
     def to_dict(self) -> dict[str, int | float | str]:
@@ -109,13 +112,21 @@ class NextActionModel(nn.Module):
         logits = hidden @ self.item_embedding.weight.T
         return logits.masked_fill(self.excluded, float("-inf"))
 
+    def exclude(self, logits: torch.Tensor, seen: torch.Tensor) -> torch.Tensor:
+        """logits [N, V] with the items of ``seen`` (indices [N, S], any padding) at -inf,
+        when the model excludes seen items; unchanged otherwise."""
+        if not self.config.exclude_seen:
+            return logits
+        mask = torch.zeros_like(logits, dtype=torch.bool).scatter(1, seen, True)
+        return logits.masked_fill(mask, float("-inf"))
+
     def forward(self, items: torch.Tensor, actions: torch.Tensor, gaps: torch.Tensor) -> torch.Tensor:
-        """Training: next-item logits at every position, [B, W, V]."""
+        """Training: next-item logits at every position, [B, W, V] (seen items not excluded)."""
         return self.item_logits(self.encode(items, actions, gaps))
 
     def predict(self, items: torch.Tensor, actions: torch.Tensor, gaps: torch.Tensor) -> torch.Tensor:
         """Inference: next-item logits after the newest event, [B, V]."""
-        return self.item_logits(self.encode(items, actions, gaps)[:, -1])
+        return self.exclude(self.item_logits(self.encode(items, actions, gaps)[:, -1]), items)
 
 
 def occlusion_index(window: int, explain_positions: int) -> torch.Tensor:
@@ -179,7 +190,11 @@ class ServingModule(nn.Module):
         # One batched trunk pass over all occluded windows and the original ones, so base
         # and occluded scores come from the same arithmetic.
         hidden = self.model.encode(self._occlude(items), self._occlude(actions), self._occlude(gap_buckets))
-        log_probs = torch.log_softmax(self.model.item_logits(hidden[:, -1]), dim=-1)  # [B*(P+1), V]
+        # Every variant keeps the whole window's candidate set: a removed event must not bring
+        # its own item back and dilute the others' probabilities.
+        seen = items.unsqueeze(1).expand(-1, variants, -1).reshape(batch * variants, window)
+        logits = self.model.exclude(self.model.item_logits(hidden[:, -1]), seen)
+        log_probs = torch.log_softmax(logits, dim=-1)  # [B*(P+1), V]
         log_probs = log_probs.reshape(batch, variants, -1)  # [B, P+1, V]
         base = log_probs[:, -1]  # [B, V]
         top_log_probs, top_indices = torch.topk(base, self.top_k, dim=-1)  # [B, K]

@@ -46,6 +46,10 @@ class TrainConfig:
     learning_rate: float = 3e-3
     weight_decay: float = 0.0
     unknown_rate: float = 0.05  # share of input items hidden as "unknown" so the model copes
+    # Exclude the window's own items from the loss and from serving. None: decide from the
+    # data, on when under ``repeat_threshold`` of next items repeat one in the window.
+    exclude_seen: bool | None = None
+    repeat_threshold: float = 0.01
     patience: int = 5  # epochs without a better validation NDCG@10 before stopping
     time_budget_s: float | None = None  # stop after the epoch that crosses it
     max_validation_users: int = 2000  # validated during training; the final metrics use all
@@ -67,6 +71,25 @@ class EpochRecord:
     hr10: float
     ndcg10: float
     seconds: float
+
+
+def _seen_before(items: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """[B, W, W]: for position t, the window's items up to t (later ones and the target itself
+    as padding), i.e. what the model has seen when it predicts ``targets[:, t]``."""
+    width = items.shape[1]
+    up_to = torch.ones(width, width, dtype=torch.bool).tril()  # [t, j]: j <= t
+    seen = items.unsqueeze(1).expand(-1, width, -1).masked_fill(~up_to, PAD_INDEX)
+    return seen.masked_fill(seen == targets.unsqueeze(-1), PAD_INDEX)
+
+
+def repeat_share(sequences: Sequence[UserSequence], window: int) -> float:
+    """Share of next items that repeat an item of the window before them."""
+    repeats = total = 0
+    for seq in sequences:
+        for t in range(1, len(seq)):
+            total += 1
+            repeats += seq.items[t] in seq.items[max(0, t - window) : t]
+    return repeats / max(total, 1)
 
 
 def _hide_items(items: torch.Tensor, rate: float, generator: torch.Generator) -> torch.Tensor:
@@ -162,7 +185,10 @@ def _train_epoch(
         hidden = model.encode(_hide_items(items, config.unknown_rate, generator), actions, gaps)
         # Full softmax over all items, at the positions that have a next item only.
         scored = targets != PAD_INDEX
-        loss = F.cross_entropy(model.item_logits(hidden[scored]), targets[scored])
+        logits = model.item_logits(hidden[scored])
+        if model.config.exclude_seen:
+            logits = model.exclude(logits, _seen_before(items, targets)[scored])
+        loss = F.cross_entropy(logits, targets[scored])
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()
@@ -193,7 +219,12 @@ def train(
 
     split = leave_one_out(sequences)
     catalogue = Catalogue.of(split.train)
-    architecture = replace(model_config or ModelConfig(), n_items=len(catalogue.vocab))
+    model_config = model_config or ModelConfig()
+    repeats = repeat_share(split.train, model_config.window)
+    exclude_seen = (
+        config.exclude_seen if config.exclude_seen is not None else repeats < config.repeat_threshold
+    )
+    architecture = replace(model_config, n_items=len(catalogue.vocab), exclude_seen=exclude_seen)
     train_windows = training_windows(split.train, catalogue.vocab, architecture.window)
     train_rows = _TrainingRows.of(train_windows)
     # A sample keeps per-epoch validation cheap; the final metrics use every user.
@@ -238,6 +269,8 @@ def train(
         "train_windows": len(train_windows),
         "validation_users": len(validation),
         "items": catalogue.size,
+        "repeat_share": repeats,
+        "exclude_seen": exclude_seen,
         "results": _compare(model, split, catalogue),
         "history": [asdict(r) for r in history],
     }

@@ -36,6 +36,8 @@ def test_train_on_user_lines_reports_model_and_baselines(tmp_path: Path) -> None
     assert main([*argv, "--epochs", "1", "--window", "4", "--hidden", "8", "--quiet"]) == 0
     metrics = json.loads((out / "metrics.json").read_text())
     assert set(metrics["results"]) == {"model", "popularity", "transition"}
+    # No user ever returns to an item here, so the model learns and serves unseen items only.
+    assert metrics["repeat_share"] == 0 and metrics["exclude_seen"] is True
     for result in metrics["results"].values():
         assert result["validation"]["users"] == result["test"]["users"] == 12
         assert {"hr@5", "ndcg@20", "coverage@10", "long_tail@10"} <= result["test"].keys()

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 import torch
@@ -106,3 +108,24 @@ def test_a_single_event_window_and_a_shorter_serving_window(model: NextActionMod
     assert torch.all(attributions[0, :, :3] == 0)
     with pytest.raises(ValueError):
         ServingModule(model, window=WINDOW + 1)
+
+
+def test_a_model_that_excludes_seen_items_never_serves_one_and_keeps_their_mass_out(
+    model: NextActionModel,
+) -> None:
+    excluding = NextActionModel(replace(model.config, exclude_seen=True))
+    excluding.load_state_dict(model.state_dict())
+    excluding.eval()
+    items, actions, gaps = windows()
+    module = ServingModule(excluding, top_k=TOP_K, explain_positions=EXPLAIN).eval()
+    with torch.no_grad():
+        indices, _, attributions = module(items, actions, gaps)
+        logits = excluding.predict(items, actions, gaps)
+        plain = model.predict(items, actions, gaps)
+    for row in range(items.shape[0]):
+        assert not set(indices[row].tolist()) & set(items[row].tolist())
+        seen = items[row][items[row] > UNKNOWN_INDEX]
+        assert torch.isinf(logits[row, seen]).all() and torch.isfinite(plain[row, seen]).all()
+    # Attributions still measure removals against the same candidate set: shares sum to 1 or 0.
+    sums = attributions.sum(dim=2)
+    assert torch.all(((sums - 1).abs() < 1e-5) | (sums == 0))
