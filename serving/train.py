@@ -23,7 +23,7 @@ from tqdm import tqdm
 
 from serving.baselines import PopularityScorer, TransitionScorer
 from serving.data import UserSequence, Windows, encode_window, training_windows
-from serving.evaluation import Catalogue, ScoreFn, Split, evaluate, leave_one_out
+from serving.evaluation import Cases, Catalogue, ScoreFn, Split, evaluate, leave_one_out
 from serving.model import ModelConfig, NextActionModel
 from serving.triton_backend import PAD_INDEX, UNKNOWN_INDEX
 from serving.vocab import ItemVocab
@@ -50,6 +50,10 @@ class TrainConfig:
     # data, on when under ``repeat_threshold`` of next items repeat one in the window.
     exclude_seen: bool | None = None
     repeat_threshold: float = 0.01
+    # Dropout choices raced on validation NDCG@10 for ``race_share`` of the time budget (or of
+    # the epochs); the best one goes on alone. Empty: the model config's dropout.
+    dropout_choices: tuple[float, ...] = (0.2, 0.5)
+    race_share: float = 0.3
     patience: int = 5  # epochs without a better validation NDCG@10 before stopping
     time_budget_s: float | None = None  # stop after the epoch that crosses it
     max_validation_users: int = 2000  # validated during training; the final metrics use all
@@ -197,6 +201,43 @@ def _train_epoch(
     return total / max(count, 1)
 
 
+class _Run:
+    """One model in training: its optimizer, validation history and best state so far."""
+
+    def __init__(self, model: NextActionModel, catalogue: Catalogue, config: TrainConfig) -> None:
+        self.model = model
+        self.config = config
+        self.catalogue = catalogue
+        self.score = model_scorer(model, catalogue.vocab)
+        self.optimizer = torch.optim.AdamW(
+            model.parameters(), lr=config.learning_rate, weight_decay=config.weight_decay
+        )
+        self.history: list[EpochRecord] = []
+        self.best = EpochRecord(0, float("inf"), 0.0, -1.0, 0.0)
+        self._best_state = copy.deepcopy(model.state_dict())
+
+    def step(
+        self, rows: _TrainingRows, validation: Cases, generator: torch.Generator, seconds: float
+    ) -> None:
+        """One epoch, then validation; remembers the best state."""
+        loss = _train_epoch(self.model, rows, self.optimizer, self.config, generator)
+        result = evaluate(self.score, validation, self.catalogue)
+        record = EpochRecord(len(self.history) + 1, loss, result.hit_rate[10], result.ndcg[10], seconds)
+        self.history.append(record)
+        if record.ndcg10 > self.best.ndcg10:
+            self.best, self._best_state = record, copy.deepcopy(self.model.state_dict())
+
+    def finish(self) -> NextActionModel:
+        self.model.load_state_dict(self._best_state)
+        return self.model.eval()
+
+
+def _race_over(epoch: int, elapsed_s: float, config: TrainConfig) -> bool:
+    if config.time_budget_s is not None and elapsed_s >= config.race_share * config.time_budget_s:
+        return True
+    return epoch >= max(1, round(config.race_share * config.epochs))
+
+
 def train(
     sequences: Sequence[UserSequence],
     out_dir: Path,
@@ -232,31 +273,30 @@ def train(
     if len(train_windows) == 0 or len(validation) == 0:
         raise ValueError("need users with at least three events to train and validate")
 
-    model = NextActionModel(architecture)
-    score = model_scorer(model, catalogue.vocab)
-    optimizer = torch.optim.AdamW(
-        model.parameters(), lr=config.learning_rate, weight_decay=config.weight_decay
-    )
-    history: list[EpochRecord] = []
-    best: EpochRecord | None = None
-    best_state = copy.deepcopy(model.state_dict())
+    runs = [
+        _Run(NextActionModel(replace(architecture, dropout=dropout)), catalogue, config)
+        for dropout in config.dropout_choices or (architecture.dropout,)
+    ]
+    race: dict[str, float] = {}
     bar = tqdm(range(1, config.epochs + 1), desc="train", unit="epoch", disable=not progress)
     for epoch in bar:
-        loss = _train_epoch(model, train_rows, optimizer, config, generator)
-        result = evaluate(score, validation, catalogue)
-        record = EpochRecord(epoch, loss, result.hit_rate[10], result.ndcg[10], time.monotonic() - started)
-        history.append(record)
-        if best is None or record.ndcg10 > best.ndcg10:
-            best, best_state = record, copy.deepcopy(model.state_dict())
-        bar.set_postfix(loss=f"{loss:.3f}", hr10=f"{record.hr10:.3f}", ndcg10=f"{record.ndcg10:.3f}")
-        if epoch - best.epoch >= config.patience:
+        for run in runs:
+            run.step(train_rows, validation, generator, time.monotonic() - started)
+        elapsed = time.monotonic() - started
+        if len(runs) > 1 and _race_over(epoch, elapsed, config):
+            # Every choice had the same epochs; the best validation NDCG@10 so far wins.
+            race = {f"dropout={r.model.config.dropout}": r.best.ndcg10 for r in runs}
+            runs = [max(runs, key=lambda r: r.best.ndcg10)]
+        leader = max(runs, key=lambda r: r.best.ndcg10)
+        latest = leader.history[-1]
+        bar.set_postfix(loss=f"{latest.loss:.3f}", hr10=f"{latest.hr10:.3f}", ndcg10=f"{latest.ndcg10:.3f}")
+        if len(runs) == 1 and epoch - leader.best.epoch >= config.patience:
             break
-        if config.time_budget_s is not None and record.seconds >= config.time_budget_s:
+        if config.time_budget_s is not None and elapsed >= config.time_budget_s:
             break
     bar.close()
-    assert best is not None  # epochs >= 1, so the loop ran
-    model.load_state_dict(best_state)
-    model.eval()
+    winner = max(runs, key=lambda r: r.best.ndcg10)
+    model, best, history = winner.finish(), winner.best, winner.history
     train_seconds = time.monotonic() - started
 
     metrics = {
@@ -271,6 +311,8 @@ def train(
         "items": catalogue.size,
         "repeat_share": repeats,
         "exclude_seen": exclude_seen,
+        "dropout": model.config.dropout,
+        "dropout_race": race,  # best validation NDCG@10 of each choice when the race ended
         "results": _compare(model, split, catalogue),
         "history": [asdict(r) for r in history],
     }

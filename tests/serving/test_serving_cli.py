@@ -44,3 +44,19 @@ def test_train_on_user_lines_reports_model_and_baselines(tmp_path: Path) -> None
     # Every user's next item is its last item + 1 (mod 9): the transition baseline gets it.
     assert metrics["results"]["transition"]["test"]["hr@5"] == 1.0
     assert (out / "training_curve.png").exists() and (out / "weights.pt").exists()
+
+
+def test_dropout_race_keeps_the_choice_with_the_best_validation_ndcg(tmp_path: Path) -> None:
+    from serving.datasets import load_dataset
+    from serving.train import TrainConfig, train
+
+    lines = "".join(f"{u} {' '.join(str((u * 7 + n) % 23) for n in range(8))}\n" for u in range(40))
+    (tmp_path / "lines.txt").write_text(lines)
+    sequences = load_dataset(tmp_path / "lines.txt", "user-lines").sequences
+    config = TrainConfig(epochs=6, dropout_choices=(0.0, 0.6), race_share=0.5, seed=1)
+    checkpoint = train(sequences, tmp_path / "ckpt", train_config=config, progress=False)
+    race = checkpoint.metrics["dropout_race"]
+    assert set(race) == {"dropout=0.0", "dropout=0.6"}
+    assert checkpoint.metrics["dropout"] == float(max(race, key=race.__getitem__).split("=")[1])
+    assert checkpoint.model.config.dropout == checkpoint.metrics["dropout"]
+    assert checkpoint.metrics["epochs_run"] == len(checkpoint.metrics["history"]) <= 6
