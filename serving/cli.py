@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 from collections.abc import Callable, Sequence
+from dataclasses import replace
 from pathlib import Path
 
 from serving.datasets import FORMATS, load_dataset
@@ -34,12 +35,14 @@ def _train(args: argparse.Namespace) -> int:
     from serving.train import TrainConfig, train
 
     budget_s = None if args.time_budget is None else args.time_budget * 60.0
+    model = ModelConfig(window=args.window, hidden=args.hidden, layers=args.layers, heads=args.heads)
+    training = TrainConfig(time_budget_s=budget_s, seed=args.seed)
+    if args.epochs:
+        training = replace(training, epochs=args.epochs)
+    if args.dropout is not None:  # a fixed dropout: no race
+        model, training = replace(model, dropout=args.dropout), replace(training, dropout_choices=())
     checkpoint = train(
-        load_dataset(args.data, args.format).sequences,
-        args.out,
-        ModelConfig(window=args.window, hidden=args.hidden, layers=args.layers, heads=args.heads),
-        TrainConfig(epochs=args.epochs, time_budget_s=budget_s, seed=args.seed),
-        progress=not args.quiet,
+        load_dataset(args.data, args.format).sequences, args.out, model, training, progress=not args.quiet
     )
     m = checkpoint.metrics
     print(f"best epoch {m['best_epoch']} ({m['train_seconds']:.0f} s); checkpoint in {args.out}")
@@ -83,7 +86,8 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--data", type=Path, required=True)
     train.add_argument("--format", choices=sorted(FORMATS), default="events")
     train.add_argument("--out", type=Path, required=True)
-    train.add_argument("--epochs", type=int, default=60)
+    train.add_argument("--epochs", type=int, help="most epochs (default 200; early stopping ends sooner)")
+    train.add_argument("--dropout", type=float, help="fixed dropout (default: chosen on validation)")
     train.add_argument("--time-budget", type=float, help="minutes; stops after the epoch crossing it")
     train.add_argument("--window", type=int, default=50)
     train.add_argument("--hidden", type=int, default=64)

@@ -41,9 +41,9 @@ WEIGHTS, HPARAMS, VOCAB, METRICS, CURVE = (
 
 @dataclass(frozen=True)
 class TrainConfig:
-    epochs: int = 60
-    batch_size: int = 64
-    learning_rate: float = 3e-3
+    epochs: int = 200
+    batch_size: int = 128
+    learning_rate: float = 1e-3
     weight_decay: float = 0.0
     unknown_rate: float = 0.05  # share of input items hidden as "unknown" so the model copes
     # Exclude the window's own items from the loss and from serving. None: decide from the
@@ -51,12 +51,16 @@ class TrainConfig:
     exclude_seen: bool | None = None
     repeat_threshold: float = 0.01
     # Dropout choices raced on validation NDCG@10 for ``race_share`` of the time budget (or of
-    # the epochs); the best one goes on alone. Empty: the model config's dropout.
+    # the epochs), or until each has converged; the best one goes on alone. Empty: the model
+    # config's dropout. The race is long on purpose: less dropout learns faster but settles
+    # lower on sparse data (Beauty, validation NDCG@10 at epoch 11: 0.047 with 0.2 against
+    # 0.036 with 0.5; at convergence 0.056 against 0.063).
     dropout_choices: tuple[float, ...] = (0.2, 0.5)
-    race_share: float = 0.3
-    patience: int = 5  # epochs without a better validation NDCG@10 before stopping
+    race_share: float = 0.6
+    patience: int = 10  # epochs without a better validation NDCG@10 before stopping
+    plateau_epochs: int = 3  # epochs without a better one before the learning rate is halved
     time_budget_s: float | None = None  # stop after the epoch that crosses it
-    max_validation_users: int = 2000  # validated during training; the final metrics use all
+    max_validation_users: int = 5000  # validated during training; the final metrics use all
     threads: int = 2
     seed: int = 0
 
@@ -212,6 +216,10 @@ class _Run:
         self.optimizer = torch.optim.AdamW(
             model.parameters(), lr=config.learning_rate, weight_decay=config.weight_decay
         )
+        # Halving the step size once validation stalls lets the model settle into its optimum.
+        self.schedule = torch.optim.lr_scheduler.ReduceLROnPlateau(
+            self.optimizer, mode="max", factor=0.5, patience=config.plateau_epochs
+        )
         self.history: list[EpochRecord] = []
         self.best = EpochRecord(0, float("inf"), 0.0, -1.0, 0.0)
         self._best_state = copy.deepcopy(model.state_dict())
@@ -224,8 +232,13 @@ class _Run:
         result = evaluate(self.score, validation, self.catalogue)
         record = EpochRecord(len(self.history) + 1, loss, result.hit_rate[10], result.ndcg[10], seconds)
         self.history.append(record)
+        self.schedule.step(record.ndcg10)
         if record.ndcg10 > self.best.ndcg10:
             self.best, self._best_state = record, copy.deepcopy(self.model.state_dict())
+
+    def converged(self, patience: int) -> bool:
+        """No better validation NDCG@10 for ``patience`` epochs."""
+        return len(self.history) - self.best.epoch >= patience
 
     def finish(self) -> NextActionModel:
         self.model.load_state_dict(self._best_state)
@@ -281,16 +294,19 @@ def train(
     bar = tqdm(range(1, config.epochs + 1), desc="train", unit="epoch", disable=not progress)
     for epoch in bar:
         for run in runs:
-            run.step(train_rows, validation, generator, time.monotonic() - started)
+            if not run.converged(config.patience):
+                run.step(train_rows, validation, generator, time.monotonic() - started)
         elapsed = time.monotonic() - started
-        if len(runs) > 1 and _race_over(epoch, elapsed, config):
-            # Every choice had the same epochs; the best validation NDCG@10 so far wins.
+        if len(runs) > 1 and (
+            _race_over(epoch, elapsed, config) or all(r.converged(config.patience) for r in runs)
+        ):
+            # Every choice had the same epochs (or converged); the best validation NDCG@10 wins.
             race = {f"dropout={r.model.config.dropout}": r.best.ndcg10 for r in runs}
             runs = [max(runs, key=lambda r: r.best.ndcg10)]
         leader = max(runs, key=lambda r: r.best.ndcg10)
         latest = leader.history[-1]
         bar.set_postfix(loss=f"{latest.loss:.3f}", hr10=f"{latest.hr10:.3f}", ndcg10=f"{latest.ndcg10:.3f}")
-        if len(runs) == 1 and epoch - leader.best.epoch >= config.patience:
+        if len(runs) == 1 and leader.converged(config.patience):
             break
         if config.time_budget_s is not None and elapsed >= config.time_budget_s:
             break
