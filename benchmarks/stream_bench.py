@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import statistics
 import tempfile
 import time
@@ -341,7 +342,7 @@ def _sample_windows(supply: EventSupply, settings: Settings, users: int) -> list
 
 async def run_bench(settings: Settings, config: BenchConfig) -> dict[str, Any]:
     ensure_model(settings.model_repository, settings.triton_model_name)
-    report: dict[str, Any] = {"config": config.__dict__ | {"cpus": _cpus()}}
+    report: dict[str, Any] = {"config": config.__dict__ | {"cpus": len(os.sched_getaffinity(0))}}
     with (
         tempfile.TemporaryDirectory(prefix="nextaction-bench-") as tmp,
         _servers(settings, Path(tmp)) as servers,
@@ -388,12 +389,6 @@ async def run_bench(settings: Settings, config: BenchConfig) -> dict[str, Any]:
     report["state"] = state
     report["state_bytes_per_user"] = state["rss_bytes_per_user"]
     return report
-
-
-def _cpus() -> int:
-    import os
-
-    return len(os.sched_getaffinity(0))
 
 
 def render(report: dict[str, Any]) -> str:
