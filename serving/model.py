@@ -1,7 +1,8 @@
 """Next-item Transformer over a user's event window, and the module exported for serving.
 
 A ``transformers`` GPT-2 trunk (causal self-attention) runs on our own input embeddings:
-item + action + time-gap bucket. One trunk serves training (scores at every position,
+item + action + time-gap bucket; our loop drives its blocks, so serving can hand one pass's
+keys and values to the next (``NextActionModel.layers``). One trunk serves training (scores at every position,
 SASRec-style) and prediction (scores at the last position). Item scores are dot products
 with the item embedding matrix (tied input/output embeddings).
 
@@ -12,10 +13,12 @@ P explained (occluded) positions.
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
+from typing import cast
 
 import torch
 from torch import nn
 from transformers import GPT2Config, GPT2Model
+from transformers.models.gpt2.modeling_gpt2 import GPT2Block
 
 from serving.triton_backend import N_GAP_BUCKETS, PAD_INDEX, UNKNOWN_INDEX
 from stream.records import ACTIONS
@@ -23,19 +26,35 @@ from stream.records import ACTIONS
 __all__ = [
     "EXPLAIN_POSITIONS",
     "MIN_DROP",
+    "KeyValue",
     "ModelConfig",
     "NextActionModel",
     "ServingModule",
+    "key_mask",
     "occlusion_index",
 ]
 
-# Newest window events whose removal is measured by default. Each costs one more trunk pass per
-# window and the stream cites at most 5 events; on CPU, 16 cost twice the inference of 8.
+# Keys and values of one attention layer, [N, H, columns, D / H] each.
+KeyValue = tuple[torch.Tensor, torch.Tensor]
+
+# Newest window events whose removal is measured by default. The stream cites at most 5 events;
+# the occluded windows cost (P - 1)^2 trunk columns besides 2W, so on CPU 16 cost 2.4 times
+# the inference of 8 (window 50, one thread: 712 against 1,714 windows/s).
 EXPLAIN_POSITIONS = 8
 
 # Noise floor (nats) subtracted from log-probability drops in attributions: about a 0.1%
 # change of probability, far above float32 rounding and far below any real effect.
 MIN_DROP = 1e-3
+
+
+def key_mask(items: torch.Tensor) -> torch.Tensor:
+    """Columns that may be attended, bool [N, T] for left-padded windows [N, T].
+
+    Pads are masked, except the newest column: a window emptied by occlusion would have no
+    key at all. A real window always has an event there, so this changes nothing for it.
+    """
+    newest = torch.ones_like(items[:, -1:], dtype=torch.bool)
+    return torch.cat([items[:, :-1] != PAD_INDEX, newest], dim=1)
 
 
 @dataclass(frozen=True)
@@ -49,7 +68,6 @@ class ModelConfig:
     # Never score the window's own items (training loss and serving): for data where users
     # (almost) never return to an item, train() turns it on (see TrainConfig.exclude_seen).
     exclude_seen: bool = False
-    attn_implementation: str = "sdpa"  # exports with the dynamo ONNX exporter
 
     def to_dict(self) -> dict[str, int | float | str]:
         return asdict(self)
@@ -81,31 +99,83 @@ class NextActionModel(nn.Module):
             bos_token_id=None,
             eos_token_id=None,
         )
-        trunk_config._attn_implementation = config.attn_implementation
         self.trunk = GPT2Model(trunk_config)
         # Padding and unknown are never recommended: their scores are masked out.
         excluded = torch.zeros(config.n_items, dtype=torch.bool)
         excluded[[PAD_INDEX, UNKNOWN_INDEX]] = True
         self.register_buffer("excluded", excluded, persistent=False)
 
+    def embed(self, items: torch.Tensor, actions: torch.Tensor, gaps: torch.Tensor) -> torch.Tensor:
+        """Trunk input for the newest T columns of a window, int64 [N, T] each -> [N, T, D].
+
+        Positions count back from the newest column, so the newest is always at the last
+        learned position, whatever the padding, the serving window or the columns given.
+        """
+        columns = items.shape[1]
+        position_ids = torch.arange(self.config.window - columns, self.config.window, device=items.device)
+        embeds = self.item_embedding(items) + self.action_embedding(actions) + self.gap_embedding(gaps)
+        return self.trunk.drop(embeds + self.trunk.wpe(position_ids))
+
+    def layers(
+        self,
+        hidden: torch.Tensor,
+        attendable: torch.Tensor,
+        past: list[KeyValue] | None = None,
+        newest_only: bool = False,
+    ) -> tuple[torch.Tensor, list[KeyValue]]:
+        """Causal self-attention blocks over [N, T, D] -> (pre-norm output [N, T, D], or
+        [N, 1, D] for the newest column with ``newest_only``; keys and values of every layer
+        over past and own columns).
+
+        ``past`` holds per layer the keys/values [N, H, S, D/H] of S earlier columns that every
+        own column sees; ``attendable`` (bool [N, S + T]) says which columns may be attended.
+        GPT-2's own modules run here, one column order for training and serving: serving
+        reuses a prefix's keys and values across occluded windows (see ServingModule), and
+        needs only the newest column out of the last layer, whose other columns then cost
+        just their keys and values.
+        """
+        rows, columns, _ = hidden.shape
+        seen = attendable.shape[1]
+        own = torch.arange(columns, device=hidden.device).unsqueeze(1) + (seen - columns)
+        causal = torch.arange(seen, device=hidden.device).unsqueeze(0) <= own  # [T, S + T]
+        allowed = causal & attendable[:, None, None, :]  # [N, 1, T, S + T]
+        # A finite floor instead of -inf: a row with nothing to attend to (a pad column's
+        # query) gets a harmless average instead of NaN; no real column ever sees it.
+        bias = torch.zeros_like(allowed, dtype=hidden.dtype).masked_fill(
+            ~allowed, torch.finfo(hidden.dtype).min
+        )
+        cache: list[KeyValue] = []
+        blocks = cast(list[GPT2Block], self.trunk.h)
+        for index, block in enumerate(blocks):
+            attention = block.attn
+            heads = attention.num_heads
+            query, key, value = attention.c_attn(block.ln_1(hidden)).split(attention.split_size, dim=2)
+            query, key, value = (
+                t.view(rows, columns, heads, -1).transpose(1, 2) for t in (query, key, value)
+            )
+            if past is not None:
+                key = torch.cat([past[index][0], key], dim=2)
+                value = torch.cat([past[index][1], value], dim=2)
+            cache.append((key, value))
+            if newest_only and index == len(blocks) - 1:
+                query, hidden, bias, columns = query[:, :, -1:], hidden[:, -1:], bias[:, :, -1:], 1
+            attended = nn.functional.scaled_dot_product_attention(
+                query,
+                key,
+                value,
+                attn_mask=bias,
+                dropout_p=attention.attn_dropout.p if self.training else 0.0,
+                scale=attention.scaling,
+            )
+            attended = attended.transpose(1, 2).reshape(rows, columns, -1)
+            hidden = hidden + attention.resid_dropout(attention.c_proj(attended))
+            hidden = hidden + block.mlp(block.ln_2(hidden))
+        return hidden, cache
+
     def encode(self, items: torch.Tensor, actions: torch.Tensor, gaps: torch.Tensor) -> torch.Tensor:
         """int64 [B, W] each (left-padded) -> hidden states [B, W, D]."""
-        window = items.shape[1]
-        embeds = self.item_embedding(items) + self.action_embedding(actions) + self.gap_embedding(gaps)
-        # Positions count back from the newest event, so the newest is always at the last
-        # learned position, whatever the padding or the serving window length.
-        position_ids = torch.arange(self.config.window - window, self.config.window, device=items.device)
-        # Pads are masked, except the newest slot: a window emptied by occlusion would have
-        # no key at all, and fully masked attention rows differ between torch and onnxruntime.
-        # A real window always has an event there, so this changes nothing for it.
-        newest = torch.ones_like(items[:, -1:], dtype=torch.bool)
-        attention_mask = torch.cat([items[:, :-1] != PAD_INDEX, newest], dim=1)  # [B, W]
-        output = self.trunk(
-            inputs_embeds=embeds,
-            attention_mask=attention_mask.long(),
-            position_ids=position_ids.unsqueeze(0),
-        )
-        return output.last_hidden_state
+        hidden, _ = self.layers(self.embed(items, actions, gaps), key_mask(items))
+        return self.trunk.ln_f(hidden)
 
     def item_logits(self, hidden: torch.Tensor) -> torch.Tensor:
         """[..., D] -> [..., V] scores against every item; pad and unknown at -inf."""
@@ -149,51 +219,73 @@ class ServingModule(nn.Module):
     The attribution of window event j to item i is the drop in log p(i) when j is removed,
     less ``MIN_DROP``, clamped at 0 and normalised over the window (all zero when no removal
     lowers p(i) by more than ``MIN_DROP``).
-    Only the newest ``explain_positions`` events are occluded; older ones get 0.
+    Only the newest ``explain_positions`` (P) events are occluded; older ones get 0.
+
+    Removing event p shifts the older events one column right, so every occluded window
+    starts with the same columns: those of the window shifted right by one. A causal trunk
+    gives those columns the same keys and values in every occluded window, so one pass over
+    the shifted window serves them all, and each occluded window only recomputes its newest
+    P - 1 columns: 2W + (P - 1)^2 trunk columns per window instead of (P + 1) W.
     """
 
-    gather: torch.Tensor  # int64 [P + 1, W] buffer, see occlusion_index
+    tail_offsets: torch.Tensor  # int64 [P - 1, P - 1] buffer, see last_hidden
 
     def __init__(
-        self,
-        model: NextActionModel,
-        top_k: int = 20,
-        explain_positions: int = EXPLAIN_POSITIONS,
-        window: int | None = None,
+        self, model: NextActionModel, top_k: int = 20, explain_positions: int = EXPLAIN_POSITIONS
     ) -> None:
-        """``window`` may be shorter than the trained one (the newest events are kept)."""
+        """Windows may have any width from ``explain_positions`` to the trained window: the
+        newest events are kept, and leading columns that are padding in every row of a batch
+        can be cut (the positions count back from the newest, so nothing else changes)."""
         super().__init__()
-        window = window or model.config.window
-        if not 0 < window <= model.config.window:
-            raise ValueError(f"window must lie in 1..{model.config.window}")
-        if not 0 < explain_positions <= window:
-            raise ValueError(f"explain_positions must lie in 1..{window}")
+        if not 0 < explain_positions <= model.config.window:
+            raise ValueError(f"explain_positions must lie in 1..{model.config.window}")
         if not 0 < top_k <= model.config.n_items - 2:
             raise ValueError("top_k must be at least 1 and at most the number of known items")
         self.model = model
         self.top_k = top_k
         self.explain_positions = explain_positions
-        self.register_buffer("gather", occlusion_index(window, explain_positions), persistent=False)
+        # Occluded windows but the last (the shifted window itself): their newest P - 1 columns
+        # as indices into the window with a pad prepended, less the first tail column's index.
+        offsets = occlusion_index(explain_positions, explain_positions)[:-2, 1:] - 1
+        self.register_buffer("tail_offsets", offsets, persistent=False)
 
-    def _occlude(self, x: torch.Tensor) -> torch.Tensor:
-        """[B, W] -> [B * (P + 1), W]: the P occluded windows then the original, per row."""
-        batch = x.shape[0]
-        padded = torch.cat([torch.zeros_like(x[:, :1]), x], dim=1)  # [B, 1 + W]
-        rows = padded[:, self.gather]  # [B, P + 1, W]
-        return rows.reshape(batch * (self.explain_positions + 1), -1)
+    def last_hidden(self, items: torch.Tensor, actions: torch.Tensor, gaps: torch.Tensor) -> torch.Tensor:
+        """Final hidden state of the P occluded windows then the original, [B * (P + 1), D]."""
+        model, tails = self.model, self.tail_offsets.shape[0]
+        padded = [torch.cat([torch.zeros_like(x[:, :1]), x], dim=1) for x in (items, actions, gaps)]
+        # Per window, the original and the shifted window (= the newest event removed), in one
+        # pass. Rows are interleaved rather than split at B, which would fix B when exporting.
+        both = [torch.stack([x[:, 1:], x[:, :-1]], dim=1).flatten(0, 1) for x in padded]  # [2B, W]
+        hidden, cache = model.layers(model.embed(*both), key_mask(both[0]), newest_only=True)
+        last = model.trunk.ln_f(hidden[:, -1]).unflatten(0, (-1, 2))  # [B, 2, D]
+        occluded = [last[:, 1:]]
+        if tails:
+            # The other occluded windows: their newest P - 1 columns after the shared prefix.
+            prefix = items.shape[1] - tails
+
+            def per_tail(x: torch.Tensor, column_dim: int) -> torch.Tensor:
+                """The shifted windows' prefix columns, once per occluded window."""
+                shifted = x.unflatten(0, (-1, 2))[:, 1]
+                return shifted.narrow(column_dim, 0, prefix).repeat_interleave(tails, dim=0)
+
+            gather = self.tail_offsets + prefix
+            tail = [x[:, gather].flatten(0, 1) for x in padded]  # [B(P-1), P-1]
+            mask = torch.cat([per_tail(key_mask(both[0]), 1), key_mask(tail[0])], dim=1)
+            past = [(per_tail(key, 2), per_tail(value, 2)) for key, value in cache]
+            hidden, _ = model.layers(model.embed(*tail), mask, past, newest_only=True)
+            occluded.insert(0, model.trunk.ln_f(hidden[:, -1]).unflatten(0, (-1, tails)))
+        return torch.cat([*occluded, last[:, :1]], dim=1).flatten(0, 1)
 
     def forward(
         self, items: torch.Tensor, actions: torch.Tensor, gap_buckets: torch.Tensor
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         batch, window = items.shape
         variants = self.explain_positions + 1
-        # One batched trunk pass over all occluded windows and the original ones, so base
-        # and occluded scores come from the same arithmetic.
-        hidden = self.model.encode(self._occlude(items), self._occlude(actions), self._occlude(gap_buckets))
+        hidden = self.last_hidden(items, actions, gap_buckets)  # [B*(P+1), D]
         # Every variant keeps the whole window's candidate set: a removed event must not bring
         # its own item back and dilute the others' probabilities.
         seen = items.unsqueeze(1).expand(-1, variants, -1).reshape(batch * variants, window)
-        logits = self.model.exclude(self.model.item_logits(hidden[:, -1]), seen)
+        logits = self.model.exclude(self.model.item_logits(hidden), seen)
         log_probs = torch.log_softmax(logits, dim=-1)  # [B*(P+1), V]
         log_probs = log_probs.reshape(batch, variants, -1)  # [B, P+1, V]
         base = log_probs[:, -1]  # [B, V]

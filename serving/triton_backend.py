@@ -37,6 +37,7 @@ __all__ = [
     "gap_buckets",
     "load_vocab_items",
     "tensor_dims",
+    "trt_profile_shapes",
 ]
 
 # Vocabulary layout shared with serving/vocab.py.
@@ -76,6 +77,20 @@ def tensor_dims(window: int, top_k: int) -> dict[str, list[int]]:
         "TOP_ITEMS": [top_k],
         "TOP_SCORES": [top_k],
         "ATTRIBUTIONS": [top_k, window],
+    }
+
+
+def trt_profile_shapes(batch_max: int, window: int, min_window: int) -> dict[str, str]:
+    """TensorRT optimisation profile of the model inputs (``min``/``opt``/``max`` shapes):
+    batches of up to ``batch_max`` windows cut to ``min_window``..``window`` columns."""
+
+    def shapes(batch: int, width: int) -> str:
+        return ",".join(f"{name}:{batch}x{width}" for name in ONNX_INPUTS)
+
+    return {
+        "min": shapes(1, min_window),
+        "opt": shapes(max(1, batch_max // 2), window),
+        "max": shapes(batch_max, window),
     }
 
 
@@ -143,6 +158,7 @@ class NextActionPredictor:
         self.manifest: dict[str, Any] = json.loads((version_dir / "manifest.json").read_text())
         self.window: int = int(self.manifest["window"])
         self.top_k: int = int(self.manifest["top_k"])
+        self.explain_positions: int = int(self.manifest["explain_positions"])
         self._n_action_codes = len(self.manifest["actions"]) + 1
         items = load_vocab_items(version_dir / "vocab.json")
         # Index -> id tables; pad and unknown never come out of the model's top-k.
@@ -189,9 +205,14 @@ class NextActionPredictor:
 
     def run(self, batch: EncodedBatch) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Model outputs: indices int64 [B, K], probabilities float32 [B, K], weights [B, K, W]."""
-        feeds = dict(zip(ONNX_INPUTS, (batch.items, batch.actions, batch.gap_buckets), strict=True))
+        # Leading columns that are padding in every row cost compute and change no output
+        # (positions count back from the newest event): cut them, keeping the explained ones.
+        occupied = np.flatnonzero((batch.items != PAD_INDEX).any(axis=0))
+        start = min(int(occupied[0]) if occupied.size else self.window, self.window - self.explain_positions)
+        inputs = (batch.items, batch.actions, batch.gap_buckets)
+        feeds = {name: array[:, start:] for name, array in zip(ONNX_INPUTS, inputs, strict=True)}
         indices, scores, attributions = self._session.run(None, feeds)
-        return indices, scores, attributions
+        return indices, scores, np.pad(attributions, ((0, 0), (0, 0), (start, 0)))
 
     def item_ids(self, indices: np.ndarray, as_bytes: bool = False) -> np.ndarray:
         """Object array of item ids (str, or bytes for Triton BYTES outputs) of model indices."""
@@ -221,7 +242,9 @@ def _check_config_tensors(model_config: dict[str, Any], window: int, top_k: int)
                 )
 
 
-def _providers(parameters: dict[str, Any], device_id: int, batch_max: int, window: int) -> list[Any]:
+def _providers(
+    parameters: dict[str, Any], device_id: int, batch_max: int, window: int, min_window: int
+) -> list[Any]:
     """onnxruntime execution providers named by the config's EXECUTION_PROVIDER parameter."""
     provider = parameters.get("EXECUTION_PROVIDER", {}).get("string_value", "cpu")
     if provider == "cpu":
@@ -232,18 +255,16 @@ def _providers(parameters: dict[str, Any], device_id: int, batch_max: int, windo
     if missing:
         raise RuntimeError(f"onnxruntime lacks {sorted(missing)}: install onnxruntime-gpu")
 
-    def shapes(batch: int) -> str:
-        return ",".join(f"{name}:{batch}x{window}" for name in ONNX_INPUTS)
-
+    profile = trt_profile_shapes(batch_max, window, min_window)
     # Engines are built per GPU and TensorRT version; the cache makes restarts fast.
     trt_options = {
         "device_id": device_id,
         "trt_fp16_enable": parameters.get("TRT_FP16", {}).get("string_value", "1") == "1",
         "trt_engine_cache_enable": True,
         "trt_engine_cache_path": parameters["TRT_ENGINE_CACHE_DIR"]["string_value"],
-        "trt_profile_min_shapes": shapes(1),
-        "trt_profile_opt_shapes": shapes(max(1, batch_max // 2)),
-        "trt_profile_max_shapes": shapes(batch_max),
+        "trt_profile_min_shapes": profile["min"],
+        "trt_profile_opt_shapes": profile["opt"],
+        "trt_profile_max_shapes": profile["max"],
     }
     return [
         ("TensorrtExecutionProvider", trt_options),
@@ -273,6 +294,7 @@ class TritonPythonModel:
             int(args.get("model_instance_device_id", "0")),
             int(model_config.get("max_batch_size", 1)),
             window,
+            int(manifest["explain_positions"]),
         )
         self._predictor = NextActionPredictor(version_dir, threads=threads, providers=providers)
 
