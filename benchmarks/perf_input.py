@@ -14,7 +14,7 @@ import argparse
 import json
 from pathlib import Path
 
-from benchmarks.stream_bench import _sample_windows
+from benchmarks.stream_bench import sample_windows
 from benchmarks.workload import EventSupply
 from stream.inference import encode_windows
 from stream.settings import load_settings
@@ -29,7 +29,8 @@ def main() -> None:
     parser.add_argument("--length", type=int, default=50, help="the model's window length W")
     args = parser.parse_args()
     settings = load_settings()
-    windows = _sample_windows(EventSupply(users=args.windows, seed=11), settings, args.windows)
+    supply = EventSupply(users=args.windows, seed=11)
+    windows = sample_windows(supply, settings, history=args.windows * 15, count=args.windows)
     entries = []
     for window in windows[: args.windows]:
         tail = window[-args.length :]

@@ -23,7 +23,7 @@ import tempfile
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import ExitStack, contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -42,7 +42,7 @@ from stream.settings import Settings, load_settings
 from stream.window import Window, merge_events
 from stream.worker_process import wait_until_assigned, worker_process
 
-__all__ = ["main"]
+__all__ = ["main", "sample_windows"]
 
 TRIVIAL_MODEL = "nextaction-trivial"
 
@@ -61,12 +61,12 @@ class BenchConfig:
     state_users: int = 100_000
 
 
-@dataclass
+@dataclass(frozen=True)
 class Servers:
-    bootstrap: str
     triton_url: str
     workdir: Path
     settings: Settings
+    bootstrap: str = ""  # the current phase's broker, see _fresh_broker
 
 
 def _log(message: str) -> None:
@@ -82,18 +82,25 @@ def _percentiles(values: Sequence[float]) -> dict[str, float]:
 
 @contextmanager
 def _servers(settings: Settings, workdir: Path) -> Iterator[Servers]:
-    """The embedded broker and one Triton serving the real and the trivial model."""
+    """One Triton serving the real and the trivial model for the whole run."""
     repository = workdir / "repository"
     repository.mkdir()
     real = settings.model_repository.resolve() / settings.triton_model_name
     (repository / settings.triton_model_name).symlink_to(real, target_is_directory=True)
     write_trivial_model(real / "config.pbtxt", repository / TRIVIAL_MODEL)
-    with ExitStack() as stack:
-        broker = stack.enter_context(EmbeddedBroker(workdir / "embedded"))
-        triton = stack.enter_context(EmbeddedTriton(repository, workdir / "embedded"))
+    with EmbeddedTriton(repository, workdir / "embedded") as triton:
         for model in (settings.triton_model_name, TRIVIAL_MODEL):
             triton.wait_for_model(model)
-        yield Servers(broker.bootstrap, triton.grpc_url, workdir, settings)
+        yield Servers(triton.grpc_url, workdir, settings)
+
+
+@contextmanager
+def _fresh_broker(servers: Servers) -> Iterator[Servers]:
+    """A broker of its own for one phase: the embedded broker keeps every record in memory,
+    and what earlier phases wrote must not slow the next one down (a phase run after a
+    million records had its latency percentiles up by half)."""
+    with EmbeddedBroker(servers.workdir / "embedded") as broker:
+        yield replace(servers, bootstrap=broker.bootstrap)
 
 
 @contextmanager
@@ -327,17 +334,20 @@ async def _scale_out(servers: Servers, config: BenchConfig, single: dict[str, An
     return {"workers": 2, "partitions": 2, "drain_events_per_s": drain, "latency_at_single_50pct_ms": latency}
 
 
-def _sample_windows(supply: EventSupply, settings: Settings, users: int) -> list[Window]:
-    """Realistic windows for the model-only ceiling: the supply's events merged per user."""
+def sample_windows(supply: EventSupply, settings: Settings, history: int, count: int) -> list[Window]:
+    """Windows like those the pipeline scores, for the model-only ceiling: ``history`` events
+    of the supply merged per user (about what the pipeline phase has seen when it measures),
+    then the windows of the users behind the last ``count`` events, as activity picks them."""
     windows: dict[str, Window] = {}
     horizon_ms = int(settings.window_horizon_s * 1000)
-    for message in supply.take(users * 10):
+    messages = supply.take(history)
+    for message in messages:
         doc = json.loads(message.value)
         event = WindowEvent(doc["event_id"], doc["item_id"], doc["action"], doc["ts"])
         windows[message.user_id] = merge_events(
             windows.get(message.user_id, ()), [event], settings.window_size, horizon_ms
         )
-    return list(windows.values())
+    return [windows[message.user_id] for message in messages[-count:]]
 
 
 async def run_bench(settings: Settings, config: BenchConfig) -> dict[str, Any]:
@@ -348,18 +358,19 @@ async def run_bench(settings: Settings, config: BenchConfig) -> dict[str, Any]:
         _servers(settings, Path(tmp)) as servers,
     ):
         supply = EventSupply(users=config.users, seed=7)
-        _log(f"servers up (broker {servers.bootstrap}, Triton {servers.triton_url}); {config.users:,} users")
+        _log(f"Triton up ({servers.triton_url}); a fresh broker per phase; {config.users:,} users")
 
-        raw_events = supply.take(150_000)
-        ensure_topics(servers.bootstrap, settings.model_copy(update={"topic_events": "bench-raw"}))
-        async with Producer(servers.bootstrap, "bench-raw") as producer:
-            await producer.send(raw_events)
-        report["raw_consume_events_per_s"] = await raw_consume_events_per_s(
-            servers.bootstrap, "bench-raw", 1, len(raw_events)
-        )
+        with _fresh_broker(servers) as phase:
+            raw_events = supply.take(150_000)
+            ensure_topics(phase.bootstrap, settings.model_copy(update={"topic_events": "bench-raw"}))
+            async with Producer(phase.bootstrap, "bench-raw") as producer:
+                await producer.send(raw_events)
+            report["raw_consume_events_per_s"] = await raw_consume_events_per_s(
+                phase.bootstrap, "bench-raw", 1, len(raw_events)
+            )
         _log(f"ceiling: plain aiokafka consumption {report['raw_consume_events_per_s']:,.0f} events/s")
 
-        windows = _sample_windows(supply, settings, 2_000)
+        windows = sample_windows(supply, settings, history=300_000, count=2_000)
         model_only = await model_only_predictions_per_s(
             servers.triton_url,
             settings.triton_model_name,
@@ -370,17 +381,21 @@ async def run_bench(settings: Settings, config: BenchConfig) -> dict[str, Any]:
         report["model_only_predictions_per_s"] = model_only
         _log(f"ceiling: Triton real model, pre-built windows {model_only:,.0f} predictions/s")
 
-        report["naive_events_per_s"] = await _naive(servers, supply, config)
-        stream = await _product(servers, supply, config, "stream", TRIVIAL_MODEL, 15_000)
+        with _fresh_broker(servers) as phase:
+            report["naive_events_per_s"] = await _naive(phase, supply, config)
+        with _fresh_broker(servers) as phase:
+            stream = await _product(phase, supply, config, "stream", TRIVIAL_MODEL, 15_000)
         report["stream"] = stream
         report["stream_events_per_s"] = stream["sustained_events_per_s"]
-        pipeline = await _product(
-            servers, supply, config, "pipeline", settings.triton_model_name, model_only * 5
-        )
+        with _fresh_broker(servers) as phase:
+            pipeline = await _product(
+                phase, supply, config, "pipeline", settings.triton_model_name, model_only * 5
+            )
         report["pipeline"] = pipeline
         report["pipeline_events_per_s"] = pipeline["sustained_events_per_s"]
         report["latency_ms"] = pipeline["latency_ms"]
-        report["scale_out"] = await _scale_out(servers, config, stream)
+        with _fresh_broker(servers) as phase:
+            report["scale_out"] = await _scale_out(phase, config, stream)
 
     _log(f"window state with {config.state_users:,} users")
     with tempfile.TemporaryDirectory(prefix="nextaction-state-") as tmp:
