@@ -97,8 +97,8 @@ def _servers(settings: Settings, workdir: Path) -> Iterator[Servers]:
 @contextmanager
 def _fresh_broker(servers: Servers) -> Iterator[Servers]:
     """A broker of its own for one phase: the embedded broker keeps every record in memory,
-    and what earlier phases wrote must not slow the next one down (a phase run after a
-    million records had its latency percentiles up by half)."""
+    so what earlier phases wrote cannot weigh on a later one (the order of phases then
+    changes nothing but the machine's noise)."""
     with EmbeddedBroker(servers.workdir / "embedded") as broker:
         yield replace(servers, bootstrap=broker.bootstrap)
 
