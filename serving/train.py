@@ -349,7 +349,11 @@ def save_checkpoint(checkpoint: Checkpoint, out_dir: Path, train_config: TrainCo
 
 def load_checkpoint(checkpoint_dir: Path) -> Checkpoint:
     hparams = json.loads((checkpoint_dir / HPARAMS).read_text())
-    model = NextActionModel(ModelConfig(**hparams["model"]))
+    model_fields = dict(hparams["model"])
+    # Checkpoints from before the trunk ran its own attention loop name the attention kernel
+    # GPT-2 should use; the weights are the same.
+    model_fields.pop("attn_implementation", None)
+    model = NextActionModel(ModelConfig(**model_fields))
     model.load_state_dict(torch.load(checkpoint_dir / WEIGHTS, weights_only=True))
     model.eval()
     metrics = json.loads((checkpoint_dir / METRICS).read_text())

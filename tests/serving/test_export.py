@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 from collections.abc import Callable
 from pathlib import Path
 
@@ -14,7 +15,7 @@ from serving_fixtures import PlantedCases, triton_batch
 from serving import export as export_module
 from serving.data import evaluation_windows
 from serving.model import ServingModule
-from serving.train import Checkpoint
+from serving.train import Checkpoint, load_checkpoint
 from serving.triton_backend import NextActionPredictor
 
 pytestmark = pytest.mark.model
@@ -140,3 +141,17 @@ def test_predictor_rejects_malformed_windows(
     timestamps = np.arange(2 * WINDOW, dtype=np.int64).reshape(2, WINDOW)
     with pytest.raises(ValueError, match=message):
         predictor.predict(*change((item_ids, actions, timestamps)))
+
+
+def test_a_checkpoint_written_before_the_trunk_loop_still_loads(
+    checkpoint_dir: Path, checkpoint: Checkpoint, tmp_path: Path
+) -> None:
+    old = tmp_path / "old-checkpoint"
+    shutil.copytree(checkpoint_dir, old)
+    hparams = json.loads((old / "hparams.json").read_text())
+    hparams["model"]["attn_implementation"] = "sdpa"
+    (old / "hparams.json").write_text(json.dumps(hparams))
+    loaded = load_checkpoint(old)
+    assert loaded.model.config == checkpoint.model.config
+    for name, tensor in checkpoint.model.state_dict().items():
+        assert torch.equal(loaded.model.state_dict()[name], tensor)
