@@ -46,8 +46,8 @@ CONFIG_FILES: dict[Literal["cpu", "gpu"], str] = {"cpu": "config.pbtxt", "gpu": 
 # where all drops are small, float32 rounding moves their shares by up to about 1e-3.
 SCORE_TOLERANCE = 1e-4
 # Largest dynamic batch per device. On one CPU thread a window costs about the same at any
-# batch (onnxruntime, window 50, 8 explained events: 1,785 windows/s at 4, 1,714 at 16,
-# 1,554 at 64, while a batch of 64 takes 41 ms), so small batches keep latency down at no
+# batch (onnxruntime, window 50, 8 explained events: 2,219 windows/s at 4, 2,267 at 16,
+# 1,947 at 64, while a batch of 64 takes 33 ms), so small batches keep latency down at no
 # throughput cost; GPUs want more.
 MAX_BATCH_SIZE: dict[Literal["cpu", "gpu"], int] = {"cpu": 16, "gpu": 64}
 # Model instances per device. A CPU instance runs one thread (more threads per instance made

@@ -38,8 +38,8 @@ __all__ = [
 KeyValue = tuple[torch.Tensor, torch.Tensor]
 
 # Newest window events whose removal is measured by default. The stream cites at most 5 events;
-# the occluded windows cost (P - 1)^2 trunk columns besides 2W, so on CPU 16 cost 2.4 times
-# the inference of 8 (window 50, one thread: 712 against 1,714 windows/s).
+# the occluded windows cost (P - 1)^2 trunk columns besides 2W, so on CPU 16 cost 2.3 times
+# the inference of 8 (window 50, one thread: 1,001 against 2,267 windows/s).
 EXPLAIN_POSITIONS = 8
 
 # Noise floor (nats) subtracted from log-probability drops in attributions: about a 0.1%
