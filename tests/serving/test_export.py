@@ -51,6 +51,9 @@ def test_configs_share_tensors_and_differ_in_device(version_dir: Path) -> None:
         assert '{ name: "ITEM_IDS" data_type: TYPE_STRING dims: [ 50 ] }' in text
     assert "KIND_CPU" in cpu and "tensorrt" not in cpu
     assert "KIND_GPU" in gpu and '"tensorrt"' in gpu and "trtexec --onnx=model.onnx" in gpu
+    # The plan's profile spans the widths the predictor sends: cut to the 8 explained events,
+    # up to the whole window.
+    assert "--minShapes=items:1x8," in gpu and "--maxShapes=items:64x50," in gpu
 
     def tensors(text: str) -> str:
         return text[text.index("input [") : text.index("dynamic_batching")]
