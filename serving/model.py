@@ -31,7 +31,6 @@ __all__ = [
     "NextActionModel",
     "ServingModule",
     "key_mask",
-    "occlusion_index",
 ]
 
 # Keys and values of one attention layer, [N, H, columns, D / H] each.
@@ -199,18 +198,15 @@ class NextActionModel(nn.Module):
         return self.exclude(self.item_logits(self.encode(items, actions, gaps)[:, -1]), items)
 
 
-def occlusion_index(window: int, explain_positions: int) -> torch.Tensor:
-    """Gather index [P + 1, W] into a window with a pad column prepended ([B, 1 + W]).
+def _tail_offsets(explain_positions: int) -> torch.Tensor:
+    """int64 [P - 1, P - 1]: where the newest P - 1 columns of the occluded windows come from.
 
-    Row p < P removes window position ``W - P + p`` (older events shift right by one, a pad
-    enters on the left); the last row is the unchanged window.
+    Row r is the window without position ``W - P + r``, column j its column ``W - P + 1 + j``;
+    values index the window with a pad prepended, less ``W - P + 1``. Columns up to the
+    removed event hold the event before them (j), later ones their own (j + 1).
     """
-    rows = []
-    for position in range(window - explain_positions, window):
-        columns = torch.arange(window)
-        rows.append(torch.where(columns > position, columns + 1, columns))
-    rows.append(torch.arange(window) + 1)
-    return torch.stack(rows)
+    columns = torch.arange(explain_positions - 1)
+    return columns + (columns >= columns.unsqueeze(1)).long()
 
 
 class ServingModule(nn.Module):
@@ -244,10 +240,8 @@ class ServingModule(nn.Module):
         self.model = model
         self.top_k = top_k
         self.explain_positions = explain_positions
-        # Occluded windows but the last (the shifted window itself): their newest P - 1 columns
-        # as indices into the window with a pad prepended, less the first tail column's index.
-        offsets = occlusion_index(explain_positions, explain_positions)[:-2, 1:] - 1
-        self.register_buffer("tail_offsets", offsets, persistent=False)
+        # Occluded windows but the last (the shifted window itself), see last_hidden.
+        self.register_buffer("tail_offsets", _tail_offsets(explain_positions), persistent=False)
 
     def last_hidden(self, items: torch.Tensor, actions: torch.Tensor, gaps: torch.Tensor) -> torch.Tensor:
         """Final hidden state of the P occluded windows then the original, [B * (P + 1), D]."""
@@ -256,7 +250,8 @@ class ServingModule(nn.Module):
         # Per window, the original and the shifted window (= the newest event removed), in one
         # pass. Rows are interleaved rather than split at B, which would fix B when exporting.
         both = [torch.stack([x[:, 1:], x[:, :-1]], dim=1).flatten(0, 1) for x in padded]  # [2B, W]
-        hidden, cache = model.layers(model.embed(*both), key_mask(both[0]), newest_only=True)
+        attendable = key_mask(both[0])
+        hidden, cache = model.layers(model.embed(*both), attendable, newest_only=True)
         last = model.trunk.ln_f(hidden[:, -1]).unflatten(0, (-1, 2))  # [B, 2, D]
         occluded = [last[:, 1:]]
         if tails:
@@ -270,7 +265,7 @@ class ServingModule(nn.Module):
 
             gather = self.tail_offsets + prefix
             tail = [x[:, gather].flatten(0, 1) for x in padded]  # [B(P-1), P-1]
-            mask = torch.cat([per_tail(key_mask(both[0]), 1), key_mask(tail[0])], dim=1)
+            mask = torch.cat([per_tail(attendable, 1), key_mask(tail[0])], dim=1)
             past = [(per_tail(key, 2), per_tail(value, 2)) for key, value in cache]
             hidden, _ = model.layers(model.embed(*tail), mask, past, newest_only=True)
             occluded.insert(0, model.trunk.ln_f(hidden[:, -1]).unflatten(0, (-1, tails)))

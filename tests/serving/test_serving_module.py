@@ -15,7 +15,6 @@ from serving.model import (
     NextActionModel,
     ServingModule,
     key_mask,
-    occlusion_index,
 )
 from serving.vocab import PAD_INDEX, UNKNOWN_INDEX
 
@@ -65,10 +64,15 @@ def test_the_trunk_loop_matches_gpt2s_own_forward_on_every_event(model: NextActi
     torch.testing.assert_close(ours[events], theirs[events], atol=1e-5, rtol=1e-5)
 
 
-def test_occlusion_index_removes_one_position_and_pads_left() -> None:
-    index = occlusion_index(window=5, explain_positions=2)
-    # Column 0 of the padded window is the pad; columns 1..5 are the window.
-    np.testing.assert_array_equal(index, [[0, 1, 2, 3, 5], [0, 1, 2, 3, 4], [1, 2, 3, 4, 5]])
+def without(x: torch.Tensor, position: int) -> torch.Tensor:
+    """Windows [N, W] with the event at ``position`` removed: older ones shift right, a pad
+    enters on the left."""
+    keep = [p for p in range(x.shape[1]) if p != position]
+    return torch.cat([torch.zeros_like(x[:, :1]), x[:, keep]], dim=1)
+
+
+def test_without_removes_one_position_and_pads_left() -> None:
+    np.testing.assert_array_equal(without(torch.tensor([[1, 2, 3, 4, 5]]), 3), [[0, 1, 2, 3, 5]])
 
 
 def test_top_k_are_real_items_with_sorted_probabilities(model: NextActionModel) -> None:
@@ -95,12 +99,7 @@ def test_attributions_are_normalised_drops_of_removing_each_event(model: NextAct
             for position in range(WINDOW - EXPLAIN, WINDOW):
                 if items[row, position] == PAD_INDEX:
                     continue
-                # Remove the event, shift older ones right, pad on the left.
-                keep = [p for p in range(WINDOW) if p != position]
-                occluded = [
-                    torch.cat([torch.zeros(1, dtype=torch.int64), t[row, keep]])[None]
-                    for t in (items, actions, gaps)
-                ]
+                occluded = [without(t[row : row + 1], position) for t in (items, actions, gaps)]
                 log_probs = torch.log_softmax(model.predict(*occluded), -1)
                 drops[:, position] = base[0, indices[row]] - log_probs[0, indices[row]] - MIN_DROP
             drops = drops.clamp(min=0)
@@ -116,9 +115,13 @@ def test_reused_prefixes_give_the_same_scores_as_running_every_occluded_window(
 ) -> None:
     module = ServingModule(model, top_k=TOP_K, explain_positions=EXPLAIN).eval()
     items, actions, gaps = windows()
-    index = occlusion_index(WINDOW, EXPLAIN)  # each occluded window whole, then the original
+    positions = range(WINDOW - EXPLAIN, WINDOW)
+    # Per window: each occluded window whole, then the original.
+    whole = [
+        torch.stack([*(without(x, p) for p in positions), x], dim=1).flatten(0, 1)
+        for x in (items, actions, gaps)
+    ]
     with torch.no_grad():
-        whole = [torch.cat([torch.zeros_like(x[:, :1]), x], dim=1)[:, index].flatten(0, 1) for x in windows()]
         expected = model.item_logits(model.encode(*whole)[:, -1])
         logits = model.item_logits(module.last_hidden(items, actions, gaps))
     torch.testing.assert_close(logits, expected, atol=1e-5, rtol=1e-5)
