@@ -2,7 +2,8 @@
 
 popularity: training interaction counts. transition: first-order Markov counts of which item
 followed the user's last input item in the training data; popularity breaks its ties and
-stands in for unseen last items.
+stands in for unseen last items. The same counts (``top_successors``) give the model its
+transition prior.
 """
 
 from __future__ import annotations
@@ -14,8 +15,9 @@ import numpy as np
 
 from serving.data import UserSequence
 from serving.evaluation import Catalogue
+from serving.triton_backend import PAD_INDEX
 
-__all__ = ["PopularityScorer", "TransitionScorer"]
+__all__ = ["PopularityScorer", "TransitionScorer", "top_successors", "transition_counts"]
 
 
 @dataclass(frozen=True)
@@ -28,17 +30,12 @@ class PopularityScorer:
 
 
 class TransitionScorer:
-    """Counts kept sparse (sorted ``previous * V + next`` keys): a dense V x V table does not fit
-    for catalogues of tens of thousands of items."""
+    """Scores items by how often they followed the input's last item in the training data."""
 
     def __init__(self, catalogue: Catalogue, train: Sequence[UserSequence]) -> None:
         self.catalogue = catalogue
         self.size = len(catalogue.counts)
-        keys = [
-            indices[:-1] * self.size + indices[1:]
-            for indices in (catalogue.vocab.indices(seq.items) for seq in train)
-        ]
-        self.keys, self.counts = np.unique(np.concatenate([np.zeros(0, np.int64), *keys]), return_counts=True)
+        self.keys, self.counts = transition_counts(catalogue, train)
         # Popularity scaled into [0, 1): it orders items with equal transition counts only.
         self.tie_break = catalogue.counts / (catalogue.counts.max() + 1.0)
 
@@ -49,3 +46,35 @@ class TransitionScorer:
             lo, hi = np.searchsorted(self.keys, [last * self.size, (last + 1) * self.size])
             scores[row, self.keys[lo:hi] - last * self.size] += self.counts[lo:hi]
         return scores
+
+
+def transition_counts(catalogue: Catalogue, train: Sequence[UserSequence]) -> tuple[np.ndarray, np.ndarray]:
+    """How often each item followed another: sorted keys ``previous * V + next`` and their counts
+    (int64, sparse: a dense V x V table does not fit for catalogues of tens of thousands)."""
+    size = len(catalogue.counts)
+    keys = [
+        indices[:-1] * size + indices[1:] for indices in (catalogue.vocab.indices(seq.items) for seq in train)
+    ]
+    unique, counts = np.unique(np.concatenate([np.zeros(0, np.int64), *keys]), return_counts=True)
+    return unique, counts.astype(np.int64)
+
+
+def top_successors(
+    catalogue: Catalogue, train: Sequence[UserSequence], k: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """Each item's ``k`` most frequent next items and their counts, int64 [V, k] each; rows
+    are filled with the pad index and count 0 where an item has fewer successors."""
+    size = len(catalogue.counts)
+    keys, counts = transition_counts(catalogue, train)
+    previous, following = np.divmod(keys, size)
+    # Per previous item, most frequent first: sort by (previous, -count).
+    order = np.lexsort((-counts, previous))
+    previous, following, counts = previous[order], following[order], counts[order]
+    starts = np.searchsorted(previous, previous)  # first entry of each previous item
+    rank = np.arange(len(previous)) - starts
+    kept = rank < k
+    items = np.full((size, k), PAD_INDEX, dtype=np.int64)
+    top_counts = np.zeros((size, k), dtype=np.int64)
+    items[previous[kept], rank[kept]] = following[kept]
+    top_counts[previous[kept], rank[kept]] = counts[kept]
+    return items, top_counts

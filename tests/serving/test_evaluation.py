@@ -7,9 +7,10 @@ from collections.abc import Sequence
 import numpy as np
 import pytest
 
-from serving.baselines import PopularityScorer, TransitionScorer
+from serving.baselines import PopularityScorer, TransitionScorer, top_successors
 from serving.data import UserSequence
 from serving.evaluation import Cases, Catalogue, ScoreFn, evaluate, leave_one_out
+from serving.vocab import PAD_INDEX
 
 pytestmark = pytest.mark.unit
 
@@ -84,3 +85,17 @@ def test_transition_follows_the_last_item_and_falls_back_to_popularity() -> None
         assert ranked == ["a", "b", "c", "d"]
     metrics = evaluate(scorer, Cases([seq("u", "ca")], ["b"]), catalogue)
     assert metrics.hit_rate[5] == 1.0 and metrics.ndcg[5] == 1.0
+
+
+def test_top_successors_are_the_most_frequent_next_items_padded() -> None:
+    train = [seq("1", "ab"), seq("2", "ac"), seq("3", "ab"), seq("4", "cab"), seq("5", "d")]
+    catalogue = Catalogue.of(train)
+    index = catalogue.vocab.index
+    items, counts = top_successors(catalogue, train, 3)
+    assert items.shape == counts.shape == (len(catalogue.vocab), 3)
+    assert items[index("a")].tolist() == [index("b"), index("c"), PAD_INDEX]
+    assert counts[index("a")].tolist() == [3, 1, 0]
+    assert items[index("c")].tolist() == [index("a"), PAD_INDEX, PAD_INDEX]
+    assert counts[index("b")].tolist() == counts[index("d")].tolist() == [0, 0, 0]
+    kept, kept_counts = top_successors(catalogue, train, 1)  # the most frequent only
+    assert kept[index("a")].tolist() == [index("b")] and kept_counts[index("a")].tolist() == [3]

@@ -14,7 +14,7 @@ from serving_fixtures import PlantedCases, triton_batch
 
 from serving import export as export_module
 from serving.data import evaluation_windows
-from serving.model import ServingModule
+from serving.model import NextActionModel, ServingModule
 from serving.train import Checkpoint, load_checkpoint
 from serving.triton_backend import NextActionPredictor
 
@@ -164,3 +164,19 @@ def test_a_checkpoint_of_an_older_model_version_is_refused_with_what_to_do(
     torch.save({k: v for k, v in weights.items() if not k.startswith("embedding_norm.")}, old / "weights.pt")
     with pytest.raises(ValueError, match=r"older model version.*retrain"):
         load_checkpoint(old)
+
+
+def test_the_transition_prior_is_in_the_exported_graph(checkpoint: Checkpoint, tmp_path: Path) -> None:
+    model = NextActionModel(checkpoint.model.config)
+    model.load_state_dict(checkpoint.model.state_dict())
+    successors = torch.randint(2, model.config.n_items, model.successor_items.shape)
+    model.set_transition_prior(successors, torch.randint(0, 50, successors.shape), weight=3.0)
+    module = ServingModule(model, top_k=TOP_K).eval()
+    windows = export_module._sample_inputs(4, WINDOW, model.config.n_items, seed=5)
+    with torch.no_grad():
+        with_prior = module(*windows)[0]
+        without_prior = ServingModule(checkpoint.model, top_k=TOP_K).eval()(*windows)[0]
+    assert not torch.equal(with_prior, without_prior)  # the prior changes the ranking
+    # The export compares ONNX Runtime with torch and raises on any top-k difference.
+    diffs = export_module._export_onnx(module, WINDOW, model.config.n_items, tmp_path / "model.onnx")
+    assert diffs["scores"] <= export_module.SCORE_TOLERANCE

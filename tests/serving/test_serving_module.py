@@ -11,6 +11,7 @@ import torch
 from serving.export import ATTRIBUTION_TOLERANCE
 from serving.model import (
     MIN_DROP,
+    PRIOR_HISTORY,
     ModelConfig,
     NextActionModel,
     ServingModule,
@@ -27,12 +28,17 @@ WINDOW, EXPLAIN, TOP_K = 8, 5, 4
 def model(request: pytest.FixtureRequest) -> NextActionModel:
     """Two depths: with more than one layer, reused keys and values feed later layers."""
     torch.manual_seed(0)
-    model = NextActionModel(ModelConfig(n_items=14, window=WINDOW, hidden=16, layers=request.param, heads=2))
+    model = NextActionModel(
+        ModelConfig(n_items=14, window=WINDOW, hidden=16, layers=request.param, heads=2, successors=3)
+    )
     # Untrained embeddings are tiny (std 0.02); larger ones make scores depend on the inputs.
     with torch.no_grad():
         for embedding in (model.item_embedding, model.action_embedding, model.gap_embedding):
             embedding.weight.normal_(std=1.0)
             embedding.weight[0].zero_()
+    # A transition prior with the weight of the embeddings' scale: occlusion must account for it.
+    successors = torch.randint(UNKNOWN_INDEX + 1, 14, (14, 3))
+    model.set_transition_prior(successors, torch.randint(0, 6, (14, 3)), weight=1.0)
     return model.eval()
 
 
@@ -183,3 +189,27 @@ def test_a_model_that_excludes_seen_items_never_serves_one_and_keeps_their_mass_
     # Attributions still measure removals against the same candidate set: shares sum to 1 or 0.
     sums = attributions.sum(dim=2)
     assert torch.all(((sums - 1).abs() < 1e-5) | (sums == 0))
+
+
+def test_the_transition_prior_adds_the_newest_events_successors(model: NextActionModel) -> None:
+    items, actions, gaps = windows()
+    prior = NextActionModel(model.config)
+    prior.load_state_dict(model.state_dict())
+    network = NextActionModel(model.config)
+    network.load_state_dict(model.state_dict())
+    prior.eval().prior_weight.fill_(2.0)
+    network.eval().prior_weight.fill_(0.0)
+    with torch.no_grad():
+        added = prior.predict(items, actions, gaps) - network.predict(items, actions, gaps)
+    expected = torch.zeros(3, 14)
+    for row in range(3):
+        for age in range(PRIOR_HISTORY):  # newest first, each half the next newer
+            item = int(items[row, -1 - age])
+            for successor, count in zip(
+                model.successor_items[item], model.successor_scores[item], strict=True
+            ):
+                expected[row, successor] += 2.0 * 0.5**age * count
+    real = items.new_ones(3, 14, dtype=torch.bool)
+    real[:, [PAD_INDEX, UNKNOWN_INDEX]] = False
+    torch.testing.assert_close(added[real].reshape(3, -1), expected[real].reshape(3, -1))
+    assert (expected[real] > 0).any()
