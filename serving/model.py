@@ -6,7 +6,7 @@ keys and values to the next (``NextActionModel.layers``). Training and serving s
 same thing: the items after the newest event of a window (training has one window per target,
 see ``serving.data.TrainingSamples``). Item scores are dot products with the item embedding
 matrix (tied input/output embeddings), plus a transition prior: how often each item followed
-the newest few events in the training data (``NextActionModel.transition_prior``), with a
+the newest few events in the training data (``NextActionModel.add_transition_prior``), with a
 weight that training picks on validation data after the network is trained.
 
 Shapes: B batch, W window, D hidden, V vocabulary (items + pad + unknown), K top-k,
@@ -225,19 +225,19 @@ class NextActionModel(nn.Module):
             self.successor_scores.copy_(torch.log1p(counts.float()))
             self.prior_weight.fill_(weight)
 
-    def transition_prior(self, recent: torch.Tensor) -> torch.Tensor:
-        """Newest-first items [N, H] (H <= PRIOR_HISTORY, pads allowed) -> scores to add [N, V]:
-        weight * sum over h of PRIOR_DECAY^h * log(1 + times item v followed item h)."""
+    def add_transition_prior(self, logits: torch.Tensor, recent: torch.Tensor) -> torch.Tensor:
+        """logits [N, V] plus the transition prior of newest-first items [N, H] (H <=
+        PRIOR_HISTORY, pads allowed): weight * sum over h of PRIOR_DECAY^h * log(1 + times
+        item v followed item h). Scattered into the logits: a dense [N, V] prior would cost
+        an allocation and an addition per variant on the serving path."""
         decay = PRIOR_DECAY ** torch.arange(recent.shape[1], device=recent.device, dtype=torch.float32)
-        values = self.successor_scores[recent] * decay[None, :, None]  # [N, H, S]
-        prior = torch.zeros(recent.shape[0], self.config.n_items, device=recent.device)
-        prior = prior.scatter_add(1, self.successor_items[recent].flatten(1), values.flatten(1))
-        return self.prior_weight * prior
+        values = self.successor_scores[recent] * (self.prior_weight * decay)[None, :, None]  # [N, H, S]
+        return logits.scatter_add(1, self.successor_items[recent].flatten(1), values.flatten(1))
 
     def predict(self, items: torch.Tensor, actions: torch.Tensor, gaps: torch.Tensor) -> torch.Tensor:
         """Inference: next-item logits after the newest event, [B, V]."""
         logits = self.item_logits(self.newest_hidden(items, actions, gaps))
-        logits = logits + self.transition_prior(items[:, -PRIOR_HISTORY:].flip(1))
+        logits = self.add_transition_prior(logits, items[:, -PRIOR_HISTORY:].flip(1))
         return self.exclude(logits, items)
 
 
@@ -346,7 +346,7 @@ class ServingModule(nn.Module):
         newest_first = torch.cat([torch.zeros_like(items[:, : PRIOR_HISTORY + 1]), items], dim=1)
         newest_first = newest_first[:, -(PRIOR_HISTORY + 1) :].flip(1)  # [B, H + 1]
         recent = newest_first[:, self.recent_offsets].flatten(0, 1)  # [B*(P+1), H]
-        logits = self.model.item_logits(hidden) + self.model.transition_prior(recent)
+        logits = self.model.add_transition_prior(self.model.item_logits(hidden), recent)
         logits = self.model.exclude(logits, seen)
         log_probs = torch.log_softmax(logits, dim=-1)  # [B*(P+1), V]
         log_probs = log_probs.reshape(batch, variants, -1)  # [B, P+1, V]
