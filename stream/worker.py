@@ -6,6 +6,7 @@ With no external addresses configured, the worker starts its own embedded broker
 
 from __future__ import annotations
 
+import gc
 import logging
 from contextlib import ExitStack
 
@@ -23,10 +24,19 @@ __all__ = ["run_worker"]
 
 log = logging.getLogger(__name__)
 
+# CPython's default thresholds (700, 10, 10) made the worker run a full collection every
+# ~3,300 events, 40-70 ms each with the event loop stopped, freeing nothing (the worker's
+# garbage goes by reference counting): those stalls were the stream's tail latency. Young
+# collections now come every 50,000 allocations, full ones rarely. Same machine and load,
+# p99 event-to-recommendation: trivial model at 6,400 events/s 116-142 -> 68-75 ms; real
+# model at 3,800 events/s 182 -> 112 ms.
+GC_THRESHOLDS = (50_000, 20, 100)
+
 
 def run_worker(
     settings: Settings, loglevel: str = "info", agent_type: type[RecommendAgent] = RecommendAgent
 ) -> None:
+    gc.set_threshold(*GC_THRESHOLDS)
     with ExitStack() as stack:
         bootstrap = settings.kafka_bootstrap
         if settings.embedded_kafka:
