@@ -25,8 +25,8 @@ __all__ = ["run_worker"]
 log = logging.getLogger(__name__)
 
 # CPython's default thresholds (700, 10, 10) made the worker run a full collection every
-# ~3,300 events, 40-70 ms each with the event loop stopped, freeing nothing (the worker's
-# garbage goes by reference counting): those stalls were the stream's tail latency. Young
+# ~3,300 events, 35-70 ms each with the event loop stopped, freeing almost nothing (the
+# worker's garbage goes by reference counting): those stalls were the stream's tail latency. Young
 # collections now come every 50,000 allocations, full ones rarely. Same machine and load,
 # p99 event-to-recommendation: trivial model at 6,400 events/s 116-142 -> 68-75 ms; real
 # model at 3,800 events/s 182 -> 112 ms.
