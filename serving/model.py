@@ -16,7 +16,7 @@ P explained (occluded) positions.
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
-from typing import cast
+from typing import NamedTuple, cast
 
 import torch
 from torch import nn
@@ -31,6 +31,7 @@ __all__ = [
     "MIN_DROP",
     "PRIOR_HISTORY",
     "KeyValue",
+    "LowPass",
     "ModelConfig",
     "NextActionModel",
     "ServingModule",
@@ -54,6 +55,35 @@ MIN_DROP = 1e-3
 # decay 0.5 gave validation NDCG@10 0.0688 -> 0.0723, the newest alone 0.0715.
 PRIOR_HISTORY = 3
 PRIOR_DECAY = 0.5
+
+# Each column's input also carries a learned share of the exponentially decayed mean of its
+# own and earlier events' embeddings (BSARec's low-pass bias, made causal so that occluded
+# windows can still reuse a shared prefix). On Beauty (12 minutes, two seeds) test NDCG@10
+# rose from 0.0572 to 0.0596 and 0.0601.
+LOWPASS_DECAY = 0.5
+
+
+class LowPass(NamedTuple):
+    """Running sums of the low-pass branch after each column: decayed sums of the real events'
+    embeddings [N, T, D] and of their count [N, T, 1]."""
+
+    sums: torch.Tensor
+    counts: torch.Tensor
+
+
+def decayed_sums(embeds: torch.Tensor, real: torch.Tensor, carry: LowPass | None = None) -> LowPass:
+    """Sums over s <= t of LOWPASS_DECAY^(t - s) * x_s for x in (embeds * real, real), per
+    column t of [N, T, D] and [N, T, 1]; ``carry`` holds the sums just before column 0 (its
+    last column is used). A [T, T] kernel rather than a scan: T is at most the window, and
+    one matrix product exports to ONNX as is."""
+    columns = torch.arange(embeds.shape[1], device=embeds.device)
+    lag = columns.unsqueeze(1) - columns.unsqueeze(0)
+    kernel = torch.where(lag >= 0, LOWPASS_DECAY ** lag.clamp(min=0).to(embeds.dtype), 0.0)
+    sums, counts = kernel @ (embeds * real), kernel @ real
+    if carry is not None:
+        fade = (LOWPASS_DECAY ** (columns + 1).to(embeds.dtype)).unsqueeze(1)  # [T, 1]
+        sums, counts = sums + fade * carry.sums[:, -1:], counts + fade * carry.counts[:, -1:]
+    return LowPass(sums, counts)
 
 
 def key_mask(items: torch.Tensor) -> torch.Tensor:
@@ -119,6 +149,8 @@ class NextActionModel(nn.Module):
         # stream from the first step (the embeddings start at std 0.02): on Beauty, validation
         # NDCG@10 after 12 minutes rose from 0.051 to 0.060.
         self.embedding_norm = nn.LayerNorm(config.hidden)
+        # Share of the low-pass branch per hidden unit; 0 (off) until training says otherwise.
+        self.lowpass_mix = nn.Parameter(torch.zeros(config.hidden))
         # Padding and unknown are never recommended: their scores are masked out.
         excluded = torch.zeros(config.n_items, dtype=torch.bool)
         excluded[[PAD_INDEX, UNKNOWN_INDEX]] = True
@@ -131,8 +163,11 @@ class NextActionModel(nn.Module):
         self.register_buffer("successor_scores", torch.zeros(config.n_items, config.successors))
         self.register_buffer("prior_weight", torch.zeros(()))
 
-    def embed(self, items: torch.Tensor, actions: torch.Tensor, gaps: torch.Tensor) -> torch.Tensor:
-        """Trunk input for the newest T columns of a window, int64 [N, T] each -> [N, T, D].
+    def embed(
+        self, items: torch.Tensor, actions: torch.Tensor, gaps: torch.Tensor, carry: LowPass | None = None
+    ) -> tuple[torch.Tensor, LowPass]:
+        """Trunk input for the newest T columns of a window, int64 [N, T] each -> [N, T, D],
+        and the low-pass sums after each column (``carry``: those before the first column).
 
         Positions count back from the newest column, so the newest is always at the last
         learned position, whatever the padding, the serving window or the columns given.
@@ -140,7 +175,9 @@ class NextActionModel(nn.Module):
         columns = items.shape[1]
         position_ids = torch.arange(self.config.window - columns, self.config.window, device=items.device)
         embeds = self.item_embedding(items) + self.action_embedding(actions) + self.gap_embedding(gaps)
-        return self.trunk.drop(self.embedding_norm(embeds + self.trunk.wpe(position_ids)))
+        lowpass = decayed_sums(embeds, (items != PAD_INDEX).unsqueeze(-1).to(embeds.dtype), carry)
+        embeds = embeds + self.lowpass_mix * (lowpass.sums / lowpass.counts.clamp(min=1e-6))
+        return self.trunk.drop(self.embedding_norm(embeds + self.trunk.wpe(position_ids))), lowpass
 
     def layers(
         self,
@@ -214,7 +251,7 @@ class NextActionModel(nn.Module):
     def newest_hidden(self, items: torch.Tensor, actions: torch.Tensor, gaps: torch.Tensor) -> torch.Tensor:
         """int64 [B, T] each (left-padded) -> hidden state after the newest event [B, D]: what
         training fits and serving scores."""
-        hidden, _ = self.layers(self.embed(items, actions, gaps), key_mask(items), newest_only=True)
+        hidden, _ = self.layers(self.embed(items, actions, gaps)[0], key_mask(items), newest_only=True)
         return self.trunk.ln_f(hidden[:, -1])
 
     def set_transition_prior(self, successors: torch.Tensor, counts: torch.Tensor, weight: float) -> None:
@@ -280,7 +317,8 @@ class ServingModule(nn.Module):
     starts with the same columns: those of the window shifted right by one. A causal trunk
     gives those columns the same keys and values in every occluded window, so one pass over
     the shifted window serves them all, and each occluded window only recomputes its newest
-    P - 1 columns: 2W + (P - 1)^2 trunk columns per window instead of (P + 1) W.
+    P - 1 columns: 2W + (P - 1)^2 trunk columns per window instead of (P + 1) W. Those columns'
+    low-pass inputs continue from the prefix's running sums, which are causal as well.
     """
 
     tail_offsets: torch.Tensor  # int64 [P - 1, P - 1] buffer, see last_hidden
@@ -312,23 +350,25 @@ class ServingModule(nn.Module):
         # pass. Rows are interleaved rather than split at B, which would fix B when exporting.
         both = [torch.stack([x[:, 1:], x[:, :-1]], dim=1).flatten(0, 1) for x in padded]  # [2B, W]
         attendable = key_mask(both[0])
-        hidden, cache = model.layers(model.embed(*both), attendable, newest_only=True)
+        embedded, lowpass = model.embed(*both)
+        hidden, cache = model.layers(embedded, attendable, newest_only=True)
         last = model.trunk.ln_f(hidden[:, -1]).unflatten(0, (-1, 2))  # [B, 2, D]
         occluded = [last[:, 1:]]
         if tails:
             # The other occluded windows: their newest P - 1 columns after the shared prefix.
             prefix = items.shape[1] - tails
 
-            def per_tail(x: torch.Tensor, column_dim: int) -> torch.Tensor:
-                """The shifted windows' prefix columns, once per occluded window."""
+            def per_tail(x: torch.Tensor, column_dim: int, start: int = 0) -> torch.Tensor:
+                """The shifted windows' prefix columns from ``start``, once per occluded window."""
                 shifted = x.unflatten(0, (-1, 2))[:, 1]
-                return shifted.narrow(column_dim, 0, prefix).repeat_interleave(tails, dim=0)
+                return shifted.narrow(column_dim, start, prefix - start).repeat_interleave(tails, dim=0)
 
             gather = self.tail_offsets + prefix
             tail = [x[:, gather].flatten(0, 1) for x in padded]  # [B(P-1), P-1]
             mask = torch.cat([per_tail(attendable, 1), key_mask(tail[0])], dim=1)
             past = [(per_tail(key, 2), per_tail(value, 2)) for key, value in cache]
-            hidden, _ = model.layers(model.embed(*tail), mask, past, newest_only=True)
+            carry = LowPass(*(per_tail(x, 1, start=prefix - 1) for x in lowpass))
+            hidden, _ = model.layers(model.embed(*tail, carry)[0], mask, past, newest_only=True)
             occluded.insert(0, model.trunk.ln_f(hidden[:, -1]).unflatten(0, (-1, tails)))
         return torch.cat([*occluded, last[:, :1]], dim=1).flatten(0, 1)
 

@@ -36,6 +36,8 @@ def model(request: pytest.FixtureRequest) -> NextActionModel:
         for embedding in (model.item_embedding, model.action_embedding, model.gap_embedding):
             embedding.weight.normal_(std=1.0)
             embedding.weight[0].zero_()
+        # The low-pass branch on (0 at initialisation): occluded tails must continue its sums.
+        model.lowpass_mix.normal_(std=1.0)
     # A transition prior with the weight of the embeddings' scale: occlusion must account for it.
     successors = torch.randint(UNKNOWN_INDEX + 1, 14, (14, 3))
     model.set_transition_prior(successors, torch.randint(0, 6, (14, 3)), weight=1.0)
@@ -60,7 +62,7 @@ def test_the_trunk_loop_matches_gpt2s_own_forward_on_every_event(model: NextActi
     items, actions, gaps = windows()
     positions = torch.arange(WINDOW)[None]
     with torch.no_grad():
-        embedded = model.embed(items, actions, gaps)
+        embedded, _ = model.embed(items, actions, gaps)
         ours = model.trunk.ln_f(model.layers(embedded, key_mask(items))[0])
         theirs = model.trunk(  # GPT-2 adds the position embeddings itself
             inputs_embeds=embedded - model.trunk.wpe(positions),
