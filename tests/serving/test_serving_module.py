@@ -12,9 +12,11 @@ from serving.export import ATTRIBUTION_TOLERANCE
 from serving.model import (
     MIN_DROP,
     PRIOR_HISTORY,
+    LowPass,
     ModelConfig,
     NextActionModel,
     ServingModule,
+    decayed_sums,
     key_mask,
 )
 from serving.vocab import PAD_INDEX, UNKNOWN_INDEX
@@ -71,6 +73,18 @@ def test_the_trunk_loop_matches_gpt2s_own_forward_on_every_event(model: NextActi
         ).last_hidden_state
     events = items != PAD_INDEX
     torch.testing.assert_close(ours[events], theirs[events], atol=1e-5, rtol=1e-5)
+
+
+def test_low_pass_sums_halve_per_step_back_skip_pads_and_continue_from_a_carry() -> None:
+    embeds = torch.tensor([[[5.0], [2.0], [4.0]]])  # [1, 3, 1]: a pad (5 is ignored), then 2, 4
+    real = torch.tensor([[[0.0], [1.0], [1.0]]])
+    sums, counts = decayed_sums(embeds, real)
+    torch.testing.assert_close(sums[0, :, 0], torch.tensor([0.0, 2.0, 0.5 * 2.0 + 4.0]))
+    torch.testing.assert_close(counts[0, :, 0], torch.tensor([0.0, 1.0, 1.5]))
+    joined = decayed_sums(torch.cat([embeds, embeds], dim=1), torch.cat([real, real], dim=1))
+    continued = decayed_sums(embeds, real, carry=LowPass(sums, counts))
+    torch.testing.assert_close(continued.sums, joined.sums[:, 3:])
+    torch.testing.assert_close(continued.counts, joined.counts[:, 3:])
 
 
 def without(x: torch.Tensor, position: int) -> torch.Tensor:
