@@ -8,6 +8,12 @@
 2. Tansu holds a long-poll Fetch for its whole max wait even when records arrive meanwhile
    (measured: p50 715 ms from produce to consume with Faust's fixed 1,500 ms wait, 6 ms with
    20 ms). This transport's consumer waits at most ``TANSU_FETCH_MAX_WAIT_MS``.
+3. Tansu numbers a new group's first generation 0, which aiokafka takes for "not a member"
+   and so sends no LeaveGroup when the consumer closes. The stopped worker then stays in the
+   group until its session times out, and a worker started meanwhile is rebalanced twice
+   under the same generation number, after which Faust was seen to sit idle (CI: a
+   restarted worker consumed nothing for two minutes). This transport's consumer leaves from
+   generation 0 on.
 
 Apache Kafka needs neither; there :mod:`stream.transport`'s lean transport runs, which this
 one extends.
@@ -18,13 +24,17 @@ The app builder only calls :func:`faust_broker_url`: the URL scheme selects the 
 from __future__ import annotations
 
 import asyncio
+import functools
+import logging
 from collections import defaultdict
 from collections.abc import Iterable, Mapping
 from typing import Final, cast
 
 from aiokafka import AIOKafkaClient, AIOKafkaConsumer, TopicPartition
+from aiokafka.consumer.group_coordinator import GroupCoordinator
 from aiokafka.errors import KafkaError, LeaderNotAvailableError, for_code
 from aiokafka.protocol.fetch import FetchRequest
+from aiokafka.protocol.group import LeaveGroupRequest
 from faust.transport.drivers import TRANSPORTS
 from faust.transport.drivers import aiokafka as faust_aiokafka
 from faust.types import TP
@@ -38,8 +48,11 @@ __all__ = [
     "TansuTransport",
     "faust_broker_url",
     "fetch_highwaters",
+    "leave_group",
     "uses_tansu_compat",
 ]
+
+log = logging.getLogger(__name__)
 
 #: Faust ``broker`` URL scheme of the transport that reads highwaters from Fetch responses.
 TANSU_SCHEME: Final = "kafka-tansu"
@@ -116,12 +129,31 @@ def _fetch_request(parts: Iterable[tuple[TopicPartition, int]]) -> FetchRequest:
     )
 
 
+async def leave_group(coordinator: GroupCoordinator) -> None:
+    """aiokafka's ``GroupCoordinator._maybe_leave_group`` for brokers whose generations start at
+    0: leave whenever a generation was joined (aiokafka's "none" is -1), then forget it."""
+    if coordinator.generation >= 0 and coordinator._group_instance_id is None:
+        try:
+            await coordinator._send_req(LeaveGroupRequest(coordinator.group_id, coordinator.member_id))
+        except KafkaError as exc:  # best effort, as in aiokafka: the session timeout still applies
+            log.error("LeaveGroup request failed: %s", exc)
+        else:
+            log.info("LeaveGroup request succeeded")
+    coordinator.reset_generation()
+
+
 class _TansuConsumerThread(faust_aiokafka.AIOKafkaConsumerThread):
     def _create_worker_consumer(self, transport: faust_aiokafka.Transport) -> AIOKafkaConsumer:
         consumer = super()._create_worker_consumer(transport)
         # Faust passes a fixed fetch_max_wait_ms=1500; aiokafka reads it when the consumer starts.
         consumer._fetch_max_wait_ms = TANSU_FETCH_MAX_WAIT_MS
         return consumer
+
+    async def on_start(self) -> None:
+        await super().on_start()
+        coordinator = self._ensure_consumer()._coordinator
+        # The coordinator exists once the consumer has started; it leaves the group on close.
+        coordinator._maybe_leave_group = functools.partial(leave_group, coordinator)
 
     async def highwaters(self, *partitions: TP) -> Mapping[TP, int]:
         if self.consumer.in_transaction:

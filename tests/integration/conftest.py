@@ -66,7 +66,7 @@ class Worker:
         """Wait until ``count`` events are consumed and their batches published."""
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
-            assert self.process is not None and self.process.poll() is None, self.log.read_text()[-3000:]
+            assert self.process is not None and self.process.poll() is None, self.log.read_text()[-12000:]
             try:
                 values = self.metrics()
             except OSError:
@@ -75,7 +75,7 @@ class Worker:
                 time.sleep(1.0)  # let the last batch deliver its records
                 return self.metrics()
             time.sleep(0.3)
-        raise AssertionError(f"worker did not consume {count} events:\n{self.log.read_text()[-3000:]}")
+        raise AssertionError(f"worker did not consume {count} events:\n{self.log.read_text()[-12000:]}")
 
     def produce(self, messages: list[tuple[bytes, bytes]]) -> None:
         producer = KafkaProducer(bootstrap_servers=self.bootstrap, acks=1, linger_ms=2)
