@@ -348,9 +348,11 @@ class ServingModule(nn.Module):
         padded = [torch.cat([torch.zeros_like(x[:, :1]), x], dim=1) for x in (items, actions, gaps)]
         # Per window, the original and the shifted window (= the newest event removed), in one
         # pass. Rows are interleaved rather than split at B, which would fix B when exporting.
-        both = [torch.stack([x[:, 1:], x[:, :-1]], dim=1).flatten(0, 1) for x in padded]  # [2B, W]
-        attendable = key_mask(both[0])
-        embedded, lowpass = model.embed(*both)
+        both_items, both_actions, both_gaps = (
+            torch.stack([x[:, 1:], x[:, :-1]], dim=1).flatten(0, 1) for x in padded
+        )  # [2B, W] each
+        attendable = key_mask(both_items)
+        embedded, lowpass = model.embed(both_items, both_actions, both_gaps)
         hidden, cache = model.layers(embedded, attendable, newest_only=True)
         last = model.trunk.ln_f(hidden[:, -1]).unflatten(0, (-1, 2))  # [B, 2, D]
         occluded = [last[:, 1:]]
@@ -364,11 +366,14 @@ class ServingModule(nn.Module):
                 return shifted.narrow(column_dim, start, prefix - start).repeat_interleave(tails, dim=0)
 
             gather = self.tail_offsets + prefix
-            tail = [x[:, gather].flatten(0, 1) for x in padded]  # [B(P-1), P-1]
-            mask = torch.cat([per_tail(attendable, 1), key_mask(tail[0])], dim=1)
+            tail_items, tail_actions, tail_gaps = (
+                x[:, gather].flatten(0, 1) for x in padded
+            )  # [B(P-1), P-1]
+            mask = torch.cat([per_tail(attendable, 1), key_mask(tail_items)], dim=1)
             past = [(per_tail(key, 2), per_tail(value, 2)) for key, value in cache]
             carry = LowPass(*(per_tail(x, 1, start=prefix - 1) for x in lowpass))
-            hidden, _ = model.layers(model.embed(*tail, carry)[0], mask, past, newest_only=True)
+            embedded, _ = model.embed(tail_items, tail_actions, tail_gaps, carry)
+            hidden, _ = model.layers(embedded, mask, past, newest_only=True)
             occluded.insert(0, model.trunk.ln_f(hidden[:, -1]).unflatten(0, (-1, tails)))
         return torch.cat([*occluded, last[:, :1]], dim=1).flatten(0, 1)
 
