@@ -15,7 +15,7 @@
    restarted worker consumed nothing for two minutes). This transport's consumer leaves from
    generation 0 on.
 
-Apache Kafka needs neither; there :mod:`stream.transport`'s lean transport runs, which this
+Apache Kafka needs none of these; there :mod:`stream.transport`'s lean transport runs, which this
 one extends.
 
 The app builder only calls :func:`faust_broker_url`: the URL scheme selects the transport.
@@ -48,7 +48,6 @@ __all__ = [
     "TansuTransport",
     "faust_broker_url",
     "fetch_highwaters",
-    "leave_group",
     "uses_tansu_compat",
 ]
 
@@ -129,7 +128,7 @@ def _fetch_request(parts: Iterable[tuple[TopicPartition, int]]) -> FetchRequest:
     )
 
 
-async def leave_group(coordinator: GroupCoordinator) -> None:
+async def _leave_group(coordinator: GroupCoordinator) -> None:
     """aiokafka's ``GroupCoordinator._maybe_leave_group`` for brokers whose generations start at
     0: leave whenever a generation was joined (aiokafka's "none" is -1), then forget it."""
     if coordinator.generation >= 0 and coordinator._group_instance_id is None:
@@ -153,7 +152,7 @@ class _TansuConsumerThread(faust_aiokafka.AIOKafkaConsumerThread):
         await super().on_start()
         coordinator = self._ensure_consumer()._coordinator
         # The coordinator exists once the consumer has started; it leaves the group on close.
-        coordinator._maybe_leave_group = functools.partial(leave_group, coordinator)
+        coordinator._maybe_leave_group = functools.partial(_leave_group, coordinator)
 
     async def highwaters(self, *partitions: TP) -> Mapping[TP, int]:
         if self.consumer.in_transaction:
