@@ -45,7 +45,11 @@ class TrainConfig:
     batch_size: int = 256  # samples, each one window and its target
     learning_rate: float = 1e-3
     weight_decay: float = 0.0
-    unknown_rate: float = 0.05  # share of input items hidden as "unknown" so the model copes
+    # Share of input items hidden as "unknown" (action and time stay): the model learns to
+    # cope with items it has never seen, and not to lean on any one item of the window, the
+    # strongest regulariser measured on sparse data (Beauty, 12 minutes, dropout 0.5, test
+    # NDCG@10 at 5% / 20% / 35% / 50%: 0.0596 / 0.0607 / 0.0612 / 0.0613; validation best at 35%).
+    unknown_rate: float = 0.35
     # Exclude the window's own items from the loss and from serving. None: decide from the
     # data, on when under ``repeat_threshold`` of next items repeat one in the window.
     exclude_seen: bool | None = None
@@ -59,7 +63,7 @@ class TrainConfig:
     race_share: float = 0.6
     # Weights of the transition prior tried on validation data once the network is trained
     # (0: the network alone).
-    prior_weights: tuple[float, ...] = (0.0, 0.5, 1.0, 2.0)
+    prior_weights: tuple[float, ...] = (0.0, 0.5, 1.0, 2.0, 4.0)
     patience: int = 10  # epochs without a better validation NDCG@10 before stopping
     plateau_epochs: int = 3  # epochs without a better one before the learning rate is halved
     time_budget_s: float | None = None  # stop after the epoch that crosses it
