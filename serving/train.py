@@ -65,7 +65,7 @@ class TrainConfig:
     race_share: float = 0.6
     # Weights of the transition prior tried on validation data once the network is trained
     # (0: the network alone).
-    prior_weights: tuple[float, ...] = (0.0, 0.5, 1.0, 2.0, 4.0)
+    prior_weights: tuple[float, ...] = (0.0, 0.5, 1.0, 2.0)
     patience: int = 10  # epochs without a better validation NDCG@10 before stopping
     plateau_epochs: int = 3  # epochs without a better one before the learning rate is halved
     time_budget_s: float | None = None  # stop after the epoch that crosses it

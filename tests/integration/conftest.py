@@ -59,6 +59,10 @@ class Worker:
             self.process.send_signal(signal.SIGTERM)
         return self.process.wait(timeout=timeout_s)
 
+    def log_tail(self) -> str:
+        """The end of the worker's log: enough to show a rebalance when a wait fails."""
+        return self.log.read_text()[-12_000:]
+
     def metrics(self) -> dict[str, float]:
         return scrape(f"http://127.0.0.1:{self.metrics_port}/metrics")
 
@@ -66,7 +70,7 @@ class Worker:
         """Wait until ``count`` events are consumed and their batches published."""
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
-            assert self.process is not None and self.process.poll() is None, self.log.read_text()[-12000:]
+            assert self.process is not None and self.process.poll() is None, self.log_tail()
             try:
                 values = self.metrics()
             except OSError:
@@ -75,7 +79,7 @@ class Worker:
                 time.sleep(1.0)  # let the last batch deliver its records
                 return self.metrics()
             time.sleep(0.3)
-        raise AssertionError(f"worker did not consume {count} events:\n{self.log.read_text()[-12000:]}")
+        raise AssertionError(f"worker did not consume {count} events:\n{self.log_tail()}")
 
     def produce(self, messages: list[tuple[bytes, bytes]]) -> None:
         producer = KafkaProducer(bootstrap_servers=self.bootstrap, acks=1, linger_ms=2)
