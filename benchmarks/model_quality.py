@@ -111,6 +111,8 @@ def run(spec: DataSpec, checkpoint_dir: Path, time_budget_min: float) -> dict[st
         "wall_seconds": round(time.monotonic() - started, 1),
         "epochs_run": metrics["epochs_run"],
         "best_epoch": metrics["best_epoch"],
+        "networks": metrics["networks"],
+        "network_race": metrics["network_race"],
         "results": metrics["results"],
         "serving_cost": cost,
         "parameters": sum(p.numel() for p in checkpoint.model.parameters()),
@@ -122,7 +124,8 @@ def table(name: str, report: dict[str, Any]) -> str:
     header = f"{'':<22}" + "".join(f"{c:>13}" for c in COLUMNS)
     rows = [
         f"{name}: {report['users']} users, {report['items']} items; model trained "
-        f"{report['train_seconds']:.0f} s ({report['epochs_run']} epochs, best {report['best_epoch']})",
+        f"{report['train_seconds']:.0f} s ({report['epochs_run']} epochs, best {report['best_epoch']}; "
+        f"{report['networks']} network(s) averaged)",
         header,
     ]
     for method, result in report["results"].items():

@@ -37,6 +37,8 @@ def _train(args: argparse.Namespace) -> int:
     budget_s = None if args.time_budget is None else args.time_budget * 60.0
     model = ModelConfig(window=args.window, hidden=args.hidden, layers=args.layers, heads=args.heads)
     training = TrainConfig(time_budget_s=budget_s, seed=args.seed)
+    if args.max_networks:
+        training = replace(training, max_networks=args.max_networks)
     if args.epochs:
         training = replace(training, epochs=args.epochs)
     if args.dropout is not None:  # a fixed dropout: no race
@@ -45,7 +47,10 @@ def _train(args: argparse.Namespace) -> int:
         load_dataset(args.data, args.format).sequences, args.out, model, training, progress=not args.quiet
     )
     m = checkpoint.metrics
-    print(f"best epoch {m['best_epoch']} ({m['train_seconds']:.0f} s); checkpoint in {args.out}")
+    print(
+        f"best epoch {m['best_epoch']} ({m['train_seconds']:.0f} s), {m['networks']} network(s) "
+        f"averaged; checkpoint in {args.out}"
+    )
     for name, result in m["results"].items():
         test = result["test"]
         print(f"  {name:<10} test HR@10 {test['hr@10']:.4f} NDCG@10 {test['ndcg@10']:.4f}")
@@ -89,6 +94,12 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--epochs", type=int, help="most epochs (default 200; early stopping ends sooner)")
     train.add_argument("--dropout", type=float, help="fixed dropout (default: chosen on validation)")
     train.add_argument("--time-budget", type=float, help="minutes; stops after the epoch crossing it")
+    train.add_argument(
+        "--max-networks",
+        type=int,
+        help="most networks averaged, each kept only if it lifts validation NDCG@10 enough "
+        "(default 2; 1 serves at half the cost)",
+    )
     train.add_argument("--window", type=int, default=50)
     train.add_argument("--hidden", type=int, default=64)
     train.add_argument("--layers", type=int, default=2)

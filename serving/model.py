@@ -2,12 +2,13 @@
 
 A ``transformers`` GPT-2 trunk (causal self-attention) runs on our own input embeddings:
 item + action + time-gap bucket; our loop drives its blocks, so serving can hand one pass's
-keys and values to the next (``NextActionModel.layers``). Training and serving score the
-same thing: the items after the newest event of a window (training has one window per target,
-see ``serving.data.TrainingSamples``). Item scores are dot products with the item embedding
-matrix (tied input/output embeddings), plus a transition prior: how often each item followed
-the newest few events in the training data (``NextActionModel.add_transition_prior``), with a
-weight that training picks on validation data after the network is trained.
+keys and values to the next (``ItemNetwork.layers``). Training and serving score the same
+thing: the items after the newest event of a window (training has one window per target, see
+``serving.data.TrainingSamples``). A network's item scores are dot products with its item
+embedding matrix (tied input/output embeddings). The model averages the scores of one or more
+networks trained apart (``NextActionModel``) and adds a transition prior: how often each item
+followed the newest few events in the training data (``NextActionModel.add_transition_prior``),
+with a weight that training picks on validation data after the networks are trained.
 
 Shapes: B batch, W window, D hidden, V vocabulary (items + pad + unknown), K top-k,
 P explained (occluded) positions.
@@ -15,7 +16,8 @@ P explained (occluded) positions.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, replace
 from typing import NamedTuple, cast
 
 import torch
@@ -30,6 +32,7 @@ __all__ = [
     "EXPLAIN_POSITIONS",
     "MIN_DROP",
     "PRIOR_HISTORY",
+    "ItemNetwork",
     "KeyValue",
     "LowPass",
     "ModelConfig",
@@ -110,16 +113,16 @@ class ModelConfig:
     # Most frequent successors kept per item for the transition prior (Beauty: 32 hold 90%
     # of all observed transitions).
     successors: int = 32
+    # Networks trained apart whose scores are averaged (see TrainConfig.max_networks).
+    networks: int = 1
 
     def to_dict(self) -> dict[str, int | float | str]:
         return asdict(self)
 
 
-class NextActionModel(nn.Module):
-    excluded: torch.Tensor  # bool [V] buffer: pad and unknown
-    successor_items: torch.Tensor  # int64 [V, S] buffer, pad where an item has fewer successors
-    successor_scores: torch.Tensor  # float [V, S] buffer, log(1 + count); 0 on pad entries
-    prior_weight: torch.Tensor  # float [] buffer
+class ItemNetwork(nn.Module):
+    """One trained network: embeddings of the window's events, the causal trunk, and item
+    scores as dot products with its own item embeddings (tied input/output)."""
 
     def __init__(self, config: ModelConfig) -> None:
         super().__init__()
@@ -151,17 +154,6 @@ class NextActionModel(nn.Module):
         self.embedding_norm = nn.LayerNorm(config.hidden)
         # Share of the low-pass branch per hidden unit; 0 (off) until training says otherwise.
         self.lowpass_mix = nn.Parameter(torch.zeros(config.hidden))
-        # Padding and unknown are never recommended: their scores are masked out.
-        excluded = torch.zeros(config.n_items, dtype=torch.bool)
-        excluded[[PAD_INDEX, UNKNOWN_INDEX]] = True
-        self.register_buffer("excluded", excluded, persistent=False)
-        # Transition prior: each item's most frequent successors, their log(1 + count), and
-        # the weight of the prior (0 while the network trains). Saved with the weights.
-        self.register_buffer(
-            "successor_items", torch.zeros(config.n_items, config.successors, dtype=torch.int64)
-        )
-        self.register_buffer("successor_scores", torch.zeros(config.n_items, config.successors))
-        self.register_buffer("prior_weight", torch.zeros(()))
 
     def embed(
         self, items: torch.Tensor, actions: torch.Tensor, gaps: torch.Tensor, carry: LowPass | None = None
@@ -235,9 +227,62 @@ class NextActionModel(nn.Module):
             hidden = hidden + block.mlp(block.ln_2(hidden))
         return hidden, cache
 
-    def item_logits(self, hidden: torch.Tensor) -> torch.Tensor:
-        """[..., D] -> [..., V] scores against every item; pad and unknown at -inf."""
-        logits = hidden @ self.item_embedding.weight.T
+    def newest_hidden(self, items: torch.Tensor, actions: torch.Tensor, gaps: torch.Tensor) -> torch.Tensor:
+        """int64 [B, T] each (left-padded) -> hidden state after the newest event [B, D]: what
+        training fits and serving scores."""
+        hidden, _ = self.layers(self.embed(items, actions, gaps)[0], key_mask(items), newest_only=True)
+        return self.trunk.ln_f(hidden[:, -1])
+
+
+class NextActionModel(nn.Module):
+    """``config.networks`` item networks whose mean score, plus the transition prior, ranks
+    the catalogue. Averaging logits is averaging log-probabilities up to a per-row constant,
+    which the softmax removes: the served probabilities are the networks' normalised
+    geometric mean, tilted by the prior."""
+
+    excluded: torch.Tensor  # bool [V] buffer: pad and unknown
+    successor_items: torch.Tensor  # int64 [V, S] buffer, pad where an item has fewer successors
+    successor_scores: torch.Tensor  # float [V, S] buffer, log(1 + count); 0 on pad entries
+    prior_weight: torch.Tensor  # float [] buffer
+
+    def __init__(self, config: ModelConfig) -> None:
+        super().__init__()
+        self.config = config
+        self.networks = nn.ModuleList(ItemNetwork(config) for _ in range(config.networks))
+        # Padding and unknown are never recommended: their scores are masked out.
+        excluded = torch.zeros(config.n_items, dtype=torch.bool)
+        excluded[[PAD_INDEX, UNKNOWN_INDEX]] = True
+        self.register_buffer("excluded", excluded, persistent=False)
+        # Transition prior: each item's most frequent successors, their log(1 + count), and
+        # the weight of the prior (0 while the network trains). Saved with the weights.
+        self.register_buffer(
+            "successor_items", torch.zeros(config.n_items, config.successors, dtype=torch.int64)
+        )
+        self.register_buffer("successor_scores", torch.zeros(config.n_items, config.successors))
+        self.register_buffer("prior_weight", torch.zeros(()))
+
+    @property
+    def item_networks(self) -> list[ItemNetwork]:
+        return cast(list[ItemNetwork], list(self.networks))
+
+    @staticmethod
+    def ensemble(models: Sequence[NextActionModel]) -> NextActionModel:
+        """One model of all the given models' networks (same architecture), prior weight 0."""
+        config = replace(models[0].config, networks=sum(m.config.networks for m in models))
+        joined = NextActionModel(config)
+        networks = [network for model in models for network in model.item_networks]
+        for target, source in zip(joined.networks, networks, strict=True):
+            target.load_state_dict(source.state_dict())
+        return joined.eval()
+
+    def item_logits(self, hiddens: Sequence[torch.Tensor]) -> torch.Tensor:
+        """Each network's hidden states [..., D] -> the mean of their item scores [..., V];
+        pad and unknown at -inf."""
+        scores = [
+            hidden @ network.item_embedding.weight.T
+            for hidden, network in zip(hiddens, self.item_networks, strict=True)
+        ]
+        logits = scores[0] if len(scores) == 1 else torch.stack(scores).mean(dim=0)
         return logits.masked_fill(self.excluded, float("-inf"))
 
     def exclude(self, logits: torch.Tensor, seen: torch.Tensor) -> torch.Tensor:
@@ -248,11 +293,11 @@ class NextActionModel(nn.Module):
         mask = torch.zeros_like(logits, dtype=torch.bool).scatter(1, seen, True)
         return logits.masked_fill(mask, float("-inf"))
 
-    def newest_hidden(self, items: torch.Tensor, actions: torch.Tensor, gaps: torch.Tensor) -> torch.Tensor:
-        """int64 [B, T] each (left-padded) -> hidden state after the newest event [B, D]: what
-        training fits and serving scores."""
-        hidden, _ = self.layers(self.embed(items, actions, gaps)[0], key_mask(items), newest_only=True)
-        return self.trunk.ln_f(hidden[:, -1])
+    def newest_hidden(
+        self, items: torch.Tensor, actions: torch.Tensor, gaps: torch.Tensor
+    ) -> list[torch.Tensor]:
+        """Each network's :meth:`ItemNetwork.newest_hidden`."""
+        return [network.newest_hidden(items, actions, gaps) for network in self.item_networks]
 
     def set_transition_prior(self, successors: torch.Tensor, counts: torch.Tensor, weight: float) -> None:
         """Each item's most frequent successors and their counts, int64 [V, S] each (pad and
@@ -342,9 +387,19 @@ class ServingModule(nn.Module):
         self.register_buffer("tail_offsets", _tail_offsets(explain_positions), persistent=False)
         self.register_buffer("recent_offsets", _recent_offsets(explain_positions), persistent=False)
 
-    def last_hidden(self, items: torch.Tensor, actions: torch.Tensor, gaps: torch.Tensor) -> torch.Tensor:
-        """Final hidden state of the P occluded windows then the original, [B * (P + 1), D]."""
-        model, tails = self.model, self.tail_offsets.shape[0]
+    def last_hidden(
+        self, items: torch.Tensor, actions: torch.Tensor, gaps: torch.Tensor
+    ) -> list[torch.Tensor]:
+        """Per network, the final hidden state of the P occluded windows then the original,
+        [B * (P + 1), D]."""
+        return [
+            self._network_last_hidden(network, items, actions, gaps) for network in self.model.item_networks
+        ]
+
+    def _network_last_hidden(
+        self, model: ItemNetwork, items: torch.Tensor, actions: torch.Tensor, gaps: torch.Tensor
+    ) -> torch.Tensor:
+        tails = self.tail_offsets.shape[0]
         padded = [torch.cat([torch.zeros_like(x[:, :1]), x], dim=1) for x in (items, actions, gaps)]
         # Per window, the original and the shifted window (= the newest event removed), in one
         # pass. Rows are interleaved rather than split at B, which would fix B when exporting.

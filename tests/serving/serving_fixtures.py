@@ -19,8 +19,11 @@ from stream.records import ACTION_CODES
 # Users from HELDOUT_FROM on are never trained on: the planted rules are checked on them.
 SYNTHETIC = SyntheticConfig(n_users=1000, seed=3)
 HELDOUT_FROM = 800
-# Small and quick, yet enough for the planted rules; one dropout (the race is tested on its own).
-TRAINING = TrainConfig(epochs=12, patience=12, seed=0, dropout_choices=(), learning_rate=3e-3, batch_size=64)
+# Small and quick, yet enough for the planted rules; one dropout and one network (the race and
+# further networks are tested on their own).
+TRAINING = TrainConfig(
+    epochs=12, patience=12, seed=0, dropout_choices=(), max_networks=1, learning_rate=3e-3, batch_size=64
+)
 
 
 def is_heldout(user_id: str) -> bool:

@@ -149,8 +149,8 @@ def test_predictor_rejects_malformed_windows(
 def test_a_checkpoint_of_an_older_model_version_is_refused_with_what_to_do(
     checkpoint_dir: Path, tmp_path: Path
 ) -> None:
-    """Checkpoints from before the embedding normalisation name GPT-2's attention kernel and
-    lack the normalisation's weights."""
+    """Checkpoints from before the embedding normalisation name GPT-2's attention kernel;
+    those from before averaged networks hold one network's weights at the top level."""
     old = tmp_path / "old-checkpoint"
     shutil.copytree(checkpoint_dir, old)
     hparams = json.loads((old / "hparams.json").read_text())
@@ -161,7 +161,7 @@ def test_a_checkpoint_of_an_older_model_version_is_refused_with_what_to_do(
     del hparams["model"]["attn_implementation"]
     (old / "hparams.json").write_text(json.dumps(hparams))
     weights = torch.load(old / "weights.pt", weights_only=True)
-    torch.save({k: v for k, v in weights.items() if not k.startswith("embedding_norm.")}, old / "weights.pt")
+    torch.save({k.removeprefix("networks.0."): v for k, v in weights.items()}, old / "weights.pt")
     with pytest.raises(ValueError, match=r"older model version.*retrain"):
         load_checkpoint(old)
 

@@ -26,20 +26,22 @@ pytestmark = pytest.mark.unit
 WINDOW, EXPLAIN, TOP_K = 8, 5, 4
 
 
-@pytest.fixture(scope="module", params=[1, 2], ids=["1-layer", "2-layer"])
+@pytest.fixture(scope="module", params=[(1, 1), (2, 1), (2, 2)], ids=["1-layer", "2-layer", "2-networks"])
 def model(request: pytest.FixtureRequest) -> NextActionModel:
-    """Two depths: with more than one layer, reused keys and values feed later layers."""
+    """Two depths (with more than one layer, reused keys and values feed later layers), and
+    two networks whose scores are averaged."""
+    layers, networks = request.param
     torch.manual_seed(0)
-    model = NextActionModel(
-        ModelConfig(n_items=14, window=WINDOW, hidden=16, layers=request.param, heads=2, successors=3)
-    )
+    config = ModelConfig(n_items=14, window=WINDOW, hidden=16, layers=layers, heads=2, successors=3)
+    model = NextActionModel(replace(config, networks=networks))
     # Untrained embeddings are tiny (std 0.02); larger ones make scores depend on the inputs.
     with torch.no_grad():
-        for embedding in (model.item_embedding, model.action_embedding, model.gap_embedding):
-            embedding.weight.normal_(std=1.0)
-            embedding.weight[0].zero_()
-        # The low-pass branch on (0 at initialisation): occluded tails must continue its sums.
-        model.lowpass_mix.normal_(std=1.0)
+        for network in model.item_networks:
+            for embedding in (network.item_embedding, network.action_embedding, network.gap_embedding):
+                embedding.weight.normal_(std=1.0)
+                embedding.weight[0].zero_()
+            # The low-pass branch on (0 at initialisation): occluded tails must continue its sums.
+            network.lowpass_mix.normal_(std=1.0)
     # A transition prior with the weight of the embeddings' scale: occlusion must account for it.
     successors = torch.randint(UNKNOWN_INDEX + 1, 14, (14, 3))
     model.set_transition_prior(successors, torch.randint(0, 6, (14, 3)), weight=1.0)
@@ -63,11 +65,12 @@ def windows() -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
 def test_the_trunk_loop_matches_gpt2s_own_forward_on_every_event(model: NextActionModel) -> None:
     items, actions, gaps = windows()
     positions = torch.arange(WINDOW)[None]
+    network = model.item_networks[-1]
     with torch.no_grad():
-        embedded, _ = model.embed(items, actions, gaps)
-        ours = model.trunk.ln_f(model.layers(embedded, key_mask(items))[0])
-        theirs = model.trunk(  # GPT-2 adds the position embeddings itself
-            inputs_embeds=embedded - model.trunk.wpe(positions),
+        embedded, _ = network.embed(items, actions, gaps)
+        ours = network.trunk.ln_f(network.layers(embedded, key_mask(items))[0])
+        theirs = network.trunk(  # GPT-2 adds the position embeddings itself
+            inputs_embeds=embedded - network.trunk.wpe(positions),
             attention_mask=key_mask(items).long(),
             position_ids=positions,
         ).last_hidden_state
