@@ -278,11 +278,14 @@ class NextActionModel(nn.Module):
     def item_logits(self, hiddens: Sequence[torch.Tensor]) -> torch.Tensor:
         """Each network's hidden states [..., D] -> the mean of their item scores [..., V];
         pad and unknown at -inf."""
-        scores = [
-            hidden @ network.item_embedding.weight.T
-            for hidden, network in zip(hiddens, self.item_networks, strict=True)
-        ]
-        logits = scores[0] if len(scores) == 1 else torch.stack(scores).mean(dim=0)
+        embeddings = [network.item_embedding.weight for network in self.item_networks]
+        if len(embeddings) == 1:
+            logits = hiddens[0] @ embeddings[0].T
+        else:
+            # One product over the joined hidden units rather than a [..., V] matrix per network
+            # to average: the [..., V] products dominate the cost of serving.
+            joined = torch.cat(list(hiddens), dim=-1) / len(embeddings)
+            logits = joined @ torch.cat(embeddings, dim=1).T
         return logits.masked_fill(self.excluded, float("-inf"))
 
     def exclude(self, logits: torch.Tensor, seen: torch.Tensor) -> torch.Tensor:

@@ -67,9 +67,9 @@ class TrainConfig:
     # (0: the network alone).
     prior_weights: tuple[float, ...] = (0.0, 0.5, 1.0, 2.0)
     # Networks trained one after another while the time budget lasts, whose scores are averaged.
-    # Each one must raise validation NDCG@10 by ``network_min_gain`` (it doubles, then triples,
-    # the inference cost). Beauty, 16 minutes each: test NDCG@10 0.0596 and 0.0601 alone,
-    # 0.0614 for their mean; HR@10 0.0973 and 0.0970, 0.1003.
+    # Each one adds a network's inference cost, so it must raise validation NDCG@10 by
+    # ``network_min_gain`` to be kept. Beauty, 16 minutes each: test NDCG@10 0.0596 and 0.0601
+    # alone, 0.0614 for their mean; HR@10 0.0973 and 0.0970, 0.1003.
     max_networks: int = 2
     network_min_gain: float = 0.01
     patience: int = 10  # epochs without a better validation NDCG@10 before stopping
