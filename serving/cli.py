@@ -98,7 +98,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--max-networks",
         type=int,
         help="most networks averaged, each kept only if it lifts validation NDCG@10 enough "
-        "(default 2; 1 serves at half the cost)",
+        "(default 2; 1 for the cheapest model to serve)",
     )
     train.add_argument("--window", type=int, default=50)
     train.add_argument("--hidden", type=int, default=64)

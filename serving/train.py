@@ -263,7 +263,7 @@ def _add_networks(
     model, score = first.finish(), first.best.ndcg10
     race, histories = {"1": score}, list[list[dict[str, float]]]()
     for index in range(1, config.max_networks):
-        if config.time_budget_s is not None and time.monotonic() - started >= config.time_budget_s:
+        if _budget_spent(config, time.monotonic() - started):
             break
         torch.manual_seed(config.seed + index)
         run = _Run(NextActionModel(replace(first.model.config, networks=1)), first.catalogue, config)
@@ -271,10 +271,7 @@ def _add_networks(
         for _ in bar:
             run.step(samples, validation, generator, time.monotonic() - started)
             bar.set_postfix(ndcg10=f"{run.history[-1].ndcg10:.3f}", best=f"{run.best.ndcg10:.3f}")
-            elapsed = time.monotonic() - started
-            if run.converged(config.patience) or (
-                config.time_budget_s is not None and elapsed >= config.time_budget_s
-            ):
+            if run.converged(config.patience) or _budget_spent(config, time.monotonic() - started):
                 break
         bar.close()
         histories.append([asdict(r) for r in run.history])
@@ -287,6 +284,10 @@ def _add_networks(
             break
         model, score = candidate, candidate_score
     return model, race, histories
+
+
+def _budget_spent(config: TrainConfig, elapsed_s: float) -> bool:
+    return config.time_budget_s is not None and elapsed_s >= config.time_budget_s
 
 
 def _race_over(epoch: int, elapsed_s: float, config: TrainConfig) -> bool:
@@ -351,7 +352,7 @@ def train(
         bar.set_postfix(loss=f"{latest.loss:.3f}", hr10=f"{latest.hr10:.3f}", ndcg10=f"{latest.ndcg10:.3f}")
         if len(runs) == 1 and leader.converged(config.patience):
             break
-        if config.time_budget_s is not None and elapsed >= config.time_budget_s:
+        if _budget_spent(config, elapsed):
             break
     bar.close()
     winner = max(runs, key=lambda r: r.best.ndcg10)
