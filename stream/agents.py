@@ -69,8 +69,13 @@ class RecommendAgent:
 
     async def run(self, stream: StreamT) -> None:
         await self._scorer.start()
-        reader = EventReader(stream, self._settings.batch_max_events, self._settings.batch_max_wait_ms / 1000)
         in_flight: deque[asyncio.Future[None]] = deque()
+        reader = EventReader(
+            stream,
+            self._settings.batch_max_events,
+            self._settings.batch_max_wait_ms / 1000,
+            downstream_idle=lambda: all(batch.done() for batch in in_flight),
+        )
         while events := await reader.next_batch():
             batch = await self.prepare(events)
             previous = in_flight[-1] if in_flight else None

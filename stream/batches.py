@@ -15,22 +15,53 @@ events in bulk reached about 58,000. What the stream did per event is kept, per 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
-from typing import cast
+from collections.abc import Callable, Sequence
+from typing import TypeVar, cast
 
 from faust.types import ChannelT, EventT, StreamT
 
-__all__ = ["EventReader"]
+__all__ = ["EventReader", "take_batch"]
+
+T = TypeVar("T")
+
+
+async def take_batch(
+    queue: asyncio.Queue[T], max_events: int, max_wait_s: float, downstream_idle: Callable[[], bool]
+) -> list[T]:
+    """A batch that starts with the next item and closes when ``max_events`` are taken,
+    ``max_wait_s`` after its first item, or as soon as the queued items are taken while
+    ``downstream_idle()`` is true, whichever comes first.
+
+    Waiting only pays while the model is busy: the events a user sends meanwhile coalesce into
+    one prediction, and the batch is ready when the model is. With the model idle, waiting
+    would only add latency.
+    """
+    taken = [await queue.get()]
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + max_wait_s
+    while len(taken) < max_events:
+        while not queue.empty() and len(taken) < max_events:
+            taken.append(queue.get_nowait())
+        remaining = deadline - loop.time()
+        if len(taken) >= max_events or remaining <= 0 or downstream_idle():
+            break
+        try:
+            taken.append(await asyncio.wait_for(queue.get(), remaining))
+        except TimeoutError:
+            break
+    return taken
 
 
 class EventReader:
-    """Reads the events of one agent's stream in batches of at most ``max_events``.
+    """Reads the events of one agent's stream in batches closed as :func:`take_batch` says."""
 
-    A batch starts with the first event to arrive and closes when ``max_events`` are taken or
-    ``max_wait_s`` after its first event, whichever comes first.
-    """
-
-    def __init__(self, stream: StreamT, max_events: int, max_wait_s: float) -> None:
+    def __init__(
+        self,
+        stream: StreamT,
+        max_events: int,
+        max_wait_s: float,
+        downstream_idle: Callable[[], bool],
+    ) -> None:
         # An agent's stream reads the iterator clone of its topic, which owns the queue that
         # the conductor fills.
         self._queue = cast(ChannelT, stream.channel).queue
@@ -39,13 +70,16 @@ class EventReader:
         self._acking_topics = stream.app.topics.acking_topics
         self._max_events = max_events
         self._max_wait_s = max_wait_s
+        self._downstream_idle = downstream_idle
 
     async def next_batch(self) -> list[EventT]:
         """The next non-empty batch of current events (waits for the first one); an empty
         list once the channel has ended (the worker is stopping)."""
         while True:
             try:
-                taken = await self._take()
+                taken = await take_batch(
+                    self._queue, self._max_events, self._max_wait_s, self._downstream_idle
+                )
             except StopAsyncIteration:
                 return []
             batch = [event for event in taken if self._is_current(event)]
@@ -62,22 +96,6 @@ class EventReader:
         """Mark the batch's offsets safe to commit."""
         for event in batch:
             event.ack()
-
-    async def _take(self) -> list[EventT]:
-        queue = self._queue
-        taken = [await queue.get()]
-        deadline = asyncio.get_running_loop().time() + self._max_wait_s
-        while len(taken) < self._max_events:
-            while not queue.empty() and len(taken) < self._max_events:
-                taken.append(queue.get_nowait())
-            remaining = deadline - asyncio.get_running_loop().time()
-            if len(taken) >= self._max_events or remaining <= 0:
-                break
-            try:
-                taken.append(await asyncio.wait_for(queue.get(), remaining))
-            except TimeoutError:
-                break
-        return taken
 
     def _is_current(self, event: EventT) -> bool:
         app = self._app

@@ -1,0 +1,73 @@
+"""When a batch of events closes: at its size, at its freshness bound, or early when the model is idle."""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+from collections.abc import Callable, Coroutine
+from typing import Any
+
+import pytest
+
+from stream.batches import take_batch
+
+pytestmark = pytest.mark.unit
+
+MAX_WAIT_S = 0.6
+
+
+def _in_event_loop(scenario: Callable[[], Coroutine[Any, Any, None]]) -> Callable[[], None]:
+    @functools.wraps(scenario)
+    def test() -> None:
+        asyncio.run(scenario())
+
+    return test
+
+
+def _queue_with(*items: int) -> asyncio.Queue[int]:
+    queue: asyncio.Queue[int] = asyncio.Queue()
+    for item in items:
+        queue.put_nowait(item)
+    return queue
+
+
+def _put_later(queue: asyncio.Queue[int], delay_s: float, item: int) -> None:
+    asyncio.get_running_loop().call_later(delay_s, queue.put_nowait, item)
+
+
+@_in_event_loop
+async def test_an_idle_model_takes_the_queued_events_without_waiting() -> None:
+    queue = _queue_with(1, 2, 3)
+    _put_later(queue, 0.1, 4)
+    assert await take_batch(queue, 100, MAX_WAIT_S, downstream_idle=lambda: True) == [1, 2, 3]
+    assert await queue.get() == 4  # left for the next batch
+
+
+@_in_event_loop
+async def test_a_busy_model_lets_the_batch_gather_until_its_freshness_bound() -> None:
+    queue = _queue_with(1)
+    _put_later(queue, 0.1, 2)
+    _put_later(queue, 0.2, 3)
+    _put_later(queue, MAX_WAIT_S + 0.3, 4)
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    assert await take_batch(queue, 100, MAX_WAIT_S, downstream_idle=lambda: False) == [1, 2, 3]
+    assert loop.time() - started >= MAX_WAIT_S - 0.01
+
+
+@_in_event_loop
+async def test_a_batch_closes_at_the_first_arrival_after_the_model_becomes_idle() -> None:
+    queue = _queue_with(1)
+    busy = [True]
+    asyncio.get_running_loop().call_later(0.1, busy.clear)
+    _put_later(queue, 0.05, 2)
+    _put_later(queue, 0.15, 3)
+    _put_later(queue, 0.3, 4)
+    assert await take_batch(queue, 100, MAX_WAIT_S, downstream_idle=lambda: not busy) == [1, 2, 3]
+
+
+@_in_event_loop
+async def test_a_batch_never_exceeds_its_size_and_leaves_the_rest_queued() -> None:
+    queue = _queue_with(*range(10))
+    assert await take_batch(queue, 4, MAX_WAIT_S, downstream_idle=lambda: False) == [0, 1, 2, 3]
+    assert queue.qsize() == 6
