@@ -21,11 +21,14 @@ import os
 import statistics
 import tempfile
 import time
+from collections import defaultdict
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
+
+import orjson
 
 from benchmarks.ceilings import model_only_predictions_per_s, raw_consume_events_per_s
 from benchmarks.load import OutputReader, Producer, worker_totals
@@ -165,6 +168,13 @@ async def _wait_processed(urls: Sequence[str], target: float, timeout_s: float) 
     return False
 
 
+def _backlog_events(config: BenchConfig, settings: Settings, expected_rate: float) -> int:
+    """A backlog that lasts about ``drain_seconds`` and first fills every user's window: the
+    window's length drives what a prediction costs, so the steps after it measure the steady
+    state rather than windows that keep growing under them."""
+    return max(config.users * settings.window_size, int(expected_rate * config.drain_seconds))
+
+
 async def _drain_rate(
     servers: Servers, settings: Settings, urls: Sequence[str], messages: list[Message]
 ) -> float:
@@ -249,7 +259,7 @@ async def _product(
     """Drain rate, highest sustained offered rate and latency profile of the real worker."""
     with _workers(servers, name, model) as (settings, urls):
         async with OutputReader(servers.bootstrap, settings.topic_recommendations, 1) as reader:
-            backlog = supply.take(max(2_000, int(expected_rate * config.drain_seconds)))
+            backlog = supply.take(_backlog_events(config, settings, expected_rate))
             drain = await _drain_rate(servers, settings, urls, backlog)
             _log(f"{name}: drained a backlog of {len(backlog):,} events at {drain:,.0f} events/s")
             sustained, steps = await _search_sustained(servers, settings, urls, supply, config, name, drain)
@@ -345,7 +355,7 @@ async def _scale_out(servers: Servers, config: BenchConfig, single: dict[str, An
     """Two workers, two partitions, trivial model: drain rate and latency at the rate that was
     50% of one worker's sustained rate."""
     supply = EventSupply(users=config.users, partitions=2, seed=101)
-    backlog = supply.take(int(single["drain_events_per_s"] * config.drain_seconds))
+    backlog = supply.take(_backlog_events(config, servers.settings, single["drain_events_per_s"]))
     rate = single["sustained_events_per_s"] * 0.5
     steady = supply.take(int(rate * config.step_seconds))
     with _workers(servers, "scale-out", TRIVIAL_MODEL, count=2, partitions=2) as (settings, urls):
@@ -358,17 +368,17 @@ async def _scale_out(servers: Servers, config: BenchConfig, single: dict[str, An
 
 def sample_windows(supply: EventSupply, settings: Settings, history: int, count: int) -> list[Window]:
     """Windows like those the pipeline scores, for the model-only ceiling: ``history`` events
-    of the supply merged per user (about what the pipeline phase has seen when it measures),
-    then the windows of the users behind the last ``count`` events, as activity picks them."""
-    windows: dict[str, Window] = {}
+    of the supply merged per user (what the pipeline phase's backlog leaves), then the windows
+    of the users behind the last ``count`` events, as activity picks them."""
     horizon_ms = int(settings.window_horizon_s * 1000)
     messages = supply.take(history)
+    arrivals: defaultdict[str, list[WindowEvent]] = defaultdict(list)
     for message in messages:
-        doc = json.loads(message.value)
+        doc = orjson.loads(message.value)
         event = WindowEvent(doc["event_id"], doc["item_id"], doc["action"], doc["ts"])
-        windows[message.user_id] = merge_events(
-            windows.get(message.user_id, ()), [event], settings.window_size, horizon_ms
-        )
+        arrivals[message.user_id].append(event)
+    size = settings.window_size
+    windows = {user_id: merge_events((), events, size, horizon_ms) for user_id, events in arrivals.items()}
     return [windows[message.user_id] for message in messages[-count:]]
 
 
@@ -392,7 +402,8 @@ async def run_bench(settings: Settings, config: BenchConfig) -> dict[str, Any]:
             )
         _log(f"ceiling: plain aiokafka consumption {report['raw_consume_events_per_s']:,.0f} events/s")
 
-        windows = sample_windows(supply, settings, history=300_000, count=2_000)
+        history = _backlog_events(config, settings, 0)  # what the pipeline's backlog leaves
+        windows = sample_windows(supply, settings, history=history, count=2_000)
         model_only = await model_only_predictions_per_s(
             servers.triton_url,
             settings.triton_model_name,
