@@ -168,11 +168,15 @@ async def _wait_processed(urls: Sequence[str], target: float, timeout_s: float) 
     return False
 
 
+def _steady_state_history(config: BenchConfig, settings: Settings) -> int:
+    """Events that fill every user's window: the window's length drives what a prediction
+    costs, so what is measured after them is the steady state, not windows still growing."""
+    return config.users * settings.window_size
+
+
 def _backlog_events(config: BenchConfig, settings: Settings, expected_rate: float) -> int:
-    """A backlog that lasts about ``drain_seconds`` and first fills every user's window: the
-    window's length drives what a prediction costs, so the steps after it measure the steady
-    state rather than windows that keep growing under them."""
-    return max(config.users * settings.window_size, int(expected_rate * config.drain_seconds))
+    """A backlog that lasts about ``drain_seconds`` and first fills every user's window."""
+    return max(_steady_state_history(config, settings), int(expected_rate * config.drain_seconds))
 
 
 async def _drain_rate(
@@ -402,7 +406,7 @@ async def run_bench(settings: Settings, config: BenchConfig) -> dict[str, Any]:
             )
         _log(f"ceiling: plain aiokafka consumption {report['raw_consume_events_per_s']:,.0f} events/s")
 
-        history = _backlog_events(config, settings, 0)  # what the pipeline's backlog leaves
+        history = _steady_state_history(config, settings)
         windows = sample_windows(supply, settings, history=history, count=2_000)
         model_only = await model_only_predictions_per_s(
             servers.triton_url,

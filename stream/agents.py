@@ -74,7 +74,7 @@ class RecommendAgent:
             stream,
             self._settings.batch_max_events,
             self._settings.batch_max_wait_ms / 1000,
-            downstream_idle=lambda: all(batch.done() for batch in in_flight),
+            downstream_idle=lambda: all(pending.done() for pending in in_flight),
         )
         while events := await reader.next_batch():
             batch = await self.prepare(events)
