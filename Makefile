@@ -15,7 +15,7 @@ test: $(STAMP) lint
 lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
-	$(BIN)/mypy stream serving benchmarks
+	$(BIN)/mypy contract.py stream serving tools cli benchmarks
 
 # torch goes first, pinned: the CPU wheel of exactly this version is what these machines
 # hold; letting a dependency resolve "torch" pulls the multi-GB CUDA build instead.

@@ -10,7 +10,7 @@ from collections.abc import Sequence
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from stream.inference import TritonScorer
-from stream.window import Window
+from stream.records import Window
 
 __all__ = ["model_only_predictions_per_s", "raw_consume_events_per_s"]
 

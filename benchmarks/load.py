@@ -7,7 +7,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections import defaultdict
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -15,7 +15,7 @@ import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
 from benchmarks.workload import Message
-from stream.metrics_client import scrape
+from tools.metrics_scrape import scrape
 
 __all__ = ["OutputReader", "Producer", "worker_totals"]
 
@@ -57,9 +57,7 @@ class Producer:
         await asyncio.gather(*await self._send_batches(messages, int(now_ms)))
         return now_ms
 
-    async def offer(
-        self, messages: Sequence[Message], rate: float, progress: Callable[[int], None] | None = None
-    ) -> list[float]:
+    async def offer(self, messages: Sequence[Message], rate: float) -> list[float]:
         """Send at ``rate`` messages/s; returns each message's send time (epoch ms)."""
         loop = asyncio.get_running_loop()
         started = loop.time()
@@ -71,8 +69,6 @@ class Producer:
                 now_ms = time.time() * 1000
                 deliveries.extend(await self._send_batches(messages[len(sent_ms) : due], int(now_ms)))
                 sent_ms.extend([now_ms] * (due - len(sent_ms)))
-                if progress is not None:
-                    progress(len(sent_ms))
             await asyncio.sleep(_TICK_S)
         await asyncio.gather(*deliveries)
         return sent_ms
@@ -105,7 +101,6 @@ class OutputReader:
     topic: str
     partitions: int
     published: defaultdict[str, list[tuple[str, float]]] = field(default_factory=lambda: defaultdict(list))
-    count: int = 0
     _task: asyncio.Task[None] | None = None
 
     async def __aenter__(self) -> OutputReader:
@@ -130,7 +125,6 @@ class OutputReader:
                     for record in records:
                         user_id = record.key.decode()
                         self.published[user_id].append((_trigger_event_id(record.value), record.timestamp))
-                    self.count += len(records)
         finally:
             await consumer.stop()
 

@@ -1,24 +1,21 @@
 """Model quality benchmark: the model against the popularity and transition baselines and
 published numbers, on public data sets, under the one leave-one-out protocol.
 
-Usage (from the repository root):
-    python benchmarks/model_quality.py movielens:PATH/u.data user-lines:PATH/Beauty.txt \
+Usage:
+    nextaction quality movielens:PATH/u.data user-lines:PATH/Beauty.txt \
         [--time-budget MINUTES] [--out results.json] [--checkpoints DIR]
 """
 
 from __future__ import annotations
 
-import argparse
 import json
-import sys
 import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
+from contract import TIMESTAMPS, WINDOW_ACTIONS, left_pad
 from serving.data import UserSequence
 from serving.datasets import FORMATS, load_dataset
 from serving.evaluation import leave_one_out
@@ -53,7 +50,7 @@ class DataSpec:
     def parse(cls, text: str) -> DataSpec:
         data_format, _, path = text.partition(":")
         if data_format not in FORMATS or not path:
-            raise argparse.ArgumentTypeError(f"expected FORMAT:PATH with FORMAT in {sorted(FORMATS)}")
+            raise ValueError(f"{text!r}: expected FORMAT:PATH with FORMAT in {sorted(FORMATS)}")
         return cls(data_format, Path(path))
 
 
@@ -67,14 +64,9 @@ def serving_cost(checkpoint_dir: Path, inputs: list[UserSequence]) -> dict[str, 
     seconds: dict[str, float] = {}
     for batch in (1, 32):
         rows = inputs[:batch]
-        items = np.full((batch, window), "", dtype=object)
-        actions = np.zeros((batch, window), dtype=np.int32)
-        stamps = np.zeros((batch, window), dtype=np.int64)
-        for row, seq in enumerate(rows):
-            n = min(len(seq), window)
-            items[row, window - n :] = seq.items[-n:]
-            actions[row, window - n :] = seq.actions[-n:]
-            stamps[row, window - n :] = seq.timestamps_ms[-n:]
+        items = left_pad([seq.items for seq in rows], window, "", object)
+        actions = left_pad([seq.actions for seq in rows], window, 0, WINDOW_ACTIONS.dtype)
+        stamps = left_pad([seq.timestamps_ms for seq in rows], window, 0, TIMESTAMPS.dtype)
         predictor.predict(items, actions, stamps)  # warm-up
         runs = max(3, 60 // batch)
         started = time.perf_counter()
@@ -145,30 +137,20 @@ def table(name: str, report: dict[str, Any]) -> str:
     return "\n".join(rows)
 
 
-def main() -> int:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
-    parser.add_argument("data", nargs="+", type=DataSpec.parse, metavar="FORMAT:PATH")
-    parser.add_argument("--time-budget", type=float, default=45.0, help="training minutes per data set")
-    parser.add_argument("--out", type=Path, help="write the results as JSON")
-    parser.add_argument("--checkpoints", type=Path, help="keep checkpoints here (default: discarded)")
-    args = parser.parse_args()
-
+def run_all(
+    specs: list[DataSpec], *, time_budget_min: float, out: Path | None, checkpoints: Path | None
+) -> None:
+    """Train and evaluate on each data set in turn; print the tables (and write JSON to ``out``
+    after each data set, so a long run keeps what it finished)."""
     reports: dict[str, dict[str, Any]] = {}
     with tempfile.TemporaryDirectory(prefix="model-quality-") as tmp:
-        root = args.checkpoints or Path(tmp)
-        for n, spec in enumerate(args.data, start=1):
+        root = checkpoints or Path(tmp)
+        for n, spec in enumerate(specs, start=1):
             name = f"{spec.path.parent.name}/{spec.path.name}"
-            print(f"[benchmark] data set {n}/{len(args.data)}: {name}", flush=True)
-            reports[name] = run(spec, root / f"{n}-{spec.path.stem}", args.time_budget)
-            if args.out:  # after each data set, so a long run keeps what it finished
-                args.out.write_text(json.dumps(reports, indent=2) + "\n")
+            print(f"[benchmark] data set {n}/{len(specs)}: {name}", flush=True)
+            reports[name] = run(spec, root / f"{n}-{spec.path.stem}", time_budget_min)
+            if out:
+                out.write_text(json.dumps(reports, indent=2) + "\n")
     print("\nTest metrics (leave-one-out, all items ranked, input items excluded):")
     for name, report in reports.items():
         print("\n" + table(name, report))
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -17,9 +17,10 @@ from pathlib import Path
 
 import orjson
 
+from contract import ACTIONS
 from serving.data import user_sequences
 from serving.synthetic import SyntheticConfig, generate_events
-from stream.records import ACTIONS, WindowEvent
+from stream.records import WindowEvent
 from stream.window import decode_window, encode_window, merge_events
 
 __all__ = ["measure_state"]

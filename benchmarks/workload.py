@@ -8,16 +8,19 @@ up and slide as they would in production.
 
 from __future__ import annotations
 
+from collections import defaultdict
 from dataclasses import dataclass, field
 
 import orjson
 from aiokafka.partitioner import DefaultPartitioner
 
-from serving.synthetic import SyntheticConfig, generate_events
+from serving.synthetic import DAY_MS, SyntheticConfig, generate_events
+from stream.records import Window, WindowEvent
+from stream.settings import Settings
+from stream.window import merge_events
+from tools.replay import event_message
 
-__all__ = ["EventSupply", "Message"]
-
-_DAY_MS = 86_400_000
+__all__ = ["EventSupply", "Message", "sample_windows"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,15 +61,13 @@ class EventSupply:
             seed=self.seed + chunk,
             span_days=self.span_days,
             mean_events_per_user=self.events_per_user,
-            start_ms=1_700_000_000_000 + int(chunk * self.span_days * _DAY_MS),
+            start_ms=1_700_000_000_000 + int(chunk * self.span_days * DAY_MS),
         )
         messages = []
         for event in generate_events(config):
             event["event_id"] = f"{event['event_id']}.{chunk}"
-            key = event["user_id"].encode()
-            messages.append(
-                Message(event["user_id"], event["event_id"], key, orjson.dumps(event), self._partition(key))
-            )
+            key, value = event_message(event)
+            messages.append(Message(event["user_id"], event["event_id"], key, value, self._partition(key)))
         return messages
 
     def _partition(self, key: bytes) -> int:
@@ -75,3 +76,19 @@ class EventSupply:
             partitions = list(range(self.partitions))
             self._partition_of[key] = DefaultPartitioner()(key, partitions, partitions)
         return self._partition_of[key]
+
+
+def sample_windows(supply: EventSupply, settings: Settings, history: int, count: int) -> list[Window]:
+    """Windows like those the pipeline scores, for the model-only ceiling: ``history`` events
+    of the supply merged per user (what the pipeline phase's backlog leaves), then the windows
+    of the users behind the last ``count`` events, as activity picks them."""
+    horizon_ms = int(settings.window_horizon_s * 1000)
+    messages = supply.take(history)
+    arrivals: defaultdict[str, list[WindowEvent]] = defaultdict(list)
+    for message in messages:
+        doc = orjson.loads(message.value)
+        event = WindowEvent(doc["event_id"], doc["item_id"], doc["action"], doc["ts"])
+        arrivals[message.user_id].append(event)
+    size = settings.window_size
+    windows = {user_id: merge_events((), events, size, horizon_ms) for user_id, events in arrivals.items()}
+    return [windows[message.user_id] for message in messages[-count:]]

@@ -1,5 +1,7 @@
+"""``python -m cli`` is the ``nextaction`` command."""
+
 import sys
 
-from stream.cli import main
+from cli.main import main
 
 sys.exit(main())

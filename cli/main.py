@@ -1,7 +1,9 @@
-"""``nextaction``: one command for the stream (demo, worker, replay) and the model tools.
+"""``nextaction``: one argparse tree for every command, and the exit codes they share.
 
-Model subcommands (generate, train, export, ...) run ``serving.cli``; it is imported only
-when one of them is asked for, so the stream never loads torch.
+Each command's handler lives in a module imported only when that command runs, so the worker
+never loads torch and ``--help`` is quick. Expected failures (a server that cannot be reached,
+a bad setting or input file, a failed training) end with a one-line message and their exit
+code; anything else is a bug and shows its traceback.
 """
 
 from __future__ import annotations
@@ -10,97 +12,224 @@ import argparse
 import importlib
 import logging
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Final
 
-import orjson
+__all__ = [
+    "EXIT_BAD_INPUT",
+    "EXIT_INTERRUPTED",
+    "EXIT_MODEL_FAILED",
+    "EXIT_OK",
+    "EXIT_UNREACHABLE",
+    "EXIT_USAGE",
+    "build_parser",
+    "main",
+]
 
-from stream.demo import run_demo
-from stream.dump import dump_events
-from stream.embedded import EmbeddedServerError
-from stream.inference import TritonUnavailable
-from stream.replay import as_messages, replay
-from stream.settings import Settings, SettingsError, load_settings
-from stream.worker import run_worker
+EXIT_OK: Final = 0
+EXIT_USAGE: Final = 2  # bad arguments or settings (argparse uses 2 as well)
+EXIT_UNREACHABLE: Final = 3  # the broker or Triton cannot be reached, or an embedded one fails to start
+EXIT_BAD_INPUT: Final = 4  # an input file is missing or malformed
+EXIT_MODEL_FAILED: Final = 5  # training, export or the demo's model bootstrap failed
+EXIT_INTERRUPTED: Final = 130  # Ctrl-C
 
-__all__ = ["main"]
+# Expected failures by (module, exception class). A module not loaded yet cannot have raised,
+# so only loaded ones are looked at: classifying never imports torch.
+_EXPECTED_FAILURES: Final = (
+    ("stream.settings", "SettingsError", EXIT_USAGE),
+    ("stream.inference", "TritonUnavailable", EXIT_UNREACHABLE),
+    ("tools.embedded.process", "EmbeddedServerError", EXIT_UNREACHABLE),
+    ("kafka.errors", "NoBrokersAvailable", EXIT_UNREACHABLE),
+    ("kafka.errors", "KafkaConnectionError", EXIT_UNREACHABLE),
+    ("kafka.errors", "KafkaTimeoutError", EXIT_UNREACHABLE),
+    ("aiokafka.errors", "KafkaConnectionError", EXIT_UNREACHABLE),
+    ("serving.data", "DataFormatError", EXIT_BAD_INPUT),
+    ("builtins", "FileNotFoundError", EXIT_BAD_INPUT),
+    ("builtins", "IsADirectoryError", EXIT_BAD_INPUT),
+    ("tools.demo_model", "ModelBootstrapError", EXIT_MODEL_FAILED),
+    ("serving.checkpoint", "CheckpointError", EXIT_MODEL_FAILED),
+    ("serving.export", "ExportError", EXIT_MODEL_FAILED),
+)
 
-_MODEL_COMMANDS = ("generate", "train", "export")
-# The benchmark lives outside the service's packages; it is imported only when asked for.
-_BENCH_COMMAND = "bench"
+
+_HINTS: Final = {
+    EXIT_UNREACHABLE: (
+        "\n(check NEXTACTION_KAFKA_BOOTSTRAP and NEXTACTION_TRITON_GRPC_URL, and that the servers are up)"
+    ),
+}
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args_list = list(sys.argv[1:] if argv is None else argv)
-    if args_list and args_list[0] in _MODEL_COMMANDS:
-        serving_cli = importlib.import_module("serving.cli")
-        return int(serving_cli.main(args_list) or 0)
-    if args_list and args_list[0] == _BENCH_COMMAND:
-        bench = importlib.import_module("benchmarks.stream_bench")
-        return int(bench.main(args_list[1:]) or 0)
-    args = _parser().parse_args(args_list)
-    try:
-        settings = load_settings()
-    except SettingsError as exc:
-        print(exc, file=sys.stderr)
-        return 2
+    args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     # kafka-python logs every connection at INFO; its warnings are what operators need.
     logging.getLogger("kafka").setLevel(logging.WARNING)
-    if args.command == "worker":
-        try:
-            run_worker(settings, loglevel=args.loglevel)
-        except (TritonUnavailable, EmbeddedServerError) as exc:
-            print(f"nextaction worker: {exc}", file=sys.stderr)
-            return 1
-    elif args.command == "demo":
-        summary = run_demo(settings, users=args.users, rate_per_s=args.rate, show=args.show)
-        print(f"\n[demo] summary: {summary.render()}")
-    elif args.command == "replay":
-        return _replay(settings, args.file, args.rate)
-    elif args.command == "dump-events":
-        if not settings.kafka_bootstrap:
-            print("dump-events needs NEXTACTION_KAFKA_BOOTSTRAP (the broker to read)", file=sys.stderr)
-            return 2
-        stats = dump_events(settings.kafka_bootstrap, settings, args.file)
-        print(f"wrote {stats.written:,} events to {args.file} ({stats.skipped_invalid:,} invalid skipped)")
-    return 0
+    module, _, function = args.handler.partition(":")
+    handler: Callable[[argparse.Namespace], int] = getattr(importlib.import_module(module), function)
+    try:
+        return handler(args)
+    except KeyboardInterrupt:
+        print(f"nextaction {args.command}: interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    except Exception as exc:
+        code = exit_code_of(exc)
+        if code is None:
+            raise
+        hint = _HINTS.get(code, "")
+        print(f"nextaction {args.command}: {type(exc).__name__}: {exc}{hint}", file=sys.stderr)
+        return code
 
 
-def _replay(settings: Settings, path: Path, rate: float) -> int:
-    if not settings.kafka_bootstrap:
-        print("replay needs NEXTACTION_KAFKA_BOOTSTRAP (the broker to send to)", file=sys.stderr)
-        return 2
-    with path.open("rb") as lines:
-        stats = replay(
-            settings.kafka_bootstrap,
-            settings.topic_events,
-            as_messages(orjson.loads(line) for line in lines if line.strip()),
-            rate_per_s=rate,
-        )
-    print(f"sent {stats.sent:,} events in {stats.seconds:.1f}s")
-    return 0
+def exit_code_of(exc: BaseException) -> int | None:
+    """The exit code of an expected failure; None for anything else."""
+    for module_name, class_name, code in _EXPECTED_FAILURES:
+        module = sys.modules.get(module_name)
+        failure = getattr(module, class_name, None) if module is not None else None
+        if isinstance(failure, type) and isinstance(exc, failure):
+            return code
+    return None
 
 
-def _parser() -> argparse.ArgumentParser:
+def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="nextaction",
-        description="Real-time next-action recommendations. Model tools: "
-        + ", ".join(_MODEL_COMMANDS)
-        + " (see `nextaction train --help`); stream benchmark: bench (`nextaction bench --help`).",
+        description="Real-time next-action recommendations with explanations.",
+        epilog=f"Exit codes: {EXIT_OK} done, 1 unexpected error, {EXIT_USAGE} bad arguments or settings, "
+        f"{EXIT_UNREACHABLE} broker or Triton unreachable, {EXIT_BAD_INPUT} bad input file, "
+        f"{EXIT_MODEL_FAILED} training or export failed, {EXIT_INTERRUPTED} interrupted.",
     )
-    commands = parser.add_subparsers(dest="command", required=True)
-    demo = commands.add_parser("demo", help="whole pipeline on embedded servers")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    _stream_commands(commands)
+    _model_commands(commands)
+    _benchmark_commands(commands)
+    return parser
+
+
+def _command(
+    commands: argparse._SubParsersAction[argparse.ArgumentParser], name: str, handler: str, help_text: str
+) -> argparse.ArgumentParser:
+    """A subcommand whose handler is ``module:function``, imported when the command runs."""
+    command = commands.add_parser(name, help=help_text, description=help_text)
+    command.set_defaults(handler=handler)
+    return command
+
+
+def _stream_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    worker = _command(
+        commands,
+        "worker",
+        "cli.stream_commands:worker",
+        "run one stream worker (needs NEXTACTION_KAFKA_BOOTSTRAP and NEXTACTION_TRITON_GRPC_URL)",
+    )
+    worker.add_argument("--loglevel", default="info", choices=["debug", "info", "warning", "error"])
+    worker.add_argument(
+        "--embedded",
+        action="store_true",
+        help="start a local Tansu broker and tritonserver for this worker (a first look, not production)",
+    )
+    demo = _command(commands, "demo", "cli.stream_commands:demo", "the whole pipeline on embedded servers")
     demo.add_argument("--users", type=int, default=200, help="synthetic users to replay")
     demo.add_argument("--rate", type=float, default=200.0, help="events per second")
     demo.add_argument("--show", type=int, default=4, help="recommendations to print")
-    worker = commands.add_parser("worker", help="run one stream worker")
-    worker.add_argument("--loglevel", default="info", choices=["debug", "info", "warning", "error"])
-    replay = commands.add_parser("replay", help="send a JSON-lines event file to the events topic")
+    replay = _command(
+        commands, "replay", "cli.stream_commands:replay", "send a JSON-lines event file to the events topic"
+    )
     replay.add_argument("file", type=Path)
     replay.add_argument("--rate", type=float, default=1000.0, help="events per second")
-    dump = commands.add_parser(
-        "dump-events", help="write the events topic's valid events as JSON lines (training data)"
+    dump = _command(
+        commands,
+        "dump-events",
+        "cli.stream_commands:dump_events",
+        "write the events topic's valid events as JSON lines (training data)",
     )
     dump.add_argument("file", type=Path)
-    return parser
+
+
+def _model_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    from serving.datasets import FORMATS  # numpy only
+
+    generate = _command(
+        commands, "generate", "cli.model_commands:generate", "write synthetic events as JSON lines"
+    )
+    generate.add_argument("--out", type=Path, required=True)
+    generate.add_argument("--users", type=int, default=1000)
+    generate.add_argument("--items", type=int, default=500)
+    generate.add_argument("--categories", type=int, default=20)
+    generate.add_argument("--events-per-user", type=float, default=40.0)
+    generate.add_argument("--seed", type=int, default=0)
+    generate.add_argument("--pairs-out", type=Path, help="also write the planted A->B pairs (JSON)")
+
+    train = _command(
+        commands, "train", "cli.model_commands:train", "train a checkpoint and compare it with baselines"
+    )
+    train.add_argument("--data", type=Path, required=True)
+    train.add_argument("--format", choices=sorted(FORMATS), default="events")
+    train.add_argument("--out", type=Path, required=True)
+    train.add_argument("--epochs", type=int, help="most epochs (default 200; early stopping ends sooner)")
+    train.add_argument("--dropout", type=float, help="fixed dropout (default: chosen on validation)")
+    train.add_argument("--time-budget", type=float, help="minutes; stops after the epoch crossing it")
+    train.add_argument(
+        "--max-networks",
+        type=int,
+        help="most networks averaged, each kept only if it lifts validation NDCG@10 enough "
+        "(default 2; 1 for the cheapest model to serve)",
+    )
+    train.add_argument("--window", type=int, default=50)
+    train.add_argument("--hidden", type=int, default=64)
+    train.add_argument("--layers", type=int, default=2)
+    train.add_argument("--heads", type=int, default=2)
+    train.add_argument("--seed", type=int, default=0)
+    train.add_argument("--quiet", action="store_true", help="no progress bar")
+
+    export = _command(
+        commands, "export", "cli.model_commands:export", "export a checkpoint into a Triton repository"
+    )
+    export.add_argument("--checkpoint", type=Path, required=True)
+    export.add_argument("--repository", type=Path, required=True)
+    export.add_argument("--model-name", default="nextaction")
+    export.add_argument("--window", type=int, help="default: the trained window")
+    export.add_argument(
+        "--served-top-k",
+        type=int,
+        default=20,
+        help="items the model returns per window; workers publish NEXTACTION_PUBLISHED_TOP_K of them",
+    )
+    export.add_argument(
+        "--explain-positions", type=int, help="newest events whose removal is measured (default 8)"
+    )
+
+
+def _benchmark_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    bench = _command(
+        commands,
+        "bench",
+        "cli.bench_commands:bench",
+        "stream throughput and latency against ceilings and a naive baseline (about 8 minutes)",
+    )
+    bench.add_argument("--out", type=Path, help="write the figures as JSON")
+    bench.add_argument(
+        "--plot", type=Path, default=Path("bench-latency.png"), help="latency vs offered load (PNG)"
+    )
+    bench.add_argument("--users", type=int, default=20_000)
+
+    quality = _command(
+        commands,
+        "quality",
+        "cli.bench_commands:quality",
+        "model quality on public data against baselines and published results",
+    )
+    quality.add_argument("data", nargs="+", metavar="FORMAT:PATH", help="e.g. movielens:ml-100k/u.data")
+    quality.add_argument("--time-budget", type=float, default=45.0, help="training minutes per data set")
+    quality.add_argument("--out", type=Path, help="write the results as JSON")
+    quality.add_argument("--checkpoints", type=Path, help="keep checkpoints here (default: discarded)")
+
+    perf_input = _command(
+        commands,
+        "perf-input",
+        "cli.bench_commands:perf_input",
+        "write perf_analyzer input data: real windows with valid item ids",
+    )
+    perf_input.add_argument("out", type=Path)
+    perf_input.add_argument("--windows", type=int, default=256)
+    perf_input.add_argument("--length", type=int, default=50, help="the model's window length W")

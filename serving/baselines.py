@@ -13,9 +13,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from contract import PAD_INDEX
 from serving.data import UserSequence
 from serving.evaluation import Catalogue
-from serving.triton_backend import PAD_INDEX
 
 __all__ = ["PopularityScorer", "TransitionScorer", "top_successors", "transition_counts"]
 

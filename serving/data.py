@@ -1,31 +1,28 @@
 """Events -> per-user chronological sequences -> left-padded windows for next-item training.
 
-Windows are encoded exactly as the server encodes them (``gap_buckets`` comes from the
-Triton backend file), so training and serving see the same inputs.
+Windows are encoded exactly as the server encodes them (``left_pad`` and ``gap_buckets``
+come from the contract), so training and serving see the same inputs.
 """
 
 from __future__ import annotations
 
 import json
 from collections import defaultdict
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from serving.triton_backend import PAD_INDEX, UNKNOWN_INDEX, gap_buckets
+from contract import ACTION_CODES, PAD_INDEX, UNKNOWN_INDEX, event_time_ms, gap_buckets, left_pad
 from serving.vocab import ItemVocab
-from stream.records import ACTION_CODES
 
 __all__ = [
     "DataFormatError",
     "TrainingSamples",
     "UserSequence",
-    "Windows",
-    "encode_window",
-    "evaluation_windows",
+    "encode_windows",
     "read_events_jsonl",
     "training_samples",
     "user_sequences",
@@ -56,19 +53,6 @@ class UserSequence:
         )
 
 
-@dataclass(frozen=True)
-class Windows:
-    """Model inputs, int64 [N, W] each; ``targets[n, t]`` is the item after position t (0 = none)."""
-
-    items: np.ndarray
-    actions: np.ndarray
-    gap_buckets: np.ndarray
-    targets: np.ndarray
-
-    def __len__(self) -> int:
-        return int(self.items.shape[0])
-
-
 # Fields of an input event that training reads.
 _REQUIRED_FIELDS = frozenset({"event_id", "user_id", "item_id", "action", "ts"})
 
@@ -94,6 +78,10 @@ def read_events_jsonl(path: Path) -> Iterator[dict[str, Any]]:
                 raise DataFormatError(path, line_no, f"expected an object with {sorted(_REQUIRED_FIELDS)}")
             if event["action"] not in ACTION_CODES:
                 raise DataFormatError(path, line_no, f"unknown action {event['action']!r}")
+            try:
+                event["ts"] = event_time_ms(event["ts"])
+            except (TypeError, ValueError) as exc:
+                raise DataFormatError(path, line_no, str(exc)) from None
             yield event
 
 
@@ -120,27 +108,15 @@ def user_sequences(events: Iterable[Mapping[str, Any]]) -> list[UserSequence]:
     return sequences
 
 
-def encode_window(
-    item_indices: np.ndarray, actions: np.ndarray, timestamps_ms: np.ndarray, window: int
+def encode_windows(
+    sequences: Sequence[UserSequence], vocab: ItemVocab, window: int
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """The last ``window`` events, left-padded: (items, actions, gap buckets), int64 [window]."""
-    n = min(len(item_indices), window)
-    items = np.full(window, PAD_INDEX, dtype=np.int64)
-    codes = np.zeros(window, dtype=np.int64)
-    ts = np.zeros(window, dtype=np.int64)
-    if n:
-        items[-n:] = item_indices[-n:]
-        codes[-n:] = actions[-n:]
-        ts[-n:] = timestamps_ms[-n:]
-    return items, codes, gap_buckets(ts, items != PAD_INDEX)
-
-
-def _stack(rows: list[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]], window: int) -> Windows:
-    if not rows:
-        empty = np.zeros((0, window), dtype=np.int64)
-        return Windows(empty, empty, empty, empty)
-    items, actions, buckets, targets = (np.stack(column) for column in zip(*rows, strict=True))
-    return Windows(items, actions, buckets, targets)
+    """The newest ``window`` events of each sequence, left-padded: (items, actions, gap
+    buckets), int64 [N, window] each."""
+    items = left_pad([vocab.indices(seq.items) for seq in sequences], window, PAD_INDEX, np.int64)
+    actions = left_pad([seq.actions for seq in sequences], window, 0, np.int64)
+    stamps = left_pad([seq.timestamps_ms for seq in sequences], window, 0, np.int64)
+    return items, actions, gap_buckets(stamps, items != PAD_INDEX)
 
 
 @dataclass(frozen=True)
@@ -193,21 +169,3 @@ def training_samples(sequences: Iterable[UserSequence], vocab: ItemVocab, window
     # Unknown targets carry no signal: their score is masked out.
     known = samples.items[samples.targets] != UNKNOWN_INDEX
     return replace(samples, targets=samples.targets[known], lengths=samples.lengths[known])
-
-
-def evaluation_windows(
-    sequences: Iterable[UserSequence], targets: Iterable[str], vocab: ItemVocab, window: int
-) -> Windows:
-    """One window per sequence, its whole history; the target is set at the last position only."""
-    rows = []
-    for seq, target in zip(sequences, targets, strict=True):
-        inputs = encode_window(
-            vocab.indices(seq.items),
-            np.asarray(seq.actions, dtype=np.int64),
-            np.asarray(seq.timestamps_ms, dtype=np.int64),
-            window,
-        )
-        last = np.zeros(window, dtype=np.int64)
-        last[-1] = vocab.index(target)
-        rows.append((*inputs, last))
-    return _stack(rows, window)

@@ -19,8 +19,8 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from contract import ACTION_CODES
 from serving.data import DataFormatError, UserSequence, read_events_jsonl, user_sequences
-from stream.records import ACTION_CODES
 
 __all__ = ["FORMATS", "DataFormatError", "Dataset", "load_dataset"]
 

@@ -16,8 +16,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from contract import FIRST_ITEM_INDEX
 from serving.data import UserSequence
-from serving.triton_backend import FIRST_ITEM_INDEX
 from serving.vocab import ItemVocab
 
 __all__ = [

@@ -6,6 +6,7 @@ Layout written (``N`` = highest existing version + 1):
     <repository>/<model_name>/configs/gpu.pbtxt   GPU config (onnxruntime TensorRT provider)
     <repository>/<model_name>/<N>/model.onnx      ServingModule: top-k, scores, attributions
     <repository>/<model_name>/<N>/model.py        copy of serving/triton_backend.py
+    <repository>/<model_name>/<N>/contract.py     copy of contract.py, which model.py imports
     <repository>/<model_name>/<N>/vocab.json, manifest.json
 """
 
@@ -16,112 +17,29 @@ import py_compile
 import shutil
 import tempfile
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
 import onnxruntime as ort
 import torch
 
+import contract
+from contract import ACTIONS, N_GAP_BUCKETS, ONNX_INPUTS, ONNX_OUTPUTS, PAD_INDEX, UNKNOWN_INDEX
 from serving import triton_backend
-from serving.model import EXPLAIN_POSITIONS, ServingModule
-from serving.train import VOCAB, load_checkpoint
-from serving.triton_backend import (
-    INPUT_SPECS,
-    ONNX_INPUTS,
-    OUTPUT_SPECS,
-    PAD_INDEX,
-    UNKNOWN_INDEX,
-    tensor_dims,
-    trt_profile_shapes,
-)
-from stream.records import ACTIONS
+from serving.checkpoint import VOCAB, load_checkpoint
+from serving.serving_module import EXPLAIN_POSITIONS, ServingModule
+from serving.triton_config import CONFIG_FILES, MAX_BATCH_SIZE, model_config_text
 
-__all__ = ["ExportError", "export", "model_config_text"]
+__all__ = ["ExportError", "export"]
 
-ONNX_OUTPUTS = ("top_indices", "top_scores", "attributions")
-# Per device, relative to the model directory; tritonserver --model-config-name=gpu reads
-# configs/gpu.pbtxt.
-CONFIG_FILES: dict[Literal["cpu", "gpu"], str] = {"cpu": "config.pbtxt", "gpu": "configs/gpu.pbtxt"}
 # Largest |ONNX - torch| differences accepted at export. Attributions are normalised drops:
 # where all drops are small, float32 rounding moves their shares by up to about 1e-3.
 SCORE_TOLERANCE = 1e-4
-# Largest dynamic batch per device. On one CPU thread a window costs about the same at any
-# batch (onnxruntime, window 50, 8 explained events: 2,219 windows/s at 4, 2,267 at 16,
-# 1,947 at 64, while a batch of 64 takes 33 ms), so small batches keep latency down at no
-# throughput cost; GPUs want more.
-MAX_BATCH_SIZE: dict[Literal["cpu", "gpu"], int] = {"cpu": 16, "gpu": 64}
-# Model instances per device. A CPU instance runs one thread (more threads per instance made
-# latency under load far worse on 2 cores), so CPU throughput scales with instances: set this
-# to the cores the model may take (measured on 2 cores, 16 explained events: 1 instance 201,
-# 2 instances 351 windows/s); a GPU instance is one CUDA stream.
-INSTANCES: dict[Literal["cpu", "gpu"], int] = {"cpu": 2, "gpu": 1}
 ATTRIBUTION_TOLERANCE = 5e-3
 
 
 class ExportError(RuntimeError):
     """The exported graph does not reproduce the torch model."""
-
-
-def model_config_text(
-    model_name: str,
-    window: int,
-    top_k: int,
-    device: Literal["cpu", "gpu"] = "cpu",
-    max_batch_size: int | None = None,
-    explain_positions: int = EXPLAIN_POSITIONS,
-) -> str:
-    """config.pbtxt for the CPU or the GPU deployment of the same tensors."""
-    max_batch_size = max_batch_size or MAX_BATCH_SIZE[device]
-    dims = tensor_dims(window, top_k)
-
-    def tensors(specs: dict[str, str]) -> str:
-        return ",\n".join(
-            f'  {{ name: "{name}" data_type: {dtype} dims: [ {", ".join(map(str, dims[name]))} ] }}'
-            for name, dtype in specs.items()
-        )
-
-    preferred = [b for b in (4, 8, 16, 32, 64) if b <= max_batch_size]
-    parameters = {"INTRA_OP_THREAD_COUNT": "1", "EXECUTION_PROVIDER": "cpu"}
-    header = "# CPU deployment: Python backend running onnxruntime on one thread per instance."
-    if device == "gpu":
-        parameters |= {
-            "EXECUTION_PROVIDER": "tensorrt",
-            "TRT_FP16": "1",
-            "TRT_ENGINE_CACHE_DIR": "trt_engine_cache",  # relative to the model directory
-        }
-        profile = trt_profile_shapes(max_batch_size, window, explain_positions)
-        header = (
-            "# GPU deployment (tritonserver --model-config-name=gpu): the same Python backend runs\n"
-            "# onnxruntime-gpu with the TensorRT execution provider in fp16; engines are cached in\n"
-            "# <model dir>/trt_engine_cache per GPU and TensorRT version.\n"
-            "# Alternative: build a plan offline and serve model.onnx's graph with tensorrt_plan\n"
-            "# (item-id mapping and gap bucketing then move to an ensemble or the client):\n"
-            f"#   trtexec --onnx=model.onnx --saveEngine=model.plan --minShapes={profile['min']}"
-            f" --optShapes={profile['opt']} --maxShapes={profile['max']} --fp16"
-        )
-    params = "\n".join(
-        f'parameters: {{ key: "{key}" value: {{ string_value: "{value}" }} }}'
-        for key, value in parameters.items()
-    )
-    return f"""{header}
-# Generated by serving/export.py; tensor contract documented in serving/triton_backend.py.
-name: "{model_name}"
-backend: "python"
-max_batch_size: {max_batch_size}
-version_policy: {{ latest {{ num_versions: 1 }} }}
-input [
-{tensors(INPUT_SPECS)}
-]
-output [
-{tensors(OUTPUT_SPECS)}
-]
-dynamic_batching {{
-  preferred_batch_size: [ {", ".join(map(str, preferred))} ]
-  max_queue_delay_microseconds: 1000
-}}
-instance_group [ {{ count: {INSTANCES[device]} kind: {"KIND_GPU" if device == "gpu" else "KIND_CPU"} }} ]
-{params}
-"""
 
 
 def _sample_inputs(batch: int, window: int, n_items: int, seed: int) -> tuple[torch.Tensor, ...]:
@@ -132,7 +50,7 @@ def _sample_inputs(batch: int, window: int, n_items: int, seed: int) -> tuple[to
     pad = np.arange(window)[None, :] < (window - lengths)[:, None]
     items[pad] = PAD_INDEX
     actions = np.where(pad, 0, rng.integers(1, len(ACTIONS) + 1, size=(batch, window)))
-    gaps = np.where(pad, 0, rng.integers(1, triton_backend.N_GAP_BUCKETS, size=(batch, window)))
+    gaps = np.where(pad, 0, rng.integers(1, N_GAP_BUCKETS, size=(batch, window)))
     return tuple(torch.from_numpy(a.astype(np.int64)) for a in (items, actions, gaps))
 
 
@@ -192,7 +110,7 @@ def export(
     repository_dir: Path,
     model_name: str = "nextaction",
     window: int | None = None,
-    top_k: int = 20,
+    served_top_k: int = 20,
     explain_positions: int = EXPLAIN_POSITIONS,
 ) -> Path:
     """Export the checkpoint as a new version and refresh the configs; returns the version dir.
@@ -204,7 +122,7 @@ def export(
     explain_positions = min(explain_positions, window)
     if not 0 < window <= checkpoint.model.config.window:
         raise ValueError(f"window must lie in 1..{checkpoint.model.config.window}")
-    module = ServingModule(checkpoint.model, top_k, explain_positions).eval()
+    module = ServingModule(checkpoint.model, served_top_k, explain_positions).eval()
     model_dir = repository_dir / model_name
     model_dir.mkdir(parents=True, exist_ok=True)
     # Built beside the versions and renamed at the end: Triton polling the repository never
@@ -214,16 +132,17 @@ def export(
         staging.chmod(0o755)  # mkdtemp makes it private; the server may run as another user
         diffs = _export_onnx(module, window, checkpoint.model.config.n_items, staging / "model.onnx")
         shutil.copyfile(checkpoint_dir / VOCAB, staging / "vocab.json")
-        shutil.copyfile(triton_backend.__file__, staging / "model.py")
-        # Ship the bytecode: otherwise the backend writes __pycache__ into the version at load
-        # time, and Triton's repository poller sees a change and reloads the version.
-        py_compile.compile(str(staging / "model.py"), doraise=True)
+        for source, name in ((triton_backend.__file__, "model.py"), (contract.__file__, "contract.py")):
+            shutil.copyfile(source, staging / name)
+            # Ship the bytecode: otherwise the backend writes __pycache__ into the version at
+            # load time, and Triton's repository poller sees a change and reloads the version.
+            py_compile.compile(str(staging / name), doraise=True)
         version = _next_version(model_dir)
         manifest: dict[str, Any] = {
             "model_name": model_name,
             "version": version,
             "window": window,
-            "top_k": top_k,
+            "top_k": served_top_k,
             "explain_positions": explain_positions,
             "actions": list(ACTIONS),
             "n_items": checkpoint.model.config.n_items,
@@ -236,7 +155,9 @@ def export(
         # Configs first: the new version must never appear without a config that fits it.
         # An unchanged config is left alone, since touching it makes Triton reload the model.
         for device, relative in CONFIG_FILES.items():
-            text = model_config_text(model_name, window, top_k, device, explain_positions=explain_positions)
+            text = model_config_text(
+                model_name, window, served_top_k, device, explain_positions=explain_positions
+            )
             _replace_if_changed(model_dir / relative, text)
         version_dir = model_dir / str(version)
         staging.rename(version_dir)

@@ -1,6 +1,6 @@
 """Synthetic click-stream with planted rules a next-action model can learn.
 
-numpy and the standard library only: the stream demo imports this module without torch.
+numpy and the standard library only: the demo and the benchmarks import it without torch.
 
 Users have sparse interests over categories; items have a category and a Zipf-like
 popularity. Each user's events follow a view -> click -> add_to_cart -> purchase funnel
@@ -18,13 +18,13 @@ import json
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Final
 
 import numpy as np
 
-__all__ = ["SyntheticConfig", "generate_events", "planted_pairs", "write_events_jsonl"]
+__all__ = ["DAY_MS", "SyntheticConfig", "generate_events", "planted_pairs", "write_events_jsonl"]
 
-_DAY_MS = 24 * 3600 * 1000
+DAY_MS: Final = 24 * 3600 * 1000
 
 
 @dataclass(frozen=True)
@@ -116,14 +116,14 @@ def _user_events(
         return None
 
     n_events = max(2, int(rng.poisson(config.mean_events_per_user)))
-    ts = config.start_ms + int(rng.uniform(0, config.span_days * _DAY_MS))
+    ts = config.start_ms + int(rng.uniform(0, config.span_days * DAY_MS))
     item, action = fresh_view(), "view"
     events = [(ts, item, action)]
     for _ in range(n_events - 1):
         follow_up = next_event(item, action)
         # Only a fresh view may start a new session: follow-ups stay close in time.
         if follow_up is None and rng.random() < config.new_session_prob:
-            ts += int(rng.exponential(0.5 * _DAY_MS)) + 3600 * 1000
+            ts += int(rng.exponential(0.5 * DAY_MS)) + 3600 * 1000
         else:
             ts += int(rng.exponential(30_000)) + 1000
         item, action = follow_up or (fresh_view(), "view")

@@ -1,83 +1,41 @@
 """Triton Python-backend model file for ``nextaction`` (copied into each version as ``model.py``).
 
-Self-contained on purpose: Triton loads this file from the model repository, where the
-``serving`` package may not be installed. It imports only numpy, onnxruntime and the
-standard library; ``triton_python_backend_utils`` is imported only when Triton runs it.
-Training code imports ``gap_buckets`` and the vocabulary layout from here, so the model
-sees identical inputs in training and in serving.
-
-Triton tensor contract (batch dimension not in ``dims``):
-  inputs  ITEM_IDS TYPE_STRING [W], ACTIONS TYPE_INT32 [W], TIMESTAMPS TYPE_INT64 [W]
-          (left-padded with ""/0/0, oldest to newest)
-  outputs TOP_ITEMS TYPE_STRING [K], TOP_SCORES TYPE_FP32 [K], ATTRIBUTIONS TYPE_FP32 [K, W]
+Each version folder also holds the ``contract.py`` it was exported with; this file imports
+only that, numpy, onnxruntime and the standard library (``triton_python_backend_utils`` only
+when Triton runs it), because Triton loads it from the model repository, where the project
+may not be installed. Tensors: :data:`contract.INPUTS` and :data:`contract.OUTPUTS`.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import sys
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Final
+from typing import Any
 
 import numpy as np
 import onnxruntime as ort
 
-__all__ = [
-    "FIRST_ITEM_INDEX",
-    "INPUT_SPECS",
-    "N_GAP_BUCKETS",
-    "ONNX_INPUTS",
-    "OUTPUT_SPECS",
-    "PAD_INDEX",
-    "UNKNOWN_INDEX",
-    "EncodedBatch",
-    "NextActionPredictor",
-    "TritonPythonModel",
-    "gap_buckets",
-    "load_vocab_items",
-    "tensor_dims",
-    "trt_profile_shapes",
-]
+# In a version folder the contract exported with this file must win over any installed copy
+# (Triton appends the folder to sys.path, after site-packages), so the version stays
+# self-contained; in the repository there is no sibling and the package's own is imported.
+if Path(__file__).with_name("contract.py").is_file():
+    sys.path.insert(0, str(Path(__file__).parent))
 
-# Vocabulary layout shared with serving/vocab.py.
-PAD_INDEX: Final = 0
-UNKNOWN_INDEX: Final = 1
-FIRST_ITEM_INDEX: Final = 2
+from contract import (
+    FIRST_ITEM_INDEX,
+    INPUTS,
+    ONNX_INPUTS,
+    OUTPUTS,
+    PAD_INDEX,
+    UNKNOWN_INDEX,
+    gap_buckets,
+    read_vocab_items,
+)
 
-# Gap buckets: 0 = padding, 1 = oldest event in the window (no previous event visible),
-# 2.. = floor(log2(1 + gap seconds)), capped. Log scale because a 5 s and a 50 s gap differ
-# as much in meaning as a 1 h and a 10 h gap.
-N_GAP_BUCKETS: Final = 24
-_PAD_GAP: Final = 0
-_FIRST_GAP: Final = 1
-_FIRST_TIMED_GAP: Final = 2
-
-# Triton tensor name -> data type; dims are checked against the manifest's window and top-k.
-INPUT_SPECS: Final = {
-    "ITEM_IDS": "TYPE_STRING",
-    "ACTIONS": "TYPE_INT32",
-    "TIMESTAMPS": "TYPE_INT64",
-}
-OUTPUT_SPECS: Final = {
-    "TOP_ITEMS": "TYPE_STRING",
-    "TOP_SCORES": "TYPE_FP32",
-    "ATTRIBUTIONS": "TYPE_FP32",
-}
-# ONNX graph tensor names written by serving/export.py.
-ONNX_INPUTS: Final = ("items", "actions", "gap_buckets")
-
-
-def tensor_dims(window: int, top_k: int) -> dict[str, list[int]]:
-    """Dims of each Triton tensor, batch dimension omitted (config.pbtxt convention)."""
-    return {
-        "ITEM_IDS": [window],
-        "ACTIONS": [window],
-        "TIMESTAMPS": [window],
-        "TOP_ITEMS": [top_k],
-        "TOP_SCORES": [top_k],
-        "ATTRIBUTIONS": [top_k, window],
-    }
+__all__ = ["EncodedBatch", "NextActionPredictor", "TritonPythonModel", "trt_profile_shapes"]
 
 
 def trt_profile_shapes(batch_max: int, window: int, min_window: int) -> dict[str, str]:
@@ -92,40 +50,6 @@ def trt_profile_shapes(batch_max: int, window: int, min_window: int) -> dict[str
         "opt": shapes(max(1, batch_max // 2), window),
         "max": shapes(batch_max, window),
     }
-
-
-def gap_buckets(timestamps_ms: np.ndarray, valid: np.ndarray) -> np.ndarray:
-    """Log-bucketed gap of each event to the previous one in the same window.
-
-    timestamps_ms: int64 [..., W] epoch ms, oldest to newest; valid: bool [..., W] (False = pad).
-    Returns int64 [..., W]. Only gaps inside the window count, because the server sees only
-    the window: the oldest event always gets the "first" bucket, in training and in serving.
-    """
-    ts = np.asarray(timestamps_ms, dtype=np.int64)
-    valid = np.asarray(valid, dtype=bool)
-    previous_valid = np.zeros_like(valid)
-    previous_valid[..., 1:] = valid[..., :-1]
-    gap_ms = np.zeros(ts.shape, dtype=np.int64)
-    gap_ms[..., 1:] = ts[..., 1:] - ts[..., :-1]
-    # Out-of-order timestamps count as simultaneous rather than failing the request.
-    gap_s = np.maximum(gap_ms, 0) / 1000.0
-    timed = _FIRST_TIMED_GAP + np.minimum(
-        np.floor(np.log2(1.0 + gap_s)).astype(np.int64), N_GAP_BUCKETS - 1 - _FIRST_TIMED_GAP
-    )
-    buckets = np.where(previous_valid, timed, _FIRST_GAP)
-    return np.where(valid, buckets, _PAD_GAP).astype(np.int64)
-
-
-def load_vocab_items(path: str | os.PathLike[str]) -> list[str]:
-    """Item ids of a vocab.json in index order; item ``i`` of the list has index ``i + 2``."""
-    with open(path, encoding="utf-8") as handle:
-        data = json.load(handle)
-    if (data.get("pad_index"), data.get("unknown_index")) != (PAD_INDEX, UNKNOWN_INDEX):
-        raise ValueError(f"{path}: vocabulary layout differs from pad=0, unknown=1")
-    items = data["items"]
-    if not all(isinstance(item, str) and item for item in items):
-        raise ValueError(f"{path}: item ids must be non-empty strings")
-    return list(items)
 
 
 @dataclass(frozen=True)
@@ -160,7 +84,7 @@ class NextActionPredictor:
         self.top_k: int = int(self.manifest["top_k"])
         self.explain_positions: int = int(self.manifest["explain_positions"])
         self._n_action_codes = len(self.manifest["actions"]) + 1
-        items = load_vocab_items(version_dir / "vocab.json")
+        items = read_vocab_items(version_dir / "vocab.json")
         # Index -> id tables; pad and unknown never come out of the model's top-k.
         table = ["<pad>", "<unknown>", *items]
         self._item_str = np.array(table, dtype=object)
@@ -228,17 +152,18 @@ class NextActionPredictor:
 
 def _check_config_tensors(model_config: dict[str, Any], window: int, top_k: int) -> None:
     """Fail at load time when config.pbtxt disagrees with the exported model."""
-    expected_dims = tensor_dims(window, top_k)
-    for section, specs in (("input", INPUT_SPECS), ("output", OUTPUT_SPECS)):
+    for section, specs in (("input", INPUTS), ("output", OUTPUTS)):
         found = {t["name"]: t for t in model_config.get(section, [])}
-        if set(found) != set(specs):
-            raise ValueError(f"config {section}s must be {sorted(specs)}, got {sorted(found)}")
-        for name, data_type in specs.items():
-            dims = [int(d) for d in found[name]["dims"]]
-            if found[name]["data_type"] != data_type or dims != expected_dims[name]:
+        names = sorted(spec.name for spec in specs)
+        if sorted(found) != names:
+            raise ValueError(f"config {section}s must be {names}, got {sorted(found)}")
+        for spec in specs:
+            dims = [int(d) for d in found[spec.name]["dims"]]
+            expected = spec.shape(window, top_k)
+            if found[spec.name]["data_type"] != spec.config_type or dims != expected:
                 raise ValueError(
-                    f"config {section} {name}: expected {data_type} {expected_dims[name]}, "
-                    f"got {found[name]['data_type']} {dims}"
+                    f"config {section} {spec.name}: expected {spec.config_type} {expected}, "
+                    f"got {found[spec.name]['data_type']} {dims}"
                 )
 
 
@@ -308,9 +233,7 @@ class TritonPythonModel:
             try:
                 encoded.append(
                     self._predictor.encode(
-                        pb_utils.get_input_tensor_by_name(request, "ITEM_IDS").as_numpy(),
-                        pb_utils.get_input_tensor_by_name(request, "ACTIONS").as_numpy(),
-                        pb_utils.get_input_tensor_by_name(request, "TIMESTAMPS").as_numpy(),
+                        *(pb_utils.get_input_tensor_by_name(request, spec.name).as_numpy() for spec in INPUTS)
                     )
                 )
                 owners.append(position)
@@ -325,11 +248,11 @@ class TritonPythonModel:
             for position, batch in zip(owners, encoded, strict=True):
                 rows = slice(start, start + batch.items.shape[0])
                 start = rows.stop
+                outputs = (top_items[rows], scores[rows], attributions[rows])
                 responses[position] = pb_utils.InferenceResponse(
                     output_tensors=[
-                        pb_utils.Tensor("TOP_ITEMS", top_items[rows]),
-                        pb_utils.Tensor("TOP_SCORES", scores[rows]),
-                        pb_utils.Tensor("ATTRIBUTIONS", attributions[rows]),
+                        pb_utils.Tensor(spec.name, output)
+                        for spec, output in zip(OUTPUTS, outputs, strict=True)
                     ]
                 )
         return responses

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -10,9 +9,9 @@ from pathlib import Path
 
 import numpy as np
 
-from serving.triton_backend import FIRST_ITEM_INDEX, PAD_INDEX, UNKNOWN_INDEX, load_vocab_items
+from contract import FIRST_ITEM_INDEX, UNKNOWN_INDEX, read_vocab_items, write_vocab_items
 
-__all__ = ["PAD_INDEX", "UNKNOWN_INDEX", "ItemVocab"]
+__all__ = ["ItemVocab"]
 
 
 @dataclass(frozen=True)
@@ -46,15 +45,9 @@ class ItemVocab:
         """int64 [len(item_ids)]; unseen ids map to the unknown index."""
         return np.fromiter((self.index(i) for i in item_ids), dtype=np.int64, count=len(item_ids))
 
-    def item_id(self, index: int) -> str:
-        if index < FIRST_ITEM_INDEX:
-            raise KeyError(f"index {index} is padding or unknown, not an item")
-        return self.items[index - FIRST_ITEM_INDEX]
-
     def save(self, path: Path) -> None:
-        data = {"pad_index": PAD_INDEX, "unknown_index": UNKNOWN_INDEX, "items": list(self.items)}
-        path.write_text(json.dumps(data, indent=0) + "\n", encoding="utf-8")
+        write_vocab_items(path, self.items)
 
     @classmethod
     def load(cls, path: Path) -> ItemVocab:
-        return cls(tuple(load_vocab_items(path)))
+        return cls(tuple(read_vocab_items(path)))

@@ -15,60 +15,49 @@ import asyncio
 import logging
 import time
 from collections import deque
-from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any
 
 from faust.types import EventT, StreamT
-from tritonclient.utils import InferenceServerException
 
-from stream.batches import EventReader
-from stream.inference import ScoredBatch, TritonScorer
-from stream.metrics import StreamMetrics
-from stream.publishing import build_recommendations, dead_letter_headers, encode_recommendation
-from stream.records import WindowEvent
+from stream.app import StreamApp
+from stream.batches import EventBatch, EventReader
+from stream.inference import score_until_answered
+from stream.outputs import Delivery
+from stream.recommendations import build_recommendations
+from stream.records import UserUpdate, WindowEvent
 from stream.settings import Settings
-from stream.tables import WindowStore
-from stream.topics import Topics
 from stream.validation import InvalidEvent, parse_event
-from stream.window import Window, merge_events
+from stream.window import merge_events
 
-__all__ = ["RecommendAgent"]
+__all__ = ["PreparedBatch", "RecommendAgent"]
 
 log = logging.getLogger(__name__)
 
-_MAX_RETRY_DELAY_S = 5.0
-
 
 @dataclass
-class _Batch:
+class PreparedBatch:
     """A batch between its window updates and its publication."""
 
-    events: list[EventT]
+    taken: EventBatch
     valid: list[EventT] = field(default_factory=list)
-    windows: dict[str, Window] = field(default_factory=dict)  # users with new events
-    triggers: dict[str, str] = field(default_factory=dict)  # user -> newest event id
-    deliveries: list[Any] = field(default_factory=list)  # pending sends
+    updates: list[UserUpdate] = field(default_factory=list)  # one per user with new events
+    deliveries: list[Delivery] = field(default_factory=list)  # sends not yet confirmed
 
 
 class RecommendAgent:
-    def __init__(
-        self,
-        settings: Settings,
-        topics: Topics,
-        windows: WindowStore,
-        scorer: TritonScorer,
-        metrics: StreamMetrics,
-    ) -> None:
+    """The worker's agent over the events topic (``attach`` registers it with the app)."""
+
+    def __init__(self, parts: StreamApp, settings: Settings) -> None:
+        self._parts = parts
         self._settings = settings
-        self._topics = topics
-        self._windows = windows
-        self._scorer = scorer
-        self._metrics = metrics
         self._horizon_ms = int(settings.window_horizon_s * 1000)
+        self._short_versions: set[str] = set()  # versions known to serve fewer items than published
+
+    def attach(self) -> None:
+        self._parts.app.agent(self._parts.topics.events, name="recommend")(self.run)
 
     async def run(self, stream: StreamT) -> None:
-        await self._scorer.start()
+        await self._parts.scorer.start()
         in_flight: deque[asyncio.Future[None]] = deque()
         reader = EventReader(
             stream,
@@ -76,93 +65,75 @@ class RecommendAgent:
             self._settings.batch_max_wait_ms / 1000,
             downstream_idle=lambda: all(pending.done() for pending in in_flight),
         )
-        while events := await reader.next_batch():
-            batch = await self.prepare(events)
+        while taken := await reader.next_batch():
+            batch = await self.prepare(taken)
             previous = in_flight[-1] if in_flight else None
-            in_flight.append(asyncio.ensure_future(self.complete(batch, previous, reader)))
+            in_flight.append(asyncio.ensure_future(self.complete(batch, previous)))
             while in_flight and (in_flight[0].done() or len(in_flight) > self._settings.pipeline_depth):
                 await in_flight.popleft()
         for pending in in_flight:
             await pending
 
-    async def prepare(self, events: list[EventT]) -> _Batch:
+    async def prepare(self, taken: EventBatch) -> PreparedBatch:
         """Validate, dead-letter the invalid events and update the windows, in batch order."""
-        self._metrics.events_consumed.inc(len(events))
-        batch = _Batch(events)
+        parts = self._parts
+        parts.metrics.events_consumed.inc(len(taken))
+        batch = PreparedBatch(taken)
         arrivals: dict[str, list[WindowEvent]] = {}
-        sources: dict[str, EventT] = {}
-        for source in events:
+        newest: dict[str, EventT] = {}  # user -> the source of the user's newest event
+        triggers: dict[str, str] = {}  # user -> that event's id
+        for source in taken.events:
             try:
                 event = parse_event(source.value, source.message.key, self._settings.max_event_bytes)
             except InvalidEvent as error:
-                batch.deliveries.append(await self._dead_letter(source, error))
+                parts.metrics.events_invalid.labels(reason=error.reason).inc()
+                log.info("dead-lettered offset %s: %s", source.message.offset, error)
+                batch.deliveries.append(await parts.outputs.dead_letter(source, error))
                 continue
             batch.valid.append(source)
             arrivals.setdefault(event.user_id, []).append(WindowEvent.of(event))
-            sources[event.user_id] = source
-            batch.triggers[event.user_id] = event.event_id
+            newest[event.user_id] = source
+            triggers[event.user_id] = event.event_id
 
         for user_id, arrived in arrivals.items():
-            before = self._windows.get(user_id)
+            before = parts.windows.get(user_id)
             after = merge_events(before, arrived, self._settings.window_size, self._horizon_ms)
             if after != before:
-                self._windows.put(user_id, after, sources[user_id])
-            batch.windows[user_id] = after
+                parts.windows.put(user_id, after, newest[user_id])
+            batch.updates.append(UserUpdate(user_id, triggers[user_id], after))
         return batch
 
-    async def complete(
-        self, batch: _Batch, previous: asyncio.Future[None] | None, reader: EventReader
-    ) -> None:
+    async def complete(self, batch: PreparedBatch, previous: asyncio.Future[None] | None) -> None:
         """Score, publish after the previous batch, wait for delivery, acknowledge."""
-        scored = await self._score(list(batch.windows.values())) if batch.windows else None
+        parts = self._parts
+        windows = [update.window for update in batch.updates]
+        scored = await score_until_answered(parts.scorer, windows, parts.metrics) if windows else None
         if previous is not None:
             await asyncio.shield(previous)  # its errors are raised where it is awaited in turn
         if scored is not None:
-            recommendations = build_recommendations(
-                [(user_id, batch.triggers[user_id], window) for user_id, window in batch.windows.items()],
+            self._check_served_items(scored.model_version, scored.scores.shape[1])
+            records = build_recommendations(
+                batch.updates,
                 scored,
                 model_name=self._settings.triton_model_name,
-                top_k=self._settings.top_k,
+                top_k=self._settings.published_top_k,
                 now_ms=int(time.time() * 1000),
             )
-            # The app's producer directly: Topic.send adds codec and sensor work per record.
-            send, topic = self._topics.recommendations.app.producer.send, self._settings.topic_recommendations
-            for record in recommendations:
-                key, value = record["user_id"].encode(), encode_recommendation(record)
-                batch.deliveries.append(await send(topic, key, value, None, None, None))
+            batch.deliveries.extend(await parts.outputs.recommendations(records))
         await asyncio.gather(*batch.deliveries)
-        reader.ack(batch.events)
-        self._observe_publication(batch.valid, len(batch.windows))
+        batch.taken.acknowledge()
+        parts.metrics.observe_published(len(batch.taken), batch.valid, len(batch.updates))
 
-    async def _dead_letter(self, source: EventT, error: InvalidEvent) -> Any:
-        self._metrics.events_invalid.labels(reason=error.reason).inc()
-        message = source.message
-        log.info("dead-lettered offset %s: %s", message.offset, error)
-        return await self._topics.dead_letter.send(
-            key=message.key,
-            value=message.value,
-            headers=dead_letter_headers(error, message.topic, message.partition, message.offset),
-        )
-
-    async def _score(self, windows: list[Window]) -> ScoredBatch:
-        """Retry until Triton answers: the batch is unacknowledged, so waiting loses nothing."""
-        delay = 0.1
-        while True:
-            started = time.perf_counter()
-            try:
-                scored = await self._scorer.score(windows)
-            except InferenceServerException as exc:
-                self._metrics.triton_errors.labels(status=exc.status() or "unknown").inc()
-                log.error("Triton call failed (%s); retrying in %.1fs", exc, delay)
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, _MAX_RETRY_DELAY_S)
-                continue
-            self._metrics.inference_latency.observe(time.perf_counter() - started)
-            self._metrics.inference_batch_size.observe(len(windows))
-            return scored
-
-    def _observe_publication(self, valid: Sequence[EventT], published: int) -> None:
-        self._metrics.recommendations_published.inc(published)
-        now = time.time()
-        for source in valid:
-            self._metrics.event_to_publication.observe(max(0.0, now - source.message.timestamp))
+    def _check_served_items(self, version: str, served: int) -> None:
+        """Start-up checks the served top-k, but a version rolled out since may serve fewer:
+        its records then carry fewer items, which operators must hear about once."""
+        if served < self._settings.published_top_k and version not in self._short_versions:
+            self._short_versions.add(version)
+            log.warning(
+                "model version %s serves %d items, fewer than NEXTACTION_PUBLISHED_TOP_K=%d: "
+                "its recommendations carry %d",
+                version,
+                served,
+                self._settings.published_top_k,
+                served,
+            )

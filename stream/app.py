@@ -1,39 +1,46 @@
-"""Build the Faust app: topics, the windows table and the agent, wired from settings."""
+"""Build the Faust app and the parts an agent works with: topics, the windows table, the
+Triton scorer, the output publisher and the metrics, wired from settings."""
 
 from __future__ import annotations
 
 import ssl
+from dataclasses import dataclass
 from typing import Any
 
 import faust
 from faust.types import TP
 from mode import BaseSignalT
 
-from stream.agents import RecommendAgent
 from stream.inference import TritonScorer
-from stream.kafka_compat import faust_broker_url
 from stream.metrics import StreamMetrics
+from stream.outputs import OutputPublisher
 from stream.settings import Settings
 from stream.tables import WindowStore, declare_windows
-from stream.topics import declare_topics
+from stream.topics import Topics, declare_topics
+from stream.transports import faust_broker_url, register_transports
 
-__all__ = ["create_app"]
+__all__ = ["StreamApp", "create_app"]
 
 _PRODUCER_BATCH_BYTES = 512 * 1024
 
 
-def create_app(
-    settings: Settings,
-    *,
-    bootstrap: str,
-    triton_grpc_url: str,
-    metrics: StreamMetrics,
-    agent_type: type[RecommendAgent] = RecommendAgent,
-) -> faust.App:
-    """The worker's app; ``agent_type`` swaps the agent loop (the benchmark's naive baseline)."""
+@dataclass(frozen=True)
+class StreamApp:
+    """The Faust app and what its agent needs; the agent is attached separately."""
+
+    app: faust.App
+    topics: Topics
+    windows: WindowStore
+    scorer: TritonScorer
+    outputs: OutputPublisher
+    metrics: StreamMetrics
+
+
+def create_app(settings: Settings, metrics: StreamMetrics) -> StreamApp:
+    register_transports()
     app = faust.App(
         settings.app_id,
-        broker=faust_broker_url(settings, bootstrap),
+        broker=faust_broker_url(settings),
         broker_credentials=_credentials(settings),
         store=settings.table_store,
         datadir=str(settings.data_dir),
@@ -47,16 +54,12 @@ def create_app(
         web_enabled=False,
         autodiscover=False,
     )
-    topics = declare_topics(app, settings)
-    windows = WindowStore(declare_windows(app, settings))
     scorer = TritonScorer(
-        triton_grpc_url,
+        settings.triton_grpc_url,
         settings.triton_model_name,
         timeout_s=settings.triton_timeout_s,
         max_in_flight=settings.triton_max_in_flight,
     )
-    agent = agent_type(settings, topics, windows, scorer, metrics)
-    app.agent(topics.events, name="recommend")(agent.run)
 
     # Faust signal receivers get the assigned partitions positionally.
     async def track_assignment(sender: Any, /, *args: Any, signal: BaseSignalT[Any], **kwargs: Any) -> None:
@@ -65,7 +68,14 @@ def create_app(
         metrics.assigned_partitions.set(owned)
 
     app.on_partitions_assigned.connect(track_assignment)
-    return app
+    return StreamApp(
+        app=app,
+        topics=declare_topics(app, settings),
+        windows=WindowStore(declare_windows(app, settings)),
+        scorer=scorer,
+        outputs=OutputPublisher(app, settings),
+        metrics=metrics,
+    )
 
 
 def _credentials(settings: Settings) -> faust.types.auth.CredentialsT | None:

@@ -1,13 +1,13 @@
 """Batches of events taken from an agent's channel in bulk, acknowledged once processed.
 
 Faust's ``Stream.take_events`` moves every event through the stream iterator one at a time
-(a coroutine hop, processors, sensors, a context variable), which capped a do-nothing agent
-at about 13,500 events/s here even with the lean consumer; taking the channel's queued
-events in bulk reached about 58,000. What the stream did per event is kept, per batch:
+(a coroutine hop, processors, sensors, a context variable), which costs more than the rest of
+a do-nothing agent; taking the channel's queued events in bulk costs a fraction of it
+(docs/2026-11-stream-performance.md). What the stream did per event is kept, per batch:
 
 - an event is tracked as unacknowledged when taken, so the worker's shutdown waits for it and
-  no offset is committed past it; it is acknowledged only by :meth:`EventReader.ack`, after
-  its batch is delivered (a batch that fails is never acknowledged);
+  no offset is committed past it; it is acknowledged only by :meth:`EventBatch.acknowledge`,
+  after its batch is delivered (a batch that fails is never acknowledged);
 - events taken while the flow is suspended, or fetched before the latest rebalance, are
   dropped untracked: their partitions are read again from the committed offset.
 """
@@ -15,12 +15,13 @@ events in bulk reached about 58,000. What the stream did per event is kept, per 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
+from dataclasses import dataclass
 from typing import TypeVar, cast
 
 from faust.types import ChannelT, EventT, StreamT
 
-__all__ = ["EventReader", "take_batch"]
+__all__ = ["EventBatch", "EventReader", "take_batch"]
 
 T = TypeVar("T")
 
@@ -52,6 +53,21 @@ async def take_batch(
     return taken
 
 
+@dataclass(frozen=True)
+class EventBatch:
+    """Events taken together from the stream, tracked until the batch acknowledges itself."""
+
+    events: list[EventT]
+
+    def __len__(self) -> int:
+        return len(self.events)
+
+    def acknowledge(self) -> None:
+        """Mark the batch's offsets safe to commit: call once all its outputs are delivered."""
+        for event in self.events:
+            event.ack()
+
+
 class EventReader:
     """Reads the events of one agent's stream in batches closed as :func:`take_batch` says."""
 
@@ -72,16 +88,16 @@ class EventReader:
         self._max_wait_s = max_wait_s
         self._downstream_idle = downstream_idle
 
-    async def next_batch(self) -> list[EventT]:
-        """The next non-empty batch of current events (waits for the first one); an empty
-        list once the channel has ended (the worker is stopping)."""
+    async def next_batch(self) -> EventBatch | None:
+        """The next non-empty batch of current events (waits for the first one); None once
+        the channel has ended (the worker is stopping)."""
         while True:
             try:
                 taken = await take_batch(
                     self._queue, self._max_events, self._max_wait_s, self._downstream_idle
                 )
             except StopAsyncIteration:
-                return []
+                return None
             batch = [event for event in taken if self._is_current(event)]
             for event in batch:
                 message = event.message
@@ -89,13 +105,7 @@ class EventReader:
                     message.tracked = True
                     self._track(message)
             if batch:
-                return batch
-
-    @staticmethod
-    def ack(batch: Sequence[EventT]) -> None:
-        """Mark the batch's offsets safe to commit."""
-        for event in batch:
-            event.ack()
+                return EventBatch(batch)
 
     def _is_current(self, event: EventT) -> bool:
         app = self._app

@@ -13,8 +13,7 @@ from typing import Final
 
 import numpy as np
 
-from stream.records import ExplainedEvent, Explanation
-from stream.window import Window
+from stream.records import ExplainedEvent, Explanation, Window
 
 __all__ = ["MAX_EVENTS", "MIN_WEIGHT", "explain_batch"]
 

@@ -1,15 +1,16 @@
 """The only way the stream reaches Triton: batched, async gRPC scoring of user windows.
 
-The model contract (tensor names, dtypes, padding) is documented in the README. The window
-length and the number of returned items are read from the served model's metadata, so a new
-model version with another shape needs no stream change.
+Tensor names, types and padding come from :mod:`contract`. The window length and the number
+of items served are read from the served model's configuration, so a new model version with
+another shape needs no stream change.
 """
 
 from __future__ import annotations
 
 import asyncio
 import itertools
-import struct
+import logging
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Final
@@ -18,8 +19,18 @@ import numpy as np
 import tritonclient.grpc.aio as grpcclient
 from tritonclient.utils import InferenceServerException
 
-from stream.records import ACTION_CODES
-from stream.window import Window
+from contract import (
+    ATTRIBUTIONS,
+    ITEM_IDS,
+    OUTPUTS,
+    TIMESTAMPS,
+    TOP_ITEMS,
+    TOP_SCORES,
+    WINDOW_ACTIONS,
+)
+from stream.metrics import StreamMetrics
+from stream.records import Window
+from stream.triton_codec import decode_strings, encode_windows
 
 __all__ = [
     "ModelShape",
@@ -27,12 +38,13 @@ __all__ = [
     "TritonScorer",
     "TritonUnavailable",
     "check_model_ready",
-    "decode_strings",
-    "encode_windows",
+    "score_until_answered",
     "split_requests",
 ]
 
-_OUTPUTS: Final = ("TOP_ITEMS", "TOP_SCORES", "ATTRIBUTIONS")
+log = logging.getLogger(__name__)
+
+_MAX_RETRY_DELAY_S: Final = 5.0
 
 
 class TritonUnavailable(RuntimeError):
@@ -41,8 +53,10 @@ class TritonUnavailable(RuntimeError):
 
 @dataclass(frozen=True, slots=True)
 class ModelShape:
+    """What the served model's configuration says about its tensors and batching."""
+
     window: int
-    top_k: int
+    served_top_k: int  # items the model returns per window; the worker publishes a prefix
     max_batch_size: int
     instances: int = 1  # model instances Triton runs at once
 
@@ -74,62 +88,8 @@ class ScoredBatch:
         )
 
 
-# Triton BYTES tensors are sent as a 4-byte little-endian length before each element.
-_LENGTH: Final = struct.Struct("<I")
-_EMPTY_ELEMENT: Final = _LENGTH.pack(0)
-
-
-class _ItemBytes(dict[str, bytes]):
-    """Item id -> its serialized BYTES element. Popular items repeat in almost every window;
-    the cache is emptied when it grows past ``limit`` ids, so memory stays bounded."""
-
-    def __init__(self, limit: int = 1_000_000) -> None:
-        super().__init__()
-        self._limit = limit
-
-    def __missing__(self, item_id: str) -> bytes:
-        if len(self) >= self._limit:
-            self.clear()
-        encoded = item_id.encode()
-        element = self[item_id] = _LENGTH.pack(len(encoded)) + encoded
-        return element
-
-
-_ITEM_BYTES: Final = _ItemBytes()
-
-
-def encode_windows(windows: Sequence[Window], length: int) -> tuple[bytes, np.ndarray, np.ndarray]:
-    """The newest ``length`` events of each window, left-padded, as the three input tensors:
-    ITEM_IDS already serialized as a Triton BYTES tensor [B, length], then ACTIONS int32 and
-    TIMESTAMPS int64 arrays [B, length]."""
-    items: list[bytes] = []
-    actions = np.zeros((len(windows), length), dtype=np.int32)
-    stamps = np.zeros((len(windows), length), dtype=np.int64)
-    for row, window in enumerate(windows):
-        tail = window[-length:]
-        start = length - len(tail)
-        items.append(_EMPTY_ELEMENT * start)
-        items.extend([_ITEM_BYTES[event.item_id] for event in tail])
-        actions[row, start:] = [ACTION_CODES[event.action] for event in tail]
-        stamps[row, start:] = [event.ts_ms for event in tail]
-    return b"".join(items), actions, stamps
-
-
-def decode_strings(raw: bytes) -> list[str]:
-    """The elements of a serialized Triton BYTES tensor, in row-major order, as text."""
-    strings = []
-    offset, end = 0, len(raw)
-    unpack = _LENGTH.unpack_from
-    while offset < end:
-        (size,) = unpack(raw, offset)
-        offset += 4
-        strings.append(raw[offset : offset + size].decode())
-        offset += size
-    return strings
-
-
 class _SerializedInput(grpcclient.InferInput):
-    """An input whose BYTES content is serialized by :func:`encode_windows` already.
+    """An input whose BYTES content is serialized by :func:`stream.triton_codec.encode_windows` already.
 
     tritonclient serializes string tensors element by element in Python, which cost more
     than the rest of the stream per window; its setter has no way to take finished bytes.
@@ -187,8 +147,8 @@ class TritonScorer:
         dims = {tensor["name"]: [int(d) for d in tensor["dims"]] for tensor in config["output"]}
         inputs = {tensor["name"]: [int(d) for d in tensor["dims"]] for tensor in config["input"]}
         return ModelShape(
-            window=inputs["ITEM_IDS"][0],
-            top_k=dims["TOP_ITEMS"][0],
+            window=inputs[ITEM_IDS.name][0],
+            served_top_k=dims[TOP_ITEMS.name][0],
             max_batch_size=int(config.get("max_batch_size", 0)) or 1,
             instances=sum(int(group.get("count", 1)) for group in config.get("instance_group", [])) or 1,
         )
@@ -211,21 +171,25 @@ class TritonScorer:
         items, actions, stamps = encode_windows(windows, length)
         shape = [len(windows), length]
         inputs = [
-            _SerializedInput("ITEM_IDS", shape, "BYTES").set_serialized(items),
-            grpcclient.InferInput("ACTIONS", shape, "INT32").set_data_from_numpy(actions),
-            grpcclient.InferInput("TIMESTAMPS", shape, "INT64").set_data_from_numpy(stamps),
+            _SerializedInput(ITEM_IDS.name, shape, ITEM_IDS.client_type).set_serialized(items),
+            grpcclient.InferInput(WINDOW_ACTIONS.name, shape, WINDOW_ACTIONS.client_type).set_data_from_numpy(
+                actions
+            ),
+            grpcclient.InferInput(TIMESTAMPS.name, shape, TIMESTAMPS.client_type).set_data_from_numpy(stamps),
         ]
-        outputs = [grpcclient.InferRequestedOutput(name) for name in _OUTPUTS]
+        outputs = [grpcclient.InferRequestedOutput(spec.name) for spec in OUTPUTS]
         async with self._slots:
             result = await self._client.infer(
                 self._model_name, inputs, outputs=outputs, client_timeout=self._timeout_s
             )
         response = result.get_response()
-        top_k = self.shape.top_k
-        top_items = decode_strings(_raw_output(response, "TOP_ITEMS"))
-        scores = result.as_numpy("TOP_SCORES")
-        attributions = result.as_numpy("ATTRIBUTIONS")
+        top_items = decode_strings(_raw_output(response, TOP_ITEMS.name))
+        scores = result.as_numpy(TOP_SCORES.name)
+        attributions = result.as_numpy(ATTRIBUTIONS.name)
         assert scores is not None and attributions is not None
+        # The response's own shape, not the one read at start: a version rolled out since may
+        # serve another number of items, and rows must never run into the next user's.
+        top_k = scores.shape[1]
         return ScoredBatch(
             model_version=response.model_version,
             items=[top_items[row * top_k : (row + 1) * top_k] for row in range(len(windows))],
@@ -250,6 +214,27 @@ def _raw_output(response: Any, name: str) -> bytes:
         if output.name == name:
             return bytes(raw)
     raise TritonUnavailable(f"the model's response has no output {name!r}")
+
+
+async def score_until_answered(
+    scorer: TritonScorer, windows: Sequence[Window], metrics: StreamMetrics
+) -> ScoredBatch:
+    """Retry with back-off until Triton answers: the caller's events are unacknowledged, so
+    waiting loses nothing."""
+    delay = 0.1
+    while True:
+        started = time.perf_counter()
+        try:
+            scored = await scorer.score(windows)
+        except InferenceServerException as exc:
+            metrics.triton_errors.labels(status=exc.status() or "unknown").inc()
+            log.error("Triton call failed (%s); retrying in %.1fs", exc, delay)
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, _MAX_RETRY_DELAY_S)
+            continue
+        metrics.inference_latency.observe(time.perf_counter() - started)
+        metrics.inference_batch_size.observe(len(windows))
+        return scored
 
 
 def check_model_ready(url: str, model_name: str, timeout_s: float) -> ModelShape:

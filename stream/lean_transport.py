@@ -3,12 +3,13 @@
 Faust's stock consumer hands every fetched record to the streams through
 ``Service.wait_first(callback(message), suspend_flow.wait())``, which creates four asyncio
 tasks and an ``asyncio.wait`` per record so that a rebalance can interrupt a delivery blocked
-on a full buffer. That alone held a do-nothing agent to about 10,000 events/s on our 2-core
-machines. This consumer awaits the delivery directly while the flow runs, and keeps the stock
-interruptible wait whenever the flow is suspended (a rebalance or shutdown is under way).
+on a full buffer: that alone bounded a do-nothing agent's throughput
+(docs/2026-11-stream-performance.md). This consumer awaits the delivery directly while the
+flow runs, and keeps the stock interruptible wait whenever the flow is suspended (a
+rebalance or shutdown is under way).
 Everything else (offset tracking, gaps, commits) is the stock loop.
 
-The app builder selects a transport by URL scheme: :func:`stream.kafka_compat.faust_broker_url`.
+The app selects a transport by URL scheme: :func:`stream.transports.faust_broker_url`.
 """
 
 from __future__ import annotations
@@ -17,15 +18,11 @@ import asyncio
 from typing import Final, cast
 
 from faust.transport.consumer import CONSUMER_FETCHING
-from faust.transport.drivers import TRANSPORTS
 from faust.transport.drivers import aiokafka as faust_aiokafka
 from faust.types import ServiceT
 from mode import Service
 
-__all__ = ["LEAN_SCHEME", "LeanConsumer", "LeanTransport"]
-
-#: Faust ``broker`` URL scheme of :class:`LeanTransport`.
-LEAN_SCHEME: Final = "kafka-lean"
+__all__ = ["LeanConsumer", "LeanTransport"]
 
 # Let other tasks run after this many records of one fetch (the stock loop's value).
 _YIELD_EVERY: Final = 100
@@ -90,8 +87,3 @@ class LeanTransport(faust_aiokafka.Transport):
     """Faust's aiokafka transport with :class:`LeanConsumer`; producing is unchanged."""
 
     Consumer = LeanConsumer
-
-
-# Faust resolves a broker URL's scheme through this registry, the one its
-# ``faust.transports`` entry points feed; registering here needs no packaging metadata.
-TRANSPORTS[LEAN_SCHEME] = f"{__name__}:{LeanTransport.__name__}"

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 
+from faust.types import EventT
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
 
 __all__ = ["StreamMetrics", "serve_metrics"]
@@ -17,6 +20,7 @@ class StreamMetrics:
     registry: CollectorRegistry
     events_consumed: Counter
     events_invalid: Counter
+    events_acknowledged: Counter
     recommendations_published: Counter
     inference_latency: Histogram
     inference_batch_size: Histogram
@@ -36,6 +40,11 @@ class StreamMetrics:
                 "nextaction_events_invalid",
                 "Events sent to the dead-letter topic, by reason",
                 ["reason"],
+                registry=registry,
+            ),
+            events_acknowledged=Counter(
+                "nextaction_events_acknowledged",
+                "Events whose batch delivered all its outputs; their offsets may be committed",
                 registry=registry,
             ),
             recommendations_published=Counter(
@@ -73,6 +82,15 @@ class StreamMetrics:
                 registry=registry,
             ),
         )
+
+    def observe_published(self, batch_events: int, valid: Sequence[EventT], recommendations: int) -> None:
+        """A batch's outputs are delivered: ``valid`` are its valid events, whose latency is
+        measured from their Kafka timestamps."""
+        self.events_acknowledged.inc(batch_events)
+        self.recommendations_published.inc(recommendations)
+        now = time.time()
+        for source in valid:
+            self.event_to_publication.observe(max(0.0, now - source.message.timestamp))
 
 
 def serve_metrics(metrics: StreamMetrics, host: str, port: int) -> int:

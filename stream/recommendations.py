@@ -1,4 +1,4 @@
-"""Build and encode output records: recommendations and dead-letter headers."""
+"""Build and encode the output records: one recommendation per scored user."""
 
 from __future__ import annotations
 
@@ -9,30 +9,29 @@ import orjson
 
 from stream.explain import explain_batch
 from stream.inference import ScoredBatch
-from stream.records import Recommendation, recommendation_id
-from stream.validation import InvalidEvent
-from stream.window import Window
+from stream.records import Recommendation, UserUpdate, recommendation_id
 
-__all__ = ["build_recommendations", "dead_letter_headers", "encode_recommendation"]
+__all__ = ["build_recommendations", "encode_recommendation"]
 
 
 def build_recommendations(
-    requests: Sequence[tuple[str, str, Window]],
+    updates: Sequence[UserUpdate],
     scored: ScoredBatch,
     *,
     model_name: str,
     top_k: int,
     now_ms: int,
 ) -> list[Recommendation]:
-    """One record per ``(user_id, trigger_event_id, window)``, from row b of ``scored``."""
+    """One record per update, from row b of ``scored``, with the ``top_k`` best of the
+    items the model served."""
     item_ids = [items[:top_k] for items in scored.items]
-    explanations = explain_batch([window for _, _, window in requests], item_ids, scored.attributions)
+    explanations = explain_batch([update.window for update in updates], item_ids, scored.attributions)
     scores = np.round(scored.scores[:, :top_k].astype(np.float64), 6).tolist()
     return [
         {
-            "recommendation_id": recommendation_id(user_id, trigger_event_id),
-            "user_id": user_id,
-            "trigger_event_id": trigger_event_id,
+            "recommendation_id": recommendation_id(update.user_id, update.trigger_event_id),
+            "user_id": update.user_id,
+            "trigger_event_id": update.trigger_event_id,
             "generated_at_ms": now_ms,
             "model_name": model_name,
             "model_version": scored.model_version,
@@ -43,24 +42,11 @@ def build_recommendations(
                 )
             ],
         }
-        for (user_id, trigger_event_id, _), items, row_scores, row_explanations in zip(
-            requests, item_ids, scores, explanations, strict=True
+        for update, items, row_scores, row_explanations in zip(
+            updates, item_ids, scores, explanations, strict=True
         )
     ]
 
 
 def encode_recommendation(recommendation: Recommendation) -> bytes:
     return orjson.dumps(recommendation)
-
-
-def dead_letter_headers(
-    error: InvalidEvent, topic: str, partition: int, offset: int
-) -> list[tuple[str, bytes]]:
-    """The dead-letter record keeps the original key and bytes; why and where travel as headers."""
-    return [
-        ("dlq.reason", error.reason.encode()),
-        ("dlq.detail", error.detail.encode()),
-        ("dlq.source.topic", topic.encode()),
-        ("dlq.source.partition", str(partition).encode()),
-        ("dlq.source.offset", str(offset).encode()),
-    ]

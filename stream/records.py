@@ -1,4 +1,5 @@
-"""Records that cross a boundary: the input event, the window entry, the published recommendation.
+"""Records that cross a boundary: the input event, the window entry, a user to score, the
+published recommendation.
 
 The JSON shapes are the public contracts documented in the README and in
 ``stream/schemas/event.schema.json``.
@@ -11,20 +12,16 @@ from dataclasses import dataclass
 from typing import Any, Final, TypedDict
 
 __all__ = [
-    "ACTIONS",
-    "ACTION_CODES",
     "Event",
     "ExplainedEvent",
     "Explanation",
     "Recommendation",
     "RecommendedItem",
+    "UserUpdate",
+    "Window",
     "WindowEvent",
     "recommendation_id",
 ]
-
-# Model input codes; 0 is padding. Order is part of the Triton model contract.
-ACTIONS: Final[tuple[str, ...]] = ("view", "click", "add_to_cart", "purchase")
-ACTION_CODES: Final[dict[str, int]] = {name: code for code, name in enumerate(ACTIONS, start=1)}
 
 _RECOMMENDATION_NAMESPACE: Final = uuid.UUID("6f1c2a9e-4b1d-5e0f-9a53-0c8f6d2e7b41")
 
@@ -53,6 +50,20 @@ class WindowEvent:
     @classmethod
     def of(cls, event: Event) -> WindowEvent:
         return cls(event.event_id, event.item_id, event.action, event.ts_ms)
+
+
+# A user's window: oldest event first (see stream/window.py).
+Window = tuple[WindowEvent, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class UserUpdate:
+    """A user whose events arrived in a batch: the window to score, and the user's newest event
+    of the batch, which triggers the recommendation."""
+
+    user_id: str
+    trigger_event_id: str
+    window: Window
 
 
 # The output record is built as plain dicts (TypedDicts): the stream builds one per user per

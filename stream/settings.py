@@ -1,12 +1,15 @@
 """The one typed settings object. Nothing else in the project reads the environment.
 
-Every field can be set as ``NEXTACTION_<FIELD>`` (e.g. ``NEXTACTION_KAFKA_BOOTSTRAP=broker:9092``).
-Defaults run the embedded setup: an empty ``kafka_bootstrap`` or ``triton_grpc_url`` means
-"start the embedded server on a free 127.0.0.1 port".
+Every field can be set as ``NEXTACTION_<FIELD>`` (e.g. ``NEXTACTION_KAFKA_BOOTSTRAP=broker:9092``);
+a ``NEXTACTION_*`` variable that names no field stops start-up, since a misspelt one would
+otherwise be silently ignored. The worker needs both addresses: it never starts servers of
+its own (the demo, the tests and ``nextaction worker --embedded`` do).
 """
 
 from __future__ import annotations
 
+import difflib
+import os
 from functools import lru_cache
 from pathlib import Path
 from typing import Literal
@@ -14,7 +17,9 @@ from typing import Literal
 from pydantic import Field, SecretStr, ValidationError, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-__all__ = ["Settings", "SettingsError", "load_settings"]
+__all__ = ["ENV_PREFIX", "Settings", "SettingsError", "load_settings", "reject_unknown_variables"]
+
+ENV_PREFIX = "NEXTACTION_"
 
 
 class SettingsError(ValueError):
@@ -22,19 +27,18 @@ class SettingsError(ValueError):
 
 
 class Settings(BaseSettings):
-    model_config = SettingsConfigDict(env_prefix="NEXTACTION_", frozen=True, extra="forbid")
+    model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, frozen=True, extra="forbid")
 
-    # --- addresses (empty = start the embedded server) ---
-    kafka_bootstrap: str = Field("", description="host:port[,host:port]; empty starts Tansu")
+    # --- addresses (the worker needs both) ---
+    kafka_bootstrap: str = Field("", description="host:port[,host:port]")
     kafka_security_protocol: str = Field("PLAINTEXT", pattern="^(PLAINTEXT|SSL|SASL_PLAINTEXT|SASL_SSL)$")
     kafka_sasl_mechanism: str = "PLAIN"
     kafka_sasl_username: str = ""
     kafka_sasl_password: SecretStr = SecretStr("")
-    kafka_broker_kind: Literal["auto", "kafka", "tansu"] = Field(
-        default="auto",
-        description="tansu = work around Tansu's quirks (stream/kafka_compat.py); auto = tansu when embedded",
+    kafka_broker_kind: Literal["kafka", "tansu"] = Field(
+        default="kafka", description="tansu = work around Tansu's quirks (stream/tansu_transport.py)"
     )
-    triton_grpc_url: str = Field("", description="host:port of Triton gRPC; empty starts tritonserver")
+    triton_grpc_url: str = Field("", description="host:port of Triton gRPC")
     metrics_port: int = Field(9108, ge=0, le=65535, description="0 picks a free port")
     metrics_host: str = "127.0.0.1"
 
@@ -48,7 +52,7 @@ class Settings(BaseSettings):
     app_id: str = "nextaction"
     window_size: int = Field(50, ge=1, le=512, description="events kept per user")
     window_horizon_s: float = Field(30 * 24 * 3600, gt=0, description="oldest event age kept")
-    top_k: int = Field(10, ge=1, le=100)
+    published_top_k: int = Field(10, ge=1, le=100, description="items per published recommendation")
     batch_max_events: int = Field(512, ge=1, le=100_000)
     batch_max_wait_ms: int = Field(20, ge=1, le=60_000, description="freshness bound of batching")
     pipeline_depth: int = Field(2, ge=1, le=64, description="batches scored or published at once")
@@ -62,8 +66,9 @@ class Settings(BaseSettings):
     triton_model_name: str = "nextaction"
     triton_timeout_s: float = Field(10.0, gt=0)
     triton_max_in_flight: int = Field(4, ge=1, le=256)
+    triton_ready_timeout_s: float = Field(60.0, gt=0, description="how long start-up waits for the model")
 
-    # --- embedded servers ---
+    # --- embedded servers (demo, tests, `nextaction worker --embedded`) ---
     model_repository: Path = Path("model_repository")
     embedded_dir: Path = Path(".nextaction/embedded")
 
@@ -75,18 +80,28 @@ class Settings(BaseSettings):
             raise ValueError("topic_events, topic_recommendations and topic_dead_letter must differ")
         return self
 
-    @property
-    def embedded_kafka(self) -> bool:
-        return not self.kafka_bootstrap
-
-    @property
-    def embedded_triton(self) -> bool:
-        return not self.triton_grpc_url
+    def require_addresses(self) -> None:
+        """Fail unless both servers are configured: a worker never starts its own."""
+        missing = [
+            f"  {ENV_PREFIX}{name.upper()}: not set ({what})"
+            for name, what in (
+                ("kafka_bootstrap", "the Kafka brokers, host:port[,host:port]"),
+                ("triton_grpc_url", "Triton's gRPC endpoint, host:port"),
+            )
+            if not getattr(self, name)
+        ]
+        if missing:
+            raise SettingsError(
+                "the worker needs the addresses of its servers:\n"
+                + "\n".join(missing)
+                + "\n(or run `nextaction worker --embedded` to start a local broker and Triton)"
+            )
 
 
 @lru_cache(maxsize=1)
 def load_settings() -> Settings:
-    """Read the environment once; a bad value fails fast naming the variable."""
+    """Read the environment once; a bad value or an unknown name fails fast naming the variable."""
+    reject_unknown_variables()
     try:
         return Settings()
     except ValidationError as exc:
@@ -97,3 +112,22 @@ def load_settings() -> Settings:
         raise SettingsError(
             "invalid configuration (fix these environment variables):\n" + "\n".join(lines)
         ) from None
+
+
+def reject_unknown_variables(environ: dict[str, str] | None = None) -> None:
+    """Fail on ``NEXTACTION_*`` variables that name no setting, suggesting the closest one."""
+    environ = dict(os.environ) if environ is None else environ
+    known = [name.upper() for name in Settings.model_fields]
+    unknown = sorted(
+        name
+        for name in environ
+        if name.upper().startswith(ENV_PREFIX) and name.upper().removeprefix(ENV_PREFIX) not in known
+    )
+    if unknown:
+        lines = []
+        for name in unknown:
+            # Compared without the shared prefix, which would make every name look alike.
+            close = difflib.get_close_matches(name.upper().removeprefix(ENV_PREFIX), known, n=1, cutoff=0.5)
+            hint = f"did you mean {ENV_PREFIX}{close[0]}?" if close else "no setting has this name"
+            lines.append(f"  {name}: unknown setting; {hint}")
+        raise SettingsError("unknown configuration variables (rename or unset them):\n" + "\n".join(lines))

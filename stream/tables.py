@@ -9,8 +9,9 @@ import faust
 from faust.streams import _current_event
 from faust.types import EventT, TableT
 
+from stream.records import Window
 from stream.settings import Settings
-from stream.window import Window, decode_window, encode_window
+from stream.window import decode_window, encode_window
 
 __all__ = ["WindowStore", "declare_windows"]
 

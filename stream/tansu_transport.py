@@ -5,20 +5,17 @@
    partition's last record batch + 1, so a restarted worker stops inside the last batch and
    silently loses the rest of it. The high watermark that every Fetch response carries is
    right, so this transport takes partition ends from a Fetch instead.
-2. Tansu holds a long-poll Fetch for its whole max wait even when records arrive meanwhile
-   (measured: p50 715 ms from produce to consume with Faust's fixed 1,500 ms wait, 6 ms with
-   20 ms). This transport's consumer waits at most ``TANSU_FETCH_MAX_WAIT_MS``.
+2. Tansu holds a long-poll Fetch for its whole max wait even when records arrive meanwhile,
+   so Faust's fixed 1,500 ms wait becomes the stream's latency. This transport's consumer
+   waits at most ``TANSU_FETCH_MAX_WAIT_MS``.
 3. Tansu numbers a new group's first generation 0, which aiokafka takes for "not a member"
    and so sends no LeaveGroup when the consumer closes. The stopped worker then stays in the
    group until its session times out, and a worker started meanwhile is rebalanced twice
-   under the same generation number, after which Faust was seen to sit idle (CI: a
-   restarted worker consumed nothing for two minutes). This transport's consumer leaves from
-   generation 0 on.
+   under the same generation number, after which Faust was seen to sit idle. This
+   transport's consumer leaves from generation 0 on.
 
-Apache Kafka needs none of these; there :mod:`stream.transport`'s lean transport runs, which this
-one extends.
-
-The app builder only calls :func:`faust_broker_url`: the URL scheme selects the transport.
+Apache Kafka needs none of these; there :mod:`stream.lean_transport` runs, which this one
+extends. The app selects a transport by URL scheme: :func:`stream.transports.faust_broker_url`.
 """
 
 from __future__ import annotations
@@ -35,26 +32,14 @@ from aiokafka.consumer.group_coordinator import GroupCoordinator
 from aiokafka.errors import KafkaError, LeaderNotAvailableError, for_code
 from aiokafka.protocol.fetch import FetchRequest
 from aiokafka.protocol.group import LeaveGroupRequest
-from faust.transport.drivers import TRANSPORTS
 from faust.transport.drivers import aiokafka as faust_aiokafka
 from faust.types import TP
 
-from stream.settings import Settings
-from stream.transport import LEAN_SCHEME, LeanConsumer, LeanTransport
+from stream.lean_transport import LeanConsumer, LeanTransport
 
-__all__ = [
-    "TANSU_FETCH_MAX_WAIT_MS",
-    "TANSU_SCHEME",
-    "TansuTransport",
-    "faust_broker_url",
-    "fetch_highwaters",
-    "uses_tansu_compat",
-]
+__all__ = ["TANSU_FETCH_MAX_WAIT_MS", "TansuTransport", "fetch_highwaters"]
 
 log = logging.getLogger(__name__)
-
-#: Faust ``broker`` URL scheme of the transport that reads highwaters from Fetch responses.
-TANSU_SCHEME: Final = "kafka-tansu"
 
 #: Longest a consumer Fetch waits on Tansu, which answers only when this runs out.
 TANSU_FETCH_MAX_WAIT_MS: Final = 20
@@ -65,20 +50,6 @@ _FETCH_MAX_WAIT_MS: Final = 10
 # We want the highwater, not records: brokers still return at least one batch if there is one.
 _FETCH_MAX_BYTES: Final = 1
 _READ_UNCOMMITTED: Final = 0
-
-
-def uses_tansu_compat(settings: Settings) -> bool:
-    """Whether the worker takes partition ends from Fetch (``auto``: on the embedded broker)."""
-    if settings.kafka_broker_kind == "auto":
-        return settings.embedded_kafka
-    return settings.kafka_broker_kind == "tansu"
-
-
-def faust_broker_url(settings: Settings, bootstrap: str) -> str:
-    """Faust's ``broker`` setting for ``bootstrap`` (``host:port[,host:port...]``)."""
-    scheme = TANSU_SCHEME if uses_tansu_compat(settings) else LEAN_SCHEME
-    # Faust gives hosts without a scheme the first host's scheme.
-    return f"{scheme}://{bootstrap}"
 
 
 async def fetch_highwaters(
@@ -178,8 +149,3 @@ class TansuTransport(LeanTransport):
     """The lean transport with :class:`TansuConsumer`; producing is unchanged."""
 
     Consumer = TansuConsumer
-
-
-# Faust resolves a broker URL's scheme through this registry, the same one its
-# ``faust.transports`` entry points feed; registering here needs no packaging metadata.
-TRANSPORTS[TANSU_SCHEME] = f"{__name__}:{TansuTransport.__name__}"

@@ -5,12 +5,12 @@ Limits are part of the public contract (README, ``stream/schemas/event.schema.js
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Any, Final
 
 import orjson
 
-from stream.records import ACTION_CODES, Event
+from contract import ACTION_CODES, event_time_ms
+from stream.records import Event
 
 __all__ = ["MAX_CONTEXT_BYTES", "MAX_ID_CHARS", "REASONS", "InvalidEvent", "parse_event"]
 
@@ -98,21 +98,13 @@ def _action(value: Any) -> str:
 
 
 def parse_timestamp_ms(value: Any) -> int:
-    """Epoch milliseconds (integer) or an ISO-8601 string with a time zone."""
-    if isinstance(value, bool):
-        raise InvalidEvent("wrong_type", "ts must be epoch milliseconds or ISO-8601, got bool")
-    if isinstance(value, int):
-        ts_ms = value
-    elif isinstance(value, str):
-        try:
-            parsed = datetime.fromisoformat(value)
-        except ValueError:
-            raise InvalidEvent("bad_timestamp", f"{value[:40]!r} is not ISO-8601") from None
-        if parsed.tzinfo is None:
-            raise InvalidEvent("bad_timestamp", "ISO-8601 ts needs a time zone (e.g. Z)")
-        ts_ms = int(parsed.timestamp() * 1000)
-    else:
-        raise InvalidEvent("wrong_type", f"ts must be an integer or string, got {type(value).__name__}")
+    """Epoch milliseconds (integer) or an ISO-8601 string with a time zone, within 2000-2100."""
+    try:
+        ts_ms = event_time_ms(value)
+    except TypeError as exc:
+        raise InvalidEvent("wrong_type", str(exc)) from None
+    except ValueError as exc:
+        raise InvalidEvent("bad_timestamp", str(exc)) from None
     if not _MIN_TS_MS <= ts_ms < _MAX_TS_MS:
         raise InvalidEvent("bad_timestamp", f"{ts_ms} ms is outside 2000-2100 (seconds sent?)")
     return ts_ms

@@ -11,11 +11,10 @@ from __future__ import annotations
 import struct
 from collections.abc import Iterable
 
-from stream.records import ACTION_CODES, WindowEvent
+from contract import ACTION_CODES
+from stream.records import Window, WindowEvent
 
-__all__ = ["Window", "decode_window", "encode_window", "merge_events"]
-
-Window = tuple[WindowEvent, ...]
+__all__ = ["decode_window", "encode_window", "merge_events"]
 
 
 def merge_events(window: Window, events: Iterable[WindowEvent], size: int, horizon_ms: int) -> Window:

@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from stream.embedded import EmbeddedBroker, EmbeddedTriton
 from stream.settings import load_settings
+from tools.embedded import EmbeddedBroker, EmbeddedTriton
 
 
 @pytest.fixture(scope="session")

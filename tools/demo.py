@@ -7,33 +7,31 @@ recommendations and a summary, and shuts everything down.
 
 from __future__ import annotations
 
-import statistics
-import subprocess
-import sys
 import tempfile
 import threading
 import time
 from collections import defaultdict
 from contextlib import ExitStack
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import orjson
 from kafka import KafkaConsumer, TopicPartition
 
-from serving.synthetic import SyntheticConfig, generate_events
+from serving.synthetic import DAY_MS, SyntheticConfig, generate_events
 from stream.admin import ensure_topics
-from stream.embedded import EmbeddedBroker, EmbeddedTriton, free_port
-from stream.latency import event_to_recommendation_ms
-from stream.metrics_client import scrape
-from stream.replay import invalid_samples, replay
 from stream.settings import Settings
-from stream.worker_process import wait_until_assigned, worker_process
+from tools.demo_model import ensure_model
+from tools.embedded import EmbeddedBroker, EmbeddedTriton
+from tools.latency import event_to_recommendation_ms, percentiles
+from tools.polling import wait_until
+from tools.replay import event_message, invalid_samples, replay
+from tools.worker_process import WorkerProcess
 
 __all__ = ["DemoSummary", "run_demo"]
 
 _SYNTHETIC_SEED = 7
+_HISTORY_DAYS = 30
 
 
 @dataclass
@@ -44,17 +42,12 @@ class DemoSummary:
     recommendations: int
     latencies_ms: list[float] = field(repr=False)
 
-    def percentile(self, q: float) -> float:
-        if not self.latencies_ms:
-            return float("nan")
-        return statistics.quantiles(self.latencies_ms, n=100, method="inclusive")[int(q) - 1]
-
     def render(self) -> str:
+        latency = percentiles(self.latencies_ms, (50, 99))
         return (
             f"events in {self.events_in:,} | invalid {self.invalid} "
             f"(dead-lettered {self.dead_lettered}) | recommendations out {self.recommendations:,} | "
-            f"event-to-recommendation p50 {self.percentile(50):.0f} ms, "
-            f"p99 {self.percentile(99):.0f} ms"
+            f"event-to-recommendation p50 {latency['p50']:.0f} ms, p99 {latency['p99']:.0f} ms"
         )
 
 
@@ -62,29 +55,27 @@ def run_demo(settings: Settings, *, users: int, rate_per_s: float, show: int) ->
     ensure_model(settings.model_repository, settings.triton_model_name)
     with ExitStack() as stack:
         bootstrap = settings.kafka_bootstrap
-        if settings.embedded_kafka:
+        if not bootstrap:
             bootstrap = stack.enter_context(EmbeddedBroker(settings.embedded_dir)).bootstrap
             print(f"[demo] broker (Tansu) on {bootstrap}")
         triton_url = settings.triton_grpc_url
-        if settings.embedded_triton:
+        if not triton_url:
             triton = stack.enter_context(EmbeddedTriton(settings.model_repository, settings.embedded_dir))
             triton.wait_for_model(settings.triton_model_name)
             triton_url = triton.grpc_url
             print(f"[demo] Triton on {triton_url} (metrics {triton.metrics_url})")
         ensure_topics(bootstrap, settings)
-        metrics_port = free_port()
         overrides = {
             "kafka_bootstrap": bootstrap,
             "triton_grpc_url": triton_url,
-            "metrics_port": metrics_port,
             # The worker sees an address, not that it is the embedded Tansu: say so.
-            "kafka_broker_kind": "tansu" if settings.embedded_kafka else settings.kafka_broker_kind,
+            "kafka_broker_kind": "tansu" if not settings.kafka_bootstrap else settings.kafka_broker_kind,
             "data_dir": tempfile.mkdtemp(prefix="nextaction-worker-"),
         }
-        worker = stack.enter_context(worker_process(overrides))
-        metrics_url = f"http://127.0.0.1:{metrics_port}/metrics"
-        print(f"[demo] worker pid {worker.pid}, metrics {metrics_url}")
-        wait_until_assigned(metrics_url, worker)
+        log_path = settings.embedded_dir / "logs" / "demo-worker.log"
+        worker = stack.enter_context(WorkerProcess(overrides, log_path, loglevel="warning"))
+        print(f"[demo] worker log {log_path}, metrics {worker.metrics_url}")
+        worker.wait_assigned()
 
         events = _synthetic_events(users)
         messages = _with_invalid(events)
@@ -100,11 +91,14 @@ def run_demo(settings: Settings, *, users: int, rate_per_s: float, show: int) ->
 
         print(f"[demo] replaying {len(messages):,} events ({invalid} invalid) at {rate_per_s:.0f}/s")
         replay(bootstrap, settings.topic_events, messages, rate_per_s=rate_per_s, on_sent=on_sent)
-        _wait_until_processed(metrics_port, len(messages), watcher)
+        published = worker.wait_acknowledged(len(messages))["nextaction_recommendations_published_total"]
+        wait_until(
+            lambda: watcher.recommendations >= published,
+            timeout_s=30,
+            what=f"reading the {published:,.0f} published recommendations",
+        )
         watcher.stop()
-        worker.terminate()
-        worker.wait(timeout=60)
-        print(f"[demo] worker stopped cleanly (exit code {worker.returncode})")
+        print(f"[demo] worker stopped cleanly (exit code {worker.stop()})")
     return DemoSummary(
         events_in=len(messages),
         invalid=invalid,
@@ -117,32 +111,14 @@ def run_demo(settings: Settings, *, users: int, rate_per_s: float, show: int) ->
     )
 
 
-def ensure_model(repository: Path, model_name: str) -> None:
-    """Train and export a small model on synthetic data unless a version is already there."""
-    model_dir = repository / model_name
-    if model_dir.is_dir() and any(p.name.isdigit() for p in model_dir.iterdir()):
-        return
-    print(f"[demo] no model in {model_dir}: training a small one on synthetic data (about a minute)")
-    with tempfile.TemporaryDirectory(prefix="nextaction-train-") as tmp:
-        data = Path(tmp) / "events.jsonl"
-        checkpoint = Path(tmp) / "checkpoint"
-        for argv in (
-            ["generate", "--out", str(data), "--seed", "0"],
-            ["train", "--data", str(data), "--out", str(checkpoint), "--time-budget", "1.5"],
-            ["export", "--checkpoint", str(checkpoint), "--repository", str(repository)],
-        ):
-            # A child process: the stream side never imports torch.
-            subprocess.run([sys.executable, "-m", "serving", *argv], check=True)
-
-
 def _synthetic_events(users: int) -> list[dict[str, Any]]:
     now_ms = int(time.time() * 1000)
-    config = SyntheticConfig(n_users=users, seed=_SYNTHETIC_SEED, start_ms=now_ms - 30 * 86_400_000)
+    config = SyntheticConfig(n_users=users, seed=_SYNTHETIC_SEED, start_ms=now_ms - _HISTORY_DAYS * DAY_MS)
     return generate_events(config)
 
 
 def _with_invalid(events: list[dict[str, Any]]) -> list[tuple[bytes, bytes]]:
-    messages = [(str(e["user_id"]).encode(), orjson.dumps(e)) for e in events]
+    messages = [event_message(event) for event in events]
     bad = invalid_samples(str(events[0]["user_id"]))
     step = max(1, len(messages) // (len(bad) + 1))
     for position, sample in enumerate(bad, start=1):
@@ -210,15 +186,3 @@ def render_recommendation(doc: dict[str, Any]) -> str:
         lines.append(f"    {item['rank']}. {item['item_id']}  score {item['score']:.3f}  ")
         lines.append(f"       {item['explanation']['sentence']}")
     return "\n".join(lines)
-
-
-def _wait_until_processed(metrics_port: int, expected: int, watcher: _OutputWatcher) -> None:
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline:
-        values = scrape(f"http://127.0.0.1:{metrics_port}/metrics")
-        consumed = values.get("nextaction_events_consumed_total", 0)
-        published = values.get("nextaction_recommendations_published_total", 0)
-        if consumed >= expected and watcher.recommendations >= published > 0:
-            return
-        time.sleep(0.5)
-    raise TimeoutError(f"worker did not process all {expected} events within 120 s")

@@ -3,15 +3,14 @@ service actually saw (``nextaction train --format events``)."""
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
 import orjson
-from kafka import KafkaConsumer, TopicPartition
 
 from stream.settings import Settings
 from stream.validation import InvalidEvent, parse_event
+from tools.topic_reader import read_until_idle
 
 __all__ = ["DumpStats", "dump_events"]
 
@@ -23,28 +22,26 @@ class DumpStats:
 
 
 def dump_events(bootstrap: str, settings: Settings, out: Path, idle_s: float = 2.0) -> DumpStats:
-    """Every partition from its start until no record arrived for ``idle_s`` (partition ends
-    are not asked for: the embedded broker under-reports them). Invalid events, which the
-    worker dead-letters, are skipped the same way."""
-    consumer = KafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
-    partitions = [TopicPartition(settings.topic_events, p) for p in range(settings.topic_partitions)]
-    consumer.assign(partitions)
-    consumer.seek_to_beginning(*partitions)
+    """Every partition from its start until no record arrived for ``idle_s``. Events are
+    written as the worker reads them (``ts`` in epoch milliseconds, whatever form was sent);
+    invalid events, which the worker dead-letters, are skipped the same way."""
     written = skipped = 0
-    idle_since = time.monotonic()
-    try:
-        with out.open("wb") as lines:
-            while time.monotonic() - idle_since < idle_s:
-                for records in consumer.poll(timeout_ms=200).values():
-                    idle_since = time.monotonic()
-                    for record in records:
-                        try:
-                            parse_event(record.value, record.key, settings.max_event_bytes)
-                        except InvalidEvent:
-                            skipped += 1
-                            continue
-                        lines.write(orjson.dumps(orjson.loads(record.value)) + b"\n")
-                        written += 1
-    finally:
-        consumer.close()
+    with out.open("wb") as lines:
+        for record in read_until_idle(bootstrap, settings.topic_events, settings.topic_partitions, idle_s):
+            try:
+                event = parse_event(record.value, record.key, settings.max_event_bytes)
+            except InvalidEvent:
+                skipped += 1
+                continue
+            doc = {
+                "event_id": event.event_id,
+                "user_id": event.user_id,
+                "item_id": event.item_id,
+                "action": event.action,
+                "ts": event.ts_ms,
+            }
+            if event.context is not None:
+                doc["context"] = event.context
+            lines.write(orjson.dumps(doc) + b"\n")
+            written += 1
     return DumpStats(written, skipped)

@@ -6,10 +6,11 @@ sent at or after it: that record is the first to reflect the event.
 
 from __future__ import annotations
 
+import statistics
 from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 
-__all__ = ["event_to_recommendation_ms"]
+__all__ = ["event_to_recommendation_ms", "percentiles"]
 
 
 def event_to_recommendation_ms(
@@ -36,3 +37,11 @@ def event_to_recommendation_ms(
             if cursor < len(triggers):
                 latencies.append(triggers[cursor][1] - sent_ms)
     return latencies
+
+
+def percentiles(values: Sequence[float], cuts: Sequence[int] = (50, 95, 99)) -> dict[str, float]:
+    """``{"p50": ..., ...}`` of ``values`` (inclusive method); NaN with fewer than two values."""
+    if len(values) < 2:
+        return {f"p{cut}": float("nan") for cut in cuts}
+    quantiles = statistics.quantiles(values, n=100, method="inclusive")
+    return {f"p{cut}": quantiles[cut - 1] for cut in cuts}

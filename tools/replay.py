@@ -10,13 +10,18 @@ from typing import Any
 import orjson
 from kafka import KafkaProducer
 
-__all__ = ["ReplayStats", "as_messages", "invalid_samples", "replay"]
+__all__ = ["ReplayStats", "event_message", "invalid_samples", "replay"]
 
 
 @dataclass(frozen=True)
 class ReplayStats:
     sent: int
     seconds: float
+
+
+def event_message(event: Mapping[str, Any]) -> tuple[bytes, bytes]:
+    """An input event as producers send it: (key = user id, value = JSON)."""
+    return str(event["user_id"]).encode(), orjson.dumps(event)
 
 
 def invalid_samples(user_id: str) -> list[tuple[bytes, bytes]]:
@@ -61,8 +66,3 @@ def replay(
     finally:
         producer.close()
     return ReplayStats(sent=sent, seconds=time.perf_counter() - started)
-
-
-def as_messages(events: Iterable[Mapping[str, Any]]) -> Iterable[tuple[bytes, bytes]]:
-    for event in events:
-        yield str(event["user_id"]).encode(), orjson.dumps(event)

@@ -1,4 +1,4 @@
-"""A stream worker as a child process: how the demo and the benchmark run theirs.
+"""A stream worker as a child process: how the demo, the benchmark and the tests run theirs.
 
 The child is a plain ``nextaction worker`` configured through ``NEXTACTION_*`` variables, so
 it runs exactly what production runs; it is stopped with SIGTERM (a clean shutdown).
@@ -7,52 +7,133 @@ it runs exactly what production runs; it is stopped with SIGTERM (a clean shutdo
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
-import time
-from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
-from typing import IO, Any
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+from typing import Any, Self
 
-from stream.metrics_client import scrape
+from tools.embedded.ports import LOOPBACK, free_port
+from tools.embedded.process import StartStop
+from tools.metrics_scrape import scrape
+from tools.polling import wait_until
 
-__all__ = ["wait_until_assigned", "worker_process"]
+__all__ = ["WorkerExited", "WorkerProcess"]
+
+_LOG_TAIL_CHARS = 12_000
 
 
-@contextmanager
-def worker_process(
-    overrides: Mapping[str, Any],
-    *,
-    loglevel: str = "warning",
-    log: IO[bytes] | None = None,
-    main_module: str = "stream",
-) -> Iterator[subprocess.Popen[bytes]]:
-    """A worker whose settings are the environment's plus ``overrides`` (field -> value);
-    ``main_module`` is run as ``python -m <main_module> worker``."""
-    env = {**os.environ, **{f"NEXTACTION_{field.upper()}": str(value) for field, value in overrides.items()}}
-    command = [sys.executable, "-m", main_module, "worker", "--loglevel", loglevel]
-    process = subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT if log else None)
-    try:
-        yield process
-    finally:
+class WorkerExited(RuntimeError):
+    """The worker process ended while it was being waited for; the message has its log tail."""
+
+
+class WorkerProcess(StartStop):
+    """``python -m <module> worker [arguments]`` with the environment's settings plus
+    ``overrides`` (setting name -> value); its output goes to ``log_path``.
+
+    ``metrics_port`` is taken from the overrides or picked free, so the tools can follow the
+    worker through its Prometheus endpoint.
+    """
+
+    def __init__(
+        self,
+        overrides: Mapping[str, Any],
+        log_path: Path,
+        *,
+        loglevel: str = "info",
+        module: str = "cli",
+        arguments: Sequence[str] = (),
+    ) -> None:
+        self.metrics_port = int(overrides.get("metrics_port") or free_port())
+        self.log_path = log_path
+        self.env = {
+            **os.environ,
+            **{f"NEXTACTION_{name.upper()}": str(value) for name, value in overrides.items()},
+            "NEXTACTION_METRICS_PORT": str(self.metrics_port),
+        }
+        self._command = [sys.executable, "-m", module, "worker", "--loglevel", loglevel, *arguments]
+        self.process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def metrics_url(self) -> str:
+        return f"http://{LOOPBACK}:{self.metrics_port}/metrics"
+
+    def start(self) -> Self:
+        self.log_path.parent.mkdir(parents=True, exist_ok=True)
+        with self.log_path.open("ab") as log:
+            self.process = subprocess.Popen(
+                self._command, env=self.env, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT
+            )
+        return self
+
+    def stop(self, timeout_s: float = 60) -> int | None:
+        """SIGTERM (the worker finishes its batch in flight), then SIGKILL after ``timeout_s``;
+        returns the exit code (None if it was never started)."""
+        if self.process is None:
+            return None
+        process = self.process
         if process.poll() is None:
-            process.terminate()
+            process.send_signal(signal.SIGTERM)
             try:
-                process.wait(timeout=60)
+                process.wait(timeout=timeout_s)
             except subprocess.TimeoutExpired:
                 process.kill()
+        return process.wait()
 
-
-def wait_until_assigned(metrics_url: str, process: subprocess.Popen[bytes], timeout_s: float = 120) -> None:
-    """Block until the worker owns input partitions, so measurements exclude its start-up."""
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise RuntimeError(f"the worker exited during start-up (code {process.returncode})")
+    def log_tail(self) -> str:
+        """The end of the worker's log: enough to show a rebalance when a wait fails."""
         try:
-            if scrape(metrics_url).get("nextaction_assigned_partitions"):
-                return
-        except OSError:
-            pass  # endpoint not up yet
-        time.sleep(0.3)
-    raise TimeoutError(f"the worker did not join its consumer group within {timeout_s:.0f} s")
+            return self.log_path.read_text(errors="replace")[-_LOG_TAIL_CHARS:]
+        except OSError as exc:
+            return f"(no log at {self.log_path}: {exc})"
+
+    def metrics(self) -> dict[str, float]:
+        return scrape(self.metrics_url)
+
+    def wait_assigned(self, timeout_s: float = 120) -> dict[str, float]:
+        """Until the worker owns input partitions, so measurements exclude its start-up."""
+        return self.wait_for_metrics(
+            lambda values: values.get("nextaction_assigned_partitions", 0) > 0,
+            "the worker joined its consumer group",
+            timeout_s,
+        )
+
+    def wait_acknowledged(self, count: float, timeout_s: float = 120) -> dict[str, float]:
+        """Until ``count`` events in all are acknowledged: their outputs (recommendations and
+        dead letters) are delivered; returns the metrics at that moment."""
+        return self.wait_for_metrics(
+            lambda values: values.get("nextaction_events_acknowledged_total", -1) >= count,
+            f"{count:g} events acknowledged",
+            timeout_s,
+        )
+
+    def wait_for_metrics(
+        self, condition: Callable[[dict[str, float]], bool], what: str, timeout_s: float
+    ) -> dict[str, float]:
+        """Scrape until ``condition(values)`` holds. An endpoint that does not answer yet
+        satisfies nothing: the worker is still starting."""
+
+        def satisfied() -> dict[str, float] | None:
+            try:
+                values = self.metrics()
+            except OSError:
+                return None
+            return values if condition(values) else None
+
+        try:
+            return wait_until(
+                satisfied, timeout_s=timeout_s, what=what, interval_s=0.2, check=self._check_running
+            )
+        except TimeoutError as exc:
+            raise TimeoutError(f"{exc}\n{self.log_tail()}") from None
+
+    def _check_running(self) -> None:
+        returncode = self._require_started().poll()
+        if returncode is not None:
+            raise WorkerExited(f"the worker exited with code {returncode}\n{self.log_tail()}")
+
+    def _require_started(self) -> subprocess.Popen[bytes]:
+        if self.process is None:
+            raise RuntimeError("the worker process is not started")
+        return self.process

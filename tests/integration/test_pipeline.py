@@ -10,7 +10,7 @@ import pytest
 
 from serving.synthetic import SyntheticConfig, generate_events
 from stream.records import recommendation_id
-from stream.replay import invalid_samples
+from tools.replay import event_message, invalid_samples
 
 pytestmark = pytest.mark.integration
 
@@ -22,7 +22,7 @@ def synthetic(users: int, seed: int) -> list[dict[str, Any]]:
 
 
 def as_messages(events: list[dict[str, Any]]) -> list[tuple[bytes, bytes]]:
-    return [(e["user_id"].encode(), orjson.dumps(e)) for e in events]
+    return [event_message(event) for event in events]
 
 
 def test_events_become_explained_recommendations_and_invalid_ones_dead_letters(worker_factory) -> None:
@@ -33,7 +33,7 @@ def test_events_become_explained_recommendations_and_invalid_ones_dead_letters(w
     for i, sample in enumerate(bad):  # interleave: valid events around them must all survive
         messages.insert(5 + i * 37, sample)
     worker.produce(messages)
-    metrics = worker.wait_consumed(len(messages))
+    metrics = worker.wait_acknowledged(len(messages))
 
     records = worker.read(worker.settings.topic_recommendations)
     docs = [orjson.loads(r.value) for r in records]
@@ -97,17 +97,17 @@ def test_restarted_worker_recovers_every_window_from_the_changelog(worker_factor
 
     restarted = worker_factory("restarted").start()
     restarted.produce(as_messages(first))
-    restarted.wait_consumed(len(first))
+    restarted.wait_acknowledged(len(first))
     assert restarted.stop() == 0
     # Left the group (on Tansu from its generation 0): the next worker's join waits for no one.
     assert "LeaveGroup request succeeded" in restarted.log.read_text()
     restarted = worker_factory("restarted").start()  # same group and topics, empty local state
     restarted.produce(as_messages(second))
-    restarted.wait_consumed(len(second))
+    restarted.wait_acknowledged(len(second))
 
     reference = worker_factory().start()  # never restarted
     reference.produce(as_messages(events))
-    reference.wait_consumed(len(events))
+    reference.wait_acknowledged(len(events))
 
     def final_by_user(worker) -> dict[str, dict[str, Any]]:
         docs = [orjson.loads(r.value) for r in worker.read(worker.settings.topic_recommendations)]
@@ -132,13 +132,15 @@ def test_sigterm_finishes_the_batch_in_flight_and_commits_its_offsets(worker_fac
 
     worker = worker_factory().start()
     events = synthetic(users=60, seed=5)
-    worker.wait_consumed(0)
+    worker.process.wait_assigned()
     worker.produce(as_messages(events))
-    worker.wait_consumed(len(events) // 3, timeout_s=120)
+    worker.wait_acknowledged(len(events) // 3, timeout_s=120)
     assert worker.stop() == 0  # SIGTERM while events are still flowing
 
     consumer = KafkaConsumer(
-        bootstrap_servers=worker.bootstrap, group_id=worker.settings.app_id, enable_auto_commit=False
+        bootstrap_servers=worker.settings.kafka_bootstrap,
+        group_id=worker.settings.app_id,
+        enable_auto_commit=False,
     )
     committed = consumer.committed(TopicPartition(worker.settings.topic_events, 0)) or 0
     consumer.close()

@@ -8,10 +8,11 @@ from typing import Any
 import pytest
 from serving_fixtures import SYNTHETIC, TRAINING, PlantedCases, is_heldout, planted_cases
 
+from serving.checkpoint import Checkpoint, load_checkpoint
 from serving.data import user_sequences
 from serving.export import export
 from serving.synthetic import generate_events
-from serving.train import Checkpoint, load_checkpoint, train
+from serving.train import train
 
 
 @pytest.fixture(scope="session")

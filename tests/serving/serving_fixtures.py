@@ -11,10 +11,11 @@ from typing import Any
 
 import numpy as np
 
+from contract import ACTION_CODES, FIRST_ITEM_INDEX, TIMESTAMPS, WINDOW_ACTIONS, left_pad
 from serving.data import UserSequence, user_sequences
 from serving.synthetic import SyntheticConfig, planted_pairs
 from serving.train import TrainConfig
-from stream.records import ACTION_CODES
+from serving.vocab import ItemVocab
 
 # Users from HELDOUT_FROM on are never trained on: the planted rules are checked on them.
 SYNTHETIC = SyntheticConfig(n_users=1000, seed=3)
@@ -64,12 +65,14 @@ class TritonBatch:
 
 def triton_batch(sequences: list[UserSequence], window: int) -> TritonBatch:
     """The newest ``window`` events of each sequence, left-padded with ""/0/0."""
-    item_ids = np.full((len(sequences), window), "", dtype=object)
-    actions = np.zeros((len(sequences), window), dtype=np.int32)
-    timestamps = np.zeros((len(sequences), window), dtype=np.int64)
-    for row, seq in enumerate(sequences):
-        n = min(len(seq), window)
-        item_ids[row, window - n :] = seq.items[-n:]
-        actions[row, window - n :] = seq.actions[-n:]
-        timestamps[row, window - n :] = seq.timestamps_ms[-n:]
-    return TritonBatch(item_ids, actions, timestamps)
+    return TritonBatch(
+        left_pad([seq.items for seq in sequences], window, "", object),
+        left_pad([seq.actions for seq in sequences], window, 0, WINDOW_ACTIONS.dtype),
+        left_pad([seq.timestamps_ms for seq in sequences], window, 0, TIMESTAMPS.dtype),
+    )
+
+
+def item_of(vocab: ItemVocab, index: int) -> str:
+    """The item id of a vocabulary index (never padding or unknown)."""
+    assert index >= FIRST_ITEM_INDEX, f"index {index} is padding or unknown, not an item"
+    return vocab.items[index - FIRST_ITEM_INDEX]

@@ -8,9 +8,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from serving.data import encode_window
+from contract import ACTION_CODES, gap_buckets
 from serving.datasets import SYNTHETIC_SPACING_MS, DataFormatError, load_dataset
-from stream.records import ACTION_CODES
 
 pytestmark = pytest.mark.unit
 
@@ -49,7 +48,8 @@ def test_user_lines_are_chronological_views_with_evenly_spaced_time(tmp_path: Pa
     seq = dataset.sequences[0]
     assert seq.actions == (VIEW,) * 3
     assert seq.timestamps_ms == (0, SYNTHETIC_SPACING_MS, 2 * SYNTHETIC_SPACING_MS)
-    _, _, gaps = encode_window(np.arange(2, 5), np.ones(3), np.asarray(seq.timestamps_ms), window=3)
+    valid = np.ones(3, dtype=bool)
+    gaps = gap_buckets(np.asarray(seq.timestamps_ms), valid)
     assert len(set(gaps[1:])) == 1  # a constant gap bucket: no invented timing signal
     assert dataset.item_titles == {}
 

@@ -7,10 +7,10 @@ from collections.abc import Sequence
 import numpy as np
 import pytest
 
+from contract import PAD_INDEX
 from serving.baselines import PopularityScorer, TransitionScorer, top_successors
 from serving.data import UserSequence
 from serving.evaluation import Cases, Catalogue, ScoreFn, evaluate, leave_one_out
-from serving.vocab import PAD_INDEX
 
 pytestmark = pytest.mark.unit
 

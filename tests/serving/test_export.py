@@ -10,12 +10,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from serving_fixtures import PlantedCases, triton_batch
+from serving_fixtures import PlantedCases, item_of, triton_batch
 
+import contract
 from serving import export as export_module
-from serving.data import evaluation_windows
-from serving.model import NextActionModel, ServingModule
-from serving.train import Checkpoint, load_checkpoint
+from serving.checkpoint import Checkpoint, load_checkpoint
+from serving.data import encode_windows
+from serving.model import NextActionModel
+from serving.serving_module import ServingModule
 from serving.triton_backend import NextActionPredictor
 
 pytestmark = pytest.mark.model
@@ -31,9 +33,11 @@ def predictor(version_dir: Path) -> NextActionPredictor:
 def test_version_directory_holds_the_backend_and_its_data(version_dir: Path) -> None:
     assert version_dir.name.isdigit()
     names = {p.name for p in version_dir.iterdir()}
-    assert {"model.onnx", "vocab.json", "model.py", "manifest.json", "__pycache__"} <= names
+    assert {"model.onnx", "vocab.json", "model.py", "contract.py", "manifest.json", "__pycache__"} <= names
     backend = Path(export_module.__file__).with_name("triton_backend.py")
     assert (version_dir / "model.py").read_text() == backend.read_text()
+    # The backend imports the contract it was exported with, not whatever is installed.
+    assert (version_dir / "contract.py").read_text() == Path(contract.__file__).read_text()
     manifest = json.loads((version_dir / "manifest.json").read_text())
     assert (manifest["window"], manifest["top_k"], manifest["explain_positions"]) == (WINDOW, TOP_K, 8)
     assert manifest["onnx_max_abs_diff"]["scores"] <= export_module.SCORE_TOLERANCE
@@ -65,7 +69,7 @@ def test_each_export_adds_the_next_version_and_a_failed_one_adds_nothing(
     checkpoint_dir: Path, version_dir: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     model_dir = version_dir.parent
-    second = export_module.export(checkpoint_dir, model_dir.parent, top_k=5)
+    second = export_module.export(checkpoint_dir, model_dir.parent, served_top_k=5)
     assert int(second.name) == int(version_dir.name) + 1
     assert "dims: [ 5, 50 ]" in (model_dir / "config.pbtxt").read_text()
 
@@ -93,13 +97,12 @@ def test_predictor_matches_the_torch_model(
     assert (len(cases) >= 20 and padding_columns >= WINDOW // 2) if short else len(cases) == 200
     items, scores, attributions = predictor.predict(batch.item_ids, batch.actions, batch.timestamps_ms)
 
-    windows = evaluation_windows(cases, [s.items[-1] for s in cases], checkpoint.vocab, WINDOW)
     module = ServingModule(checkpoint.model, top_k=TOP_K).eval()
     with torch.no_grad():
         indices, torch_scores, torch_attributions = module(
-            *(torch.from_numpy(a) for a in (windows.items, windows.actions, windows.gap_buckets))
+            *(torch.from_numpy(a) for a in encode_windows(cases, checkpoint.vocab, WINDOW))
         )
-    expected = np.array([[checkpoint.vocab.item_id(int(i)) for i in row] for row in indices], dtype=object)
+    expected = np.array([[item_of(checkpoint.vocab, int(i)) for i in row] for row in indices], dtype=object)
     np.testing.assert_array_equal(items, expected)
     np.testing.assert_allclose(scores, torch_scores.numpy(), atol=1e-5)
     np.testing.assert_allclose(attributions, torch_attributions.numpy(), atol=2e-3)

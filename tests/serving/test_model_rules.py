@@ -11,10 +11,10 @@ import pytest
 import torch
 from serving_fixtures import SYNTHETIC, TRAINING, PlantedCases
 
-from serving.data import evaluation_windows
-from serving.model import ServingModule
-from serving.train import Checkpoint
-from stream.records import ACTION_CODES
+from contract import ACTION_CODES
+from serving.checkpoint import Checkpoint
+from serving.data import encode_windows
+from serving.serving_module import ServingModule
 
 pytestmark = pytest.mark.model
 
@@ -37,19 +37,13 @@ def served(checkpoint: Checkpoint, planted: dict[str, PlantedCases]) -> dict[str
     module = ServingModule(checkpoint.model, top_k=TOP_K).eval()
     result = {}
     for rule, cases in planted.items():
-        windows = evaluation_windows(
-            cases.windows[:CASES_PER_RULE],
-            cases.expected[:CASES_PER_RULE],
-            checkpoint.vocab,
-            checkpoint.model.config.window,
+        items, actions, gaps = encode_windows(
+            cases.windows[:CASES_PER_RULE], checkpoint.vocab, checkpoint.model.config.window
         )
         with torch.no_grad():
-            indices, _, attributions = module(
-                *(torch.from_numpy(a) for a in (windows.items, windows.actions, windows.gap_buckets))
-            )
-        result[rule] = Served(
-            windows.items, windows.actions, indices.numpy(), attributions.numpy(), windows.targets[:, -1]
-        )
+            indices, _, attributions = module(*(torch.from_numpy(a) for a in (items, actions, gaps)))
+        expected = checkpoint.vocab.indices(cases.expected[:CASES_PER_RULE])
+        result[rule] = Served(items, actions, indices.numpy(), attributions.numpy(), expected)
     return result
 
 

@@ -8,18 +8,11 @@ import numpy as np
 import pytest
 import torch
 
+from contract import PAD_INDEX, UNKNOWN_INDEX
 from serving.export import ATTRIBUTION_TOLERANCE
-from serving.model import (
-    MIN_DROP,
-    PRIOR_HISTORY,
-    LowPass,
-    ModelConfig,
-    NextActionModel,
-    ServingModule,
-    decayed_sums,
-    key_mask,
-)
-from serving.vocab import PAD_INDEX, UNKNOWN_INDEX
+from serving.model import PRIOR_HISTORY, ModelConfig, NextActionModel
+from serving.network import LowPass, decayed_sums, key_mask
+from serving.serving_module import MIN_DROP, ServingModule
 
 pytestmark = pytest.mark.unit
 

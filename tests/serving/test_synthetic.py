@@ -10,9 +10,9 @@ from typing import Any
 
 import pytest
 
+from contract import ACTIONS
 from serving.data import read_events_jsonl
 from serving.synthetic import SyntheticConfig, generate_events, planted_pairs, write_events_jsonl
-from stream.records import ACTIONS
 
 pytestmark = pytest.mark.unit
 

@@ -16,7 +16,8 @@ from typing import Any
 import numpy as np
 import pytest
 
-from serving.triton_backend import INPUT_SPECS, OUTPUT_SPECS, NextActionPredictor, TritonPythonModel
+from contract import INPUTS, OUTPUTS, TensorSpec
+from serving.triton_backend import NextActionPredictor, TritonPythonModel
 
 pytestmark = pytest.mark.model
 
@@ -69,16 +70,20 @@ def model_config(dims: dict[str, list[int]] | None = None) -> dict[str, Any]:
     """The JSON Triton passes to initialize (dims as strings, as protobuf JSON writes int64)."""
     shapes = {"TOP_ITEMS": [TOP_K], "TOP_SCORES": [TOP_K], "ATTRIBUTIONS": [TOP_K, WINDOW]} | (dims or {})
 
-    def tensors(specs: dict[str, str]) -> list[dict[str, Any]]:
+    def tensors(specs: tuple[TensorSpec, ...]) -> list[dict[str, Any]]:
         return [
-            {"name": n, "data_type": t, "dims": [str(d) for d in shapes.get(n, [WINDOW])]}
-            for n, t in specs.items()
+            {
+                "name": s.name,
+                "data_type": s.config_type,
+                "dims": [str(d) for d in shapes.get(s.name, [WINDOW])],
+            }
+            for s in specs
         ]
 
     return {
         "max_batch_size": 64,
-        "input": tensors(INPUT_SPECS),
-        "output": tensors(OUTPUT_SPECS),
+        "input": tensors(INPUTS),
+        "output": tensors(OUTPUTS),
         "parameters": {"INTRA_OP_THREAD_COUNT": {"string_value": "1"}},
     }
 

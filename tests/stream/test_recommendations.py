@@ -3,9 +3,11 @@ import orjson
 import pytest
 from tritonclient.utils import deserialize_bytes_tensor
 
-from stream.inference import ScoredBatch, decode_strings, encode_windows
-from stream.publishing import build_recommendations, dead_letter_headers, encode_recommendation
-from stream.records import WindowEvent, recommendation_id
+from stream.inference import ScoredBatch
+from stream.outputs import dead_letter_headers
+from stream.recommendations import build_recommendations, encode_recommendation
+from stream.records import UserUpdate, WindowEvent, recommendation_id
+from stream.triton_codec import decode_strings, encode_windows
 from stream.validation import InvalidEvent
 
 pytestmark = pytest.mark.unit
@@ -30,7 +32,7 @@ def scored(items: list[str], attributions: list[list[float]]) -> ScoredBatch:
 def test_recommendation_record_carries_ranked_explained_items() -> None:
     attributions = [[0.0, 0.1, 0.9], [0.7, 0.3, 0.0], [0.0, 0.0, 0.0]]
     [rec] = build_recommendations(
-        [("u1", "e3", WINDOW)],
+        [UserUpdate("u1", "e3", WINDOW)],
         scored(["laces", "boots", "hats"], attributions),
         model_name="nextaction",
         top_k=2,
@@ -59,7 +61,7 @@ def test_recommendation_record_carries_ranked_explained_items() -> None:
 def test_attributions_over_a_window_tail_map_to_the_newest_events() -> None:
     # The model saw only the last two events; weight 1.0 belongs to e3.
     [rec] = build_recommendations(
-        [("u1", "e3", WINDOW)], scored(["x"], [[0.0, 1.0]]), model_name="m", top_k=5, now_ms=0
+        [UserUpdate("u1", "e3", WINDOW)], scored(["x"], [[0.0, 1.0]]), model_name="m", top_k=5, now_ms=0
     )
     assert [e["event_id"] for e in rec["items"][0]["explanation"]["events"]] == ["e3"]
 
@@ -67,7 +69,11 @@ def test_attributions_over_a_window_tail_map_to_the_newest_events() -> None:
 def test_padding_columns_are_never_cited_and_equal_weights_cite_newer_first() -> None:
     # A model window of 5 over a 3-event window: two padding columns on the left.
     [rec] = build_recommendations(
-        [("u1", "e3", WINDOW)], scored(["x"], [[0.5, 0.5, 0.0, 0.5, 0.5]]), model_name="m", top_k=1, now_ms=0
+        [UserUpdate("u1", "e3", WINDOW)],
+        scored(["x"], [[0.5, 0.5, 0.0, 0.5, 0.5]]),
+        model_name="m",
+        top_k=1,
+        now_ms=0,
     )
     assert [e["event_id"] for e in rec["items"][0]["explanation"]["events"]] == ["e3", "e2"]
 

@@ -1,6 +1,6 @@
 import pytest
 
-from stream.latency import event_to_recommendation_ms
+from tools.latency import event_to_recommendation_ms
 
 pytestmark = pytest.mark.unit
 

@@ -4,9 +4,9 @@ Used when no external address is configured (tests, demo, a first look at the wo
 Each listens on free 127.0.0.1 ports and works as a context manager or via start()/stop().
 """
 
-from stream.embedded.broker import EmbeddedBroker
-from stream.embedded.ports import free_port, free_ports
-from stream.embedded.process import EmbeddedServerError
-from stream.embedded.triton import EmbeddedTriton
+from tools.embedded.broker import EmbeddedBroker
+from tools.embedded.ports import free_port, free_ports
+from tools.embedded.process import EmbeddedServerError
+from tools.embedded.triton import EmbeddedTriton
 
 __all__ = ["EmbeddedBroker", "EmbeddedServerError", "EmbeddedTriton", "free_port", "free_ports"]

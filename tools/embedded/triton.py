@@ -19,9 +19,9 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Final
 
-from stream.embedded.cache import materialize
-from stream.embedded.ports import LOOPBACK, free_ports
-from stream.embedded.process import EmbeddedServer, EmbeddedServerError, ServerProcess
+from tools.embedded.cache import materialize
+from tools.embedded.ports import LOOPBACK, free_ports
+from tools.embedded.process import EmbeddedServer, EmbeddedServerError, ServerProcess
 
 __all__ = ["EmbeddedTriton"]
 
@@ -161,7 +161,7 @@ def _server_env(package: Path) -> dict[str, str]:
         # PATH, so this interpreter's bin directory (the virtualenv's) must come first.
         "PATH": _prepend([Path(sys.executable).parent], os.environ.get("PATH", os.defpath)),
         # Models run several intra-op threads per instance by default; on few cores that
-        # oversubscribes them (measured: 3 ms -> 148 ms per batch on 2 cores).
+        # oversubscribes them, and latency under load grows many times over.
         "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "1"),
     }
 

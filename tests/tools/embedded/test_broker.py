@@ -1,19 +1,16 @@
-"""The embedded Tansu broker: lifecycle, a client round trip, and the ListOffsets quirk."""
+"""The embedded Tansu broker: lifecycle and a client round trip."""
 
 from __future__ import annotations
 
-import asyncio
 import time
 import uuid
 from pathlib import Path
 
 import pytest
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from kafka import KafkaConsumer, KafkaProducer
 
-from stream.embedded import EmbeddedBroker, EmbeddedServerError
-from stream.embedded.ports import is_free
-from stream.kafka_compat import fetch_highwaters
+from tools.embedded import EmbeddedBroker, EmbeddedServerError
+from tools.embedded.ports import is_free
 
 pytestmark = pytest.mark.integration
 
@@ -63,29 +60,3 @@ def test_kafka_python_round_trip(kafka_broker: str) -> None:
     assert sorted(received) == sorted(sent)
     for key in {key for key, _ in sent}:  # per key (so per partition) in order
         assert [v for k, v in received if k == key] == [v for k, v in sent if k == key]
-
-
-def test_list_offsets_under_reports_where_fetch_highwater_is_exact(kafka_broker: str) -> None:
-    """Why ``stream.kafka_compat`` exists: ListOffsets(latest) stops at the last batch's start."""
-
-    async def ends_after_one_batch(count: int) -> tuple[int, int]:
-        tp = TopicPartition(f"quirk-{uuid.uuid4().hex[:8]}", 0)
-        producer = AIOKafkaProducer(bootstrap_servers=kafka_broker, acks=1, linger_ms=50)
-        await producer.start()
-        try:
-            sends = [await producer.send(tp.topic, b"x", partition=tp.partition) for _ in range(count)]
-            await asyncio.gather(*sends)
-        finally:
-            await producer.stop()
-        consumer = AIOKafkaConsumer(bootstrap_servers=kafka_broker)
-        await consumer.start()
-        try:
-            listed = await consumer.end_offsets([tp])
-            fetched = await fetch_highwaters(consumer, [tp])
-        finally:
-            await consumer.stop()
-        return listed[tp], fetched[tp]
-
-    listed, fetched = asyncio.run(ends_after_one_batch(10))
-    assert fetched == 10
-    assert listed == 1  # the batch's base offset (0) + 1

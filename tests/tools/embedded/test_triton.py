@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 import tritonclient.grpc as grpcclient
 
-from stream.embedded import EmbeddedServerError, EmbeddedTriton
-from stream.embedded.ports import is_free
+from tools.embedded import EmbeddedServerError, EmbeddedTriton
+from tools.embedded.ports import is_free
 
 pytestmark = pytest.mark.integration
 

@@ -1,0 +1,1 @@
+"""``nextaction``: one command-line tree for the worker, the tools, the model and the benchmarks."""

@@ -1,0 +1,37 @@
+"""Handlers of the benchmark commands: bench (the stream), quality (the model), perf-input."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from cli.main import EXIT_OK, EXIT_USAGE
+
+__all__ = ["bench", "perf_input", "quality"]
+
+
+def bench(args: argparse.Namespace) -> int:
+    from benchmarks.stream_bench import run
+
+    run(args.out, args.plot, users=args.users)
+    return EXIT_OK
+
+
+def quality(args: argparse.Namespace) -> int:
+    from benchmarks.model_quality import DataSpec, run_all
+
+    try:
+        specs = [DataSpec.parse(text) for text in args.data]
+    except ValueError as exc:
+        print(f"nextaction quality: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    run_all(specs, time_budget_min=args.time_budget, out=args.out, checkpoints=args.checkpoints)
+    return EXIT_OK
+
+
+def perf_input(args: argparse.Namespace) -> int:
+    from benchmarks.perf_input import write_perf_input
+
+    count = write_perf_input(args.out, windows=args.windows, length=args.length)
+    print(f"wrote {count} windows to {args.out}")
+    return EXIT_OK

@@ -1,0 +1,48 @@
+"""How training runs: the choices it makes on validation data, its budget and its pace."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+__all__ = ["TrainConfig", "budget_spent"]
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    epochs: int = 200
+    batch_size: int = 256  # samples, each one window and its target
+    learning_rate: float = 1e-3
+    weight_decay: float = 0.0
+    # Share of input items hidden as "unknown" (action and time stay), so the model copes with
+    # items it has never seen. Hiding more regularises more but pushes the model towards
+    # popular items, which a recommender that should reach past the head cannot afford
+    # (docs/2026-11-model-experiments.md).
+    unknown_rate: float = 0.05
+    # Exclude the window's own items from the loss and from serving. None: decide from the
+    # data, on when under ``repeat_threshold`` of next items repeat one in the window.
+    exclude_seen: bool | None = None
+    repeat_threshold: float = 0.01
+    # Dropout choices raced on validation NDCG@10 for ``race_share`` of the time budget (or of
+    # the epochs), or until each has converged; the best one goes on alone. Empty: the model
+    # config's dropout. The race is long on purpose: less dropout learns faster but settles
+    # lower on sparse data.
+    dropout_choices: tuple[float, ...] = (0.2, 0.5)
+    race_share: float = 0.6
+    # Weights of the transition prior tried on validation data once the network is trained
+    # (0: the network alone).
+    prior_weights: tuple[float, ...] = (0.0, 0.5, 1.0, 2.0)
+    # Networks trained one after another while the time budget lasts, whose scores are averaged.
+    # Each one adds a network's inference cost, so it must raise validation NDCG@10 by
+    # ``network_min_gain`` to be kept.
+    max_networks: int = 2
+    network_min_gain: float = 0.01
+    patience: int = 10  # epochs without a better validation NDCG@10 before stopping
+    plateau_epochs: int = 3  # epochs without a better one before the learning rate is halved
+    time_budget_s: float | None = None  # stop after the epoch that crosses it
+    max_validation_users: int = 5000  # validated during training; the final metrics use all
+    threads: int = 2
+    seed: int = 0
+
+
+def budget_spent(config: TrainConfig, elapsed_s: float) -> bool:
+    return config.time_budget_s is not None and elapsed_s >= config.time_budget_s

@@ -1,0 +1,121 @@
+"""Training one model: epochs over the samples, validation after each, the best state kept."""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from torch.nn import functional as F
+
+from contract import PAD_INDEX, UNKNOWN_INDEX
+from serving.data import TrainingSamples, UserSequence, encode_windows
+from serving.evaluation import Cases, Catalogue, ScoreFn, evaluate
+from serving.model import NextActionModel
+from serving.train_config import TrainConfig
+from serving.vocab import ItemVocab
+
+__all__ = ["EpochRecord", "TrainingRun", "model_scorer"]
+
+
+@dataclass(frozen=True)
+class EpochRecord:
+    epoch: int
+    loss: float
+    hr10: float
+    ndcg10: float
+    seconds: float
+
+
+def _hide_items(items: torch.Tensor, rate: float, generator: torch.Generator) -> torch.Tensor:
+    """Replace a random share of real input items by the unknown index."""
+    hide = (torch.rand(items.shape, generator=generator) < rate) & (items != PAD_INDEX)
+    return items.masked_fill(hide, UNKNOWN_INDEX)
+
+
+def _batches(samples: TrainingSamples, batch_size: int, generator: torch.Generator) -> list[np.ndarray]:
+    """Sample indices of each batch: windows of about the same length together, so a batch is
+    cut to its longest (little padding to compute), batches in random order."""
+    jitter = torch.rand(len(samples), generator=generator) * 2  # shuffles near lengths
+    chunks = torch.split(torch.argsort(torch.from_numpy(samples.lengths).float() + jitter), batch_size)
+    return [chunks[i].numpy() for i in torch.randperm(len(chunks), generator=generator).tolist()]
+
+
+def model_scorer(model: NextActionModel, vocab: ItemVocab) -> ScoreFn:
+    """The model as an evaluation scoring callback: each input's newest window -> logits [B, V]."""
+    window = model.config.window
+
+    @torch.no_grad()
+    def score(inputs: Sequence[UserSequence]) -> np.ndarray:
+        model.eval()
+        # Only the columns the longest input fills: positions count from the newest event.
+        width = min(window, max(len(seq) for seq in inputs))
+        items, actions, gaps = (torch.from_numpy(x) for x in encode_windows(inputs, vocab, width))
+        return model.predict(items, actions, gaps).numpy()
+
+    return score
+
+
+def train_epoch(
+    model: NextActionModel,
+    samples: TrainingSamples,
+    optimizer: torch.optim.Optimizer,
+    config: TrainConfig,
+    generator: torch.Generator,
+) -> float:
+    model.train()
+    total = 0.0
+    for batch in _batches(samples, config.batch_size, generator):
+        items, actions, gaps, targets = (torch.from_numpy(x) for x in samples.windows(batch))
+        hidden = model.newest_hidden(_hide_items(items, config.unknown_rate, generator), actions, gaps)
+        # Full softmax over all items; the window's items are out as in serving, but for
+        # the target itself where it repeats one of them.
+        seen = items.masked_fill(items == targets.unsqueeze(1), PAD_INDEX)
+        loss = F.cross_entropy(model.exclude(model.item_logits(hidden), seen), targets)
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        total += loss.item() * len(batch)
+    return total / max(len(samples), 1)
+
+
+class TrainingRun:
+    """One model in training: its optimizer, validation history and best state so far."""
+
+    def __init__(self, model: NextActionModel, catalogue: Catalogue, config: TrainConfig) -> None:
+        self.model = model
+        self.config = config
+        self.catalogue = catalogue
+        self.score = model_scorer(model, catalogue.vocab)
+        self.optimizer = torch.optim.AdamW(
+            model.parameters(), lr=config.learning_rate, weight_decay=config.weight_decay
+        )
+        # Halving the step size once validation stalls lets the model settle into its optimum.
+        self.schedule = torch.optim.lr_scheduler.ReduceLROnPlateau(
+            self.optimizer, mode="max", factor=0.5, patience=config.plateau_epochs
+        )
+        self.history: list[EpochRecord] = []
+        self.best = EpochRecord(0, float("inf"), 0.0, -1.0, 0.0)
+        self._best_state = copy.deepcopy(model.state_dict())
+
+    def step(
+        self, samples: TrainingSamples, validation: Cases, generator: torch.Generator, seconds: float
+    ) -> None:
+        """One epoch, then validation; remembers the best state."""
+        loss = train_epoch(self.model, samples, self.optimizer, self.config, generator)
+        result = evaluate(self.score, validation, self.catalogue)
+        record = EpochRecord(len(self.history) + 1, loss, result.hit_rate[10], result.ndcg[10], seconds)
+        self.history.append(record)
+        self.schedule.step(record.ndcg10)
+        if record.ndcg10 > self.best.ndcg10:
+            self.best, self._best_state = record, copy.deepcopy(self.model.state_dict())
+
+    def converged(self, patience: int) -> bool:
+        """No better validation NDCG@10 for ``patience`` epochs."""
+        return len(self.history) - self.best.epoch >= patience
+
+    def finish(self) -> NextActionModel:
+        self.model.load_state_dict(self._best_state)
+        return self.model.eval()
