@@ -3,7 +3,8 @@
 What a window means to the model and how it crosses to Triton: action codes, the item
 vocabulary's reserved indices, time-gap buckets, the Triton and ONNX tensor names with their
 types and shapes, and left-padding. The Triton model file ships with a copy of this module in
-every version folder, so it imports the standard library and numpy only.
+every version folder, so it imports the standard library and numpy only, and runs on the
+Python 3.10 of older Triton containers as well.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ import json
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta, timezone
 from typing import Any, Final
 
 import numpy as np
@@ -95,7 +96,7 @@ ONNX_INPUTS: Final = ("items", "actions", "gap_buckets")
 ONNX_OUTPUTS: Final = ("top_indices", "top_scores", "attributions")
 
 
-_EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
+_EPOCH: Final = datetime(1970, 1, 1, tzinfo=timezone.utc)  # noqa: UP017 (runs on Python 3.10 too)
 
 
 def event_time_ms(value: Any) -> int:

@@ -23,8 +23,11 @@ __all__ = [
     "EXIT_OK",
     "EXIT_UNREACHABLE",
     "EXIT_USAGE",
+    "InputFileError",
     "build_parser",
+    "expected_failure",
     "main",
+    "require_file",
 ]
 
 EXIT_OK: Final = 0
@@ -34,30 +37,39 @@ EXIT_BAD_INPUT: Final = 4  # an input file is missing or malformed
 EXIT_MODEL_FAILED: Final = 5  # training, export or the demo's model bootstrap failed
 EXIT_INTERRUPTED: Final = 130  # Ctrl-C
 
-# Expected failures by (module, exception class). A module not loaded yet cannot have raised,
-# so only loaded ones are looked at: classifying never imports torch.
+_KAFKA_HINT: Final = "\n(check NEXTACTION_KAFKA_BOOTSTRAP, and that the brokers are up)"
+# Expected failures by (module, exception class): exit code, and a hint after the message.
+# A module not loaded yet cannot have raised, so only loaded ones are looked at: classifying
+# never imports torch.
 _EXPECTED_FAILURES: Final = (
-    ("stream.settings", "SettingsError", EXIT_USAGE),
-    ("stream.inference", "TritonUnavailable", EXIT_UNREACHABLE),
-    ("tools.embedded.process", "EmbeddedServerError", EXIT_UNREACHABLE),
-    ("kafka.errors", "NoBrokersAvailable", EXIT_UNREACHABLE),
-    ("kafka.errors", "KafkaConnectionError", EXIT_UNREACHABLE),
-    ("kafka.errors", "KafkaTimeoutError", EXIT_UNREACHABLE),
-    ("aiokafka.errors", "KafkaConnectionError", EXIT_UNREACHABLE),
-    ("serving.data", "DataFormatError", EXIT_BAD_INPUT),
-    ("builtins", "FileNotFoundError", EXIT_BAD_INPUT),
-    ("builtins", "IsADirectoryError", EXIT_BAD_INPUT),
-    ("tools.demo_model", "ModelBootstrapError", EXIT_MODEL_FAILED),
-    ("serving.checkpoint", "CheckpointError", EXIT_MODEL_FAILED),
-    ("serving.export", "ExportError", EXIT_MODEL_FAILED),
+    ("stream.settings", "SettingsError", EXIT_USAGE, ""),
+    ("cli.main", "InputFileError", EXIT_BAD_INPUT, ""),
+    ("stream.inference", "TritonUnavailable", EXIT_UNREACHABLE, ""),
+    ("tools.embedded.process", "EmbeddedServerError", EXIT_UNREACHABLE, ""),
+    ("kafka.errors", "NoBrokersAvailable", EXIT_UNREACHABLE, _KAFKA_HINT),
+    ("kafka.errors", "KafkaConnectionError", EXIT_UNREACHABLE, _KAFKA_HINT),
+    ("kafka.errors", "KafkaTimeoutError", EXIT_UNREACHABLE, _KAFKA_HINT),
+    ("aiokafka.errors", "KafkaConnectionError", EXIT_UNREACHABLE, _KAFKA_HINT),
+    ("serving.data", "DataFormatError", EXIT_BAD_INPUT, ""),
+    ("serving.train", "TrainingDataError", EXIT_BAD_INPUT, ""),
+    ("tools.demo_model", "ModelBootstrapError", EXIT_MODEL_FAILED, ""),
+    ("serving.checkpoint", "CheckpointError", EXIT_MODEL_FAILED, ""),
+    ("serving.export", "ExportError", EXIT_MODEL_FAILED, ""),
+)
+# Libraries of the [model] extra, which a worker-only install lacks.
+_MODEL_LIBRARIES: Final = frozenset(
+    {"torch", "transformers", "onnx", "onnxruntime", "onnxscript", "tqdm", "matplotlib"}
 )
 
 
-_HINTS: Final = {
-    EXIT_UNREACHABLE: (
-        "\n(check NEXTACTION_KAFKA_BOOTSTRAP and NEXTACTION_TRITON_GRPC_URL, and that the servers are up)"
-    ),
-}
+class InputFileError(Exception):
+    """A file the user named does not exist or is not a file."""
+
+
+def require_file(path: Path) -> Path:
+    if not path.is_file():
+        raise InputFileError(f"{path}: no such file")
+    return path
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -66,28 +78,30 @@ def main(argv: Sequence[str] | None = None) -> int:
     # kafka-python logs every connection at INFO; its warnings are what operators need.
     logging.getLogger("kafka").setLevel(logging.WARNING)
     module, _, function = args.handler.partition(":")
-    handler: Callable[[argparse.Namespace], int] = getattr(importlib.import_module(module), function)
     try:
+        handler: Callable[[argparse.Namespace], int] = getattr(importlib.import_module(module), function)
         return handler(args)
     except KeyboardInterrupt:
         print(f"nextaction {args.command}: interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED
     except Exception as exc:
-        code = exit_code_of(exc)
-        if code is None:
+        failure = expected_failure(exc)
+        if failure is None:
             raise
-        hint = _HINTS.get(code, "")
+        code, hint = failure
         print(f"nextaction {args.command}: {type(exc).__name__}: {exc}{hint}", file=sys.stderr)
         return code
 
 
-def exit_code_of(exc: BaseException) -> int | None:
-    """The exit code of an expected failure; None for anything else."""
-    for module_name, class_name, code in _EXPECTED_FAILURES:
+def expected_failure(exc: BaseException) -> tuple[int, str] | None:
+    """(exit code, hint) of an expected failure; None for anything else, which is a bug."""
+    if isinstance(exc, ModuleNotFoundError) and (exc.name or "").split(".")[0] in _MODEL_LIBRARIES:
+        return EXIT_USAGE, "\n(this command needs the model libraries: pip install 'nextaction[model]')"
+    for module_name, class_name, code, hint in _EXPECTED_FAILURES:
         module = sys.modules.get(module_name)
         failure = getattr(module, class_name, None) if module is not None else None
         if isinstance(failure, type) and isinstance(exc, failure):
-            return code
+            return code, hint
     return None
 
 
@@ -166,12 +180,14 @@ def _model_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser
     train.add_argument("--data", type=Path, required=True)
     train.add_argument("--format", choices=sorted(FORMATS), default="events")
     train.add_argument("--out", type=Path, required=True)
-    train.add_argument("--epochs", type=int, help="most epochs (default 200; early stopping ends sooner)")
+    train.add_argument(
+        "--epochs", type=_positive, help="most epochs (default 200; early stopping ends sooner)"
+    )
     train.add_argument("--dropout", type=float, help="fixed dropout (default: chosen on validation)")
     train.add_argument("--time-budget", type=float, help="minutes; stops after the epoch crossing it")
     train.add_argument(
         "--max-networks",
-        type=int,
+        type=_positive,
         help="most networks averaged, each kept only if it lifts validation NDCG@10 enough "
         "(default 2; 1 for the cheapest model to serve)",
     )
@@ -233,3 +249,10 @@ def _benchmark_commands(commands: argparse._SubParsersAction[argparse.ArgumentPa
     perf_input.add_argument("out", type=Path)
     perf_input.add_argument("--windows", type=int, default=256)
     perf_input.add_argument("--length", type=int, default=50, help="the model's window length W")
+
+
+def _positive(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value

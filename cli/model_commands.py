@@ -7,7 +7,7 @@ import argparse
 import json
 from dataclasses import replace
 
-from cli.main import EXIT_OK
+from cli.main import EXIT_OK, InputFileError, require_file
 from serving.synthetic import SyntheticConfig, generate_events, planted_pairs, write_events_jsonl
 
 __all__ = ["export", "generate", "train"]
@@ -37,15 +37,14 @@ def train(args: argparse.Namespace) -> int:
     budget_s = None if args.time_budget is None else args.time_budget * 60.0
     model = ModelConfig(window=args.window, hidden=args.hidden, layers=args.layers, heads=args.heads)
     training = TrainConfig(time_budget_s=budget_s, seed=args.seed)
-    if args.max_networks:
+    if args.max_networks is not None:
         training = replace(training, max_networks=args.max_networks)
-    if args.epochs:
+    if args.epochs is not None:
         training = replace(training, epochs=args.epochs)
     if args.dropout is not None:  # a fixed dropout: no race
         model, training = replace(model, dropout=args.dropout), replace(training, dropout_choices=())
-    checkpoint = train_model(
-        load_dataset(args.data, args.format).sequences, args.out, model, training, progress=not args.quiet
-    )
+    sequences = load_dataset(require_file(args.data), args.format).sequences
+    checkpoint = train_model(sequences, args.out, model, training, progress=not args.quiet)
     m = checkpoint.metrics
     print(
         f"best epoch {m['best_epoch']} ({m['train_seconds']:.0f} s), {m['networks']} network(s) "
@@ -60,6 +59,8 @@ def train(args: argparse.Namespace) -> int:
 def export(args: argparse.Namespace) -> int:
     from serving.export import export as export_version
 
+    if not (args.checkpoint / "hparams.json").is_file():
+        raise InputFileError(f"{args.checkpoint} is not a checkpoint directory (no hparams.json)")
     chosen = {"explain_positions": args.explain_positions} if args.explain_positions else {}
     version_dir = export_version(
         args.checkpoint,

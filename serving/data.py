@@ -79,10 +79,20 @@ def read_events_jsonl(path: Path) -> Iterator[dict[str, Any]]:
             if event["action"] not in ACTION_CODES:
                 raise DataFormatError(path, line_no, f"unknown action {event['action']!r}")
             try:
-                event["ts"] = event_time_ms(event["ts"])
+                event["ts"] = _file_time_ms(event["ts"])
             except (TypeError, ValueError) as exc:
                 raise DataFormatError(path, line_no, str(exc)) from None
             yield event
+
+
+def _file_time_ms(value: Any) -> int:
+    """Event time as the contract has it, or as other tools write whole milliseconds (a float
+    or a digit string), which training files have always been read with."""
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    if isinstance(value, str) and value.isdigit():
+        return int(value)
+    return event_time_ms(value)
 
 
 def user_sequences(events: Iterable[Mapping[str, Any]]) -> list[UserSequence]:

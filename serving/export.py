@@ -121,7 +121,7 @@ def export(
     window = window or checkpoint.model.config.window
     explain_positions = min(explain_positions, window)
     if not 0 < window <= checkpoint.model.config.window:
-        raise ValueError(f"window must lie in 1..{checkpoint.model.config.window}")
+        raise ExportError(f"window must lie in 1..{checkpoint.model.config.window}, the trained window")
     module = ServingModule(checkpoint.model, served_top_k, explain_positions).eval()
     model_dir = repository_dir / model_name
     model_dir.mkdir(parents=True, exist_ok=True)

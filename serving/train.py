@@ -25,7 +25,11 @@ from serving.model_selection import add_networks, choose_prior_weight
 from serving.train_config import TrainConfig, budget_spent
 from serving.training_run import TrainingRun, model_scorer
 
-__all__ = ["TrainConfig", "repeat_share", "train"]
+__all__ = ["TrainConfig", "TrainingDataError", "repeat_share", "train"]
+
+
+class TrainingDataError(ValueError):
+    """The data cannot train a model (too few users with enough events)."""
 
 
 def repeat_share(sequences: Sequence[UserSequence], window: int) -> float:
@@ -92,7 +96,7 @@ def train(
     # A sample keeps per-epoch validation cheap; the final metrics use every user.
     validation = split.validation.sample(config.max_validation_users, config.seed)
     if len(samples) == 0 or len(validation) == 0:
-        raise ValueError("need users with at least three events to train and validate")
+        raise TrainingDataError("need users with at least three events to train and validate")
 
     runs = [
         TrainingRun(NextActionModel(replace(architecture, dropout=dropout)), catalogue, config)

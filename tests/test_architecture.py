@@ -68,6 +68,33 @@ def test_triton_model_files_need_only_what_ships_beside_them(relative: str) -> N
     assert outside <= TRITON_MODEL_FILES[relative]
 
 
+# Standard-library names newer than Python 3.10, which older Triton containers run.
+_NEWER_THAN_3_10 = {
+    "UTC",
+    "Self",
+    "StrEnum",
+    "Never",
+    "LiteralString",
+    "TaskGroup",
+    "ExceptionGroup",
+    "tomllib",
+}
+
+
+@pytest.mark.parametrize("relative", ["contract.py", *sorted(TRITON_MODEL_FILES)])
+def test_files_shipped_to_version_folders_run_on_python_3_10(relative: str) -> None:
+    tree = ast.parse((ROOT / relative).read_text(), feature_version=(3, 10))
+    used = {node.id for node in ast.walk(tree) if isinstance(node, ast.Name)}
+    used |= {node.attr for node in ast.walk(tree) if isinstance(node, ast.Attribute)}
+    used |= {
+        alias.name
+        for node in ast.walk(tree)
+        if isinstance(node, ast.ImportFrom | ast.Import)
+        for alias in node.names
+    }
+    assert not used & _NEWER_THAN_3_10
+
+
 def test_the_worker_and_its_tools_never_load_torch() -> None:
     names = [
         ".".join(path.relative_to(ROOT).with_suffix("").parts).removesuffix(".__init__")

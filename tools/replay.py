@@ -5,12 +5,15 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import orjson
 from kafka import KafkaProducer
 
-__all__ = ["ReplayStats", "event_message", "invalid_samples", "replay"]
+from serving.data import DataFormatError
+
+__all__ = ["ReplayStats", "event_message", "file_messages", "invalid_samples", "replay"]
 
 
 @dataclass(frozen=True)
@@ -22,6 +25,25 @@ class ReplayStats:
 def event_message(event: Mapping[str, Any]) -> tuple[bytes, bytes]:
     """An input event as producers send it: (key = user id, value = JSON)."""
     return str(event["user_id"]).encode(), orjson.dumps(event)
+
+
+def file_messages(path: Path) -> list[tuple[bytes, bytes]]:
+    """A JSON-lines event file as messages: each line sent as written, keyed by its
+    ``user_id`` (the worker dead-letters what breaks the contract). The whole file is read
+    first, so a line that cannot be keyed stops the replay before anything is sent."""
+    messages = []
+    with path.open("rb") as lines:
+        for line_no, line in enumerate(lines, start=1):
+            if not line.strip():
+                continue
+            try:
+                user_id = orjson.loads(line).get("user_id")
+            except (orjson.JSONDecodeError, AttributeError):
+                user_id = None
+            if not isinstance(user_id, str):
+                raise DataFormatError(path, line_no, "expected a JSON object with a string user_id")
+            messages.append((user_id.encode(), line.strip()))
+    return messages
 
 
 def invalid_samples(user_id: str) -> list[tuple[bytes, bytes]]:

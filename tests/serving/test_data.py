@@ -92,9 +92,11 @@ def test_an_event_file_with_a_bad_timestamp_names_the_file_and_line(tmp_path: Pa
         list(read_events_jsonl(path))
 
 
-def test_iso_timestamps_in_an_event_file_read_as_epoch_milliseconds(tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    "ts", ["2023-11-14T22:13:20.001+00:00", 1_700_000_000_001, 1_700_000_000_001.0, "1700000000001"]
+)
+def test_event_file_timestamps_read_as_epoch_milliseconds(tmp_path: Path, ts: object) -> None:
     path = tmp_path / "events.jsonl"
-    event = {**events_of("u1", "a")[0], "ts": "2023-11-14T22:13:20.001+00:00"}
-    path.write_text(json.dumps(event) + "\n")
+    path.write_text(json.dumps({**events_of("u1", "a")[0], "ts": ts}) + "\n")
     [read] = read_events_jsonl(path)
     assert read["ts"] == 1_700_000_000_001
