@@ -11,12 +11,12 @@ from __future__ import annotations
 from collections import defaultdict
 from dataclasses import dataclass, field
 
-import orjson
 from aiokafka.partitioner import DefaultPartitioner
 
 from serving.synthetic import DAY_MS, SyntheticConfig, generate_events
 from stream.records import Window, WindowEvent
 from stream.settings import Settings
+from stream.validation import parse_event
 from stream.window import merge_events
 from tools.replay import event_message
 
@@ -86,9 +86,8 @@ def sample_windows(supply: EventSupply, settings: Settings, history: int, count:
     messages = supply.take(history)
     arrivals: defaultdict[str, list[WindowEvent]] = defaultdict(list)
     for message in messages:
-        doc = orjson.loads(message.value)
-        event = WindowEvent(doc["event_id"], doc["item_id"], doc["action"], doc["ts"])
-        arrivals[message.user_id].append(event)
+        event = parse_event(message.value, message.key, settings.max_event_bytes)
+        arrivals[message.user_id].append(WindowEvent.of(event))
     size = settings.window_size
     windows = {user_id: merge_events((), events, size, horizon_ms) for user_id, events in arrivals.items()}
     return [windows[message.user_id] for message in messages[-count:]]

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from contextlib import ExitStack
 
-from cli.main import EXIT_OK
+from cli.main import EXIT_OK, require_file
 from stream.settings import Settings, SettingsError, load_settings
 
 __all__ = ["demo", "dump_events", "replay", "worker"]
@@ -13,36 +13,16 @@ __all__ = ["demo", "dump_events", "replay", "worker"]
 
 def worker(args: argparse.Namespace) -> int:
     from stream.worker import run_worker
+    from tools.local_servers import start_missing_servers
 
     settings = load_settings()
     with ExitStack() as servers:
         if args.embedded:
-            settings = _with_embedded_servers(settings, servers)
+            if settings.kafka_bootstrap and settings.triton_grpc_url:
+                raise SettingsError("--embedded starts servers for unset addresses, but both are set")
+            settings = start_missing_servers(settings, servers)
         run_worker(settings, loglevel=args.loglevel)
     return EXIT_OK
-
-
-def _with_embedded_servers(settings: Settings, servers: ExitStack) -> Settings:
-    """Start a local Tansu and tritonserver for the addresses that are not set."""
-    from tools.demo_model import has_version
-    from tools.embedded import EmbeddedBroker, EmbeddedTriton
-
-    if settings.kafka_bootstrap and settings.triton_grpc_url:
-        raise SettingsError("--embedded starts servers for unset addresses, but both are set")
-    update: dict[str, str] = {}
-    if not settings.kafka_bootstrap:
-        broker = servers.enter_context(EmbeddedBroker(settings.embedded_dir))
-        update |= {"kafka_bootstrap": broker.bootstrap, "kafka_broker_kind": "tansu"}
-    if not settings.triton_grpc_url:
-        if not has_version(settings.model_repository, settings.triton_model_name):
-            raise SettingsError(
-                f"no model version in {settings.model_repository / settings.triton_model_name}: run "
-                "`nextaction demo` once, or `nextaction train` and `nextaction export` "
-                "(NEXTACTION_MODEL_REPOSITORY points elsewhere)"
-            )
-        triton = servers.enter_context(EmbeddedTriton(settings.model_repository, settings.embedded_dir))
-        update["triton_grpc_url"] = triton.grpc_url
-    return settings.model_copy(update=update)
 
 
 def demo(args: argparse.Namespace) -> int:
@@ -54,16 +34,11 @@ def demo(args: argparse.Namespace) -> int:
 
 
 def replay(args: argparse.Namespace) -> int:
-    from serving.data import read_events_jsonl
-    from tools.replay import event_message, replay
+    from tools.replay import file_messages, replay
 
     settings = _with_broker(load_settings(), "replay")
-    stats = replay(
-        settings.kafka_bootstrap,
-        settings.topic_events,
-        (event_message(event) for event in read_events_jsonl(args.file)),
-        rate_per_s=args.rate,
-    )
+    messages = file_messages(require_file(args.file))
+    stats = replay(settings.kafka_bootstrap, settings.topic_events, messages, rate_per_s=args.rate)
     print(f"sent {stats.sent:,} events in {stats.seconds:.1f}s")
     return EXIT_OK
 

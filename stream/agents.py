@@ -54,10 +54,10 @@ class RecommendAgent:
         self._short_versions: set[str] = set()  # versions known to serve fewer items than published
 
     def attach(self) -> None:
-        self._parts.app.agent(self._parts.topics.events, name="recommend")(self.run)
+        self._parts.attach_agent(self.run)
 
     async def run(self, stream: StreamT) -> None:
-        await self._parts.scorer.start()
+        await self._parts.scorer.start(self._settings.triton_ready_timeout_s)
         in_flight: deque[asyncio.Future[None]] = deque()
         reader = EventReader(
             stream,

@@ -4,11 +4,12 @@ Triton scorer, the output publisher and the metrics, wired from settings."""
 from __future__ import annotations
 
 import ssl
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
 import faust
-from faust.types import TP
+from faust.types import TP, StreamT
 from mode import BaseSignalT
 
 from stream.inference import TritonScorer
@@ -34,6 +35,10 @@ class StreamApp:
     scorer: TritonScorer
     outputs: OutputPublisher
     metrics: StreamMetrics
+
+    def attach_agent(self, run: Callable[[StreamT], Awaitable[None]]) -> None:
+        """Make ``run`` the app's one agent over the events topic."""
+        self.app.agent(self.topics.events, name="recommend")(run)
 
 
 def create_app(settings: Settings, metrics: StreamMetrics) -> StreamApp:

@@ -33,6 +33,7 @@ from stream.records import Window
 from stream.triton_codec import decode_strings, encode_windows
 
 __all__ = [
+    "VERSION_CHANGED",
     "ModelShape",
     "ScoredBatch",
     "TritonScorer",
@@ -45,6 +46,8 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 _MAX_RETRY_DELAY_S: Final = 5.0
+#: Status of the retryable error raised when a roll-out splits one batch between versions.
+VERSION_CHANGED: Final = "VERSION_CHANGED"
 
 
 class TritonUnavailable(RuntimeError):
@@ -163,7 +166,16 @@ class TritonScorer:
         at least as many requests as the model has instances, so that all of them work."""
         assert self.shape is not None, "call start() first"
         chunks = split_requests(windows, self.shape.max_batch_size, self.shape.instances)
-        return ScoredBatch.concatenate(await asyncio.gather(*(self._score_chunk(chunk) for chunk in chunks)))
+        parts = await asyncio.gather(*(self._score_chunk(chunk) for chunk in chunks))
+        served = {(part.model_version, part.scores.shape[1]) for part in parts}
+        if len(served) > 1:
+            # A roll-out answered this batch's requests from two versions: one record must name
+            # the version that scored it, so the whole batch is scored again.
+            raise InferenceServerException(
+                msg=f"the batch's requests were answered by several model versions {sorted(served)}",
+                status=VERSION_CHANGED,
+            )
+        return ScoredBatch.concatenate(parts)
 
     async def _score_chunk(self, windows: Sequence[Window]) -> ScoredBatch:
         assert self._client is not None and self.shape is not None

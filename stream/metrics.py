@@ -86,11 +86,13 @@ class StreamMetrics:
     def observe_published(self, batch_events: int, valid: Sequence[EventT], recommendations: int) -> None:
         """A batch's outputs are delivered: ``valid`` are its valid events, whose latency is
         measured from their Kafka timestamps."""
-        self.events_acknowledged.inc(batch_events)
+        # Acknowledged last: whoever waits for a count of acknowledged events then reads the
+        # batch's other counters complete.
         self.recommendations_published.inc(recommendations)
         now = time.time()
         for source in valid:
             self.event_to_publication.observe(max(0.0, now - source.message.timestamp))
+        self.events_acknowledged.inc(batch_events)
 
 
 def serve_metrics(metrics: StreamMetrics, host: str, port: int) -> int:

@@ -1,5 +1,5 @@
 """The three topics. Values stay raw bytes: events must reach validation (and the dead-letter
-topic) exactly as produced, and outputs are encoded by :mod:`stream.publishing`."""
+topic) exactly as produced, and outputs are encoded by :mod:`stream.recommendations`."""
 
 from __future__ import annotations
 

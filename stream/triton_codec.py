@@ -48,7 +48,7 @@ def encode_windows(windows: Sequence[Window], length: int) -> tuple[bytes, np.nd
     ITEM_IDS already serialized as a Triton BYTES tensor [B, length], then ACTIONS int32 and
     TIMESTAMPS int64 arrays [B, length]."""
     items: list[bytes] = []
-    tails = [window[-length:] for window in windows]
+    tails = [window[-length:] if length else () for window in windows]
     for tail in tails:
         items.append(_EMPTY_ELEMENT * (length - len(tail)))
         items.extend([_ITEM_BYTES[event.item_id] for event in tail])

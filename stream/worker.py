@@ -41,7 +41,6 @@ def prepare_worker(settings: Settings) -> StreamApp:
     metrics endpoint and build the app."""
     settings.require_addresses()
     gc.set_threshold(*GC_THRESHOLDS)
-    ensure_topics(settings.kafka_bootstrap, settings)
     shape = check_model_ready(
         settings.triton_grpc_url, settings.triton_model_name, timeout_s=settings.triton_ready_timeout_s
     )
@@ -58,8 +57,15 @@ def prepare_worker(settings: Settings) -> StreamApp:
         shape.window,
         settings.published_top_k,
     )
+    ensure_topics(settings.kafka_bootstrap, settings)
     metrics = StreamMetrics.create()
-    port = serve_metrics(metrics, settings.metrics_host, settings.metrics_port)
+    try:
+        port = serve_metrics(metrics, settings.metrics_host, settings.metrics_port)
+    except OSError as exc:
+        raise SettingsError(
+            f"cannot serve metrics on {settings.metrics_host}:{settings.metrics_port} ({exc}): set "
+            "NEXTACTION_METRICS_PORT to a free port (0 picks one), one per worker on a host"
+        ) from None
     log.info("metrics on http://%s:%d/metrics", settings.metrics_host, port)
     return create_app(settings, metrics)
 

@@ -22,8 +22,8 @@ from serving.synthetic import DAY_MS, SyntheticConfig, generate_events
 from stream.admin import ensure_topics
 from stream.settings import Settings
 from tools.demo_model import ensure_model
-from tools.embedded import EmbeddedBroker, EmbeddedTriton
 from tools.latency import event_to_recommendation_ms, percentiles
+from tools.local_servers import start_missing_servers
 from tools.polling import wait_until
 from tools.replay import event_message, invalid_samples, replay
 from tools.worker_process import WorkerProcess
@@ -54,22 +54,14 @@ class DemoSummary:
 def run_demo(settings: Settings, *, users: int, rate_per_s: float, show: int) -> DemoSummary:
     ensure_model(settings.model_repository, settings.triton_model_name)
     with ExitStack() as stack:
+        settings = start_missing_servers(settings, stack)
         bootstrap = settings.kafka_bootstrap
-        if not bootstrap:
-            bootstrap = stack.enter_context(EmbeddedBroker(settings.embedded_dir)).bootstrap
-            print(f"[demo] broker (Tansu) on {bootstrap}")
-        triton_url = settings.triton_grpc_url
-        if not triton_url:
-            triton = stack.enter_context(EmbeddedTriton(settings.model_repository, settings.embedded_dir))
-            triton.wait_for_model(settings.triton_model_name)
-            triton_url = triton.grpc_url
-            print(f"[demo] Triton on {triton_url} (metrics {triton.metrics_url})")
+        print(f"[demo] broker on {bootstrap}, Triton on {settings.triton_grpc_url}")
         ensure_topics(bootstrap, settings)
         overrides = {
             "kafka_bootstrap": bootstrap,
-            "triton_grpc_url": triton_url,
-            # The worker sees an address, not that it is the embedded Tansu: say so.
-            "kafka_broker_kind": "tansu" if not settings.kafka_bootstrap else settings.kafka_broker_kind,
+            "triton_grpc_url": settings.triton_grpc_url,
+            "kafka_broker_kind": settings.kafka_broker_kind,
             "data_dir": tempfile.mkdtemp(prefix="nextaction-worker-"),
         }
         log_path = settings.embedded_dir / "logs" / "demo-worker.log"

@@ -1,6 +1,7 @@
 """Real servers the project starts itself: the Tansu Kafka-protocol broker and Triton.
 
-Used when no external address is configured (tests, demo, a first look at the worker).
+Started for the demo, the tests, the benchmark and ``nextaction worker --embedded``; never by
+the worker on its own.
 Each listens on free 127.0.0.1 ports and works as a context manager or via start()/stop().
 """
 
