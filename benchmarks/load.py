@@ -1,5 +1,5 @@
-"""Drive and observe a worker from outside: produce at a set rate, read what it publishes,
-and follow its consumer lag.
+"""Drive and observe workers from outside: produce at a set rate, read what they publish, and
+add up their progress from their metrics endpoints.
 """
 
 from __future__ import annotations
