@@ -7,9 +7,16 @@ a do-nothing agent; taking the channel's queued events in bulk costs a fraction 
 
 - an event is tracked as unacknowledged when taken, so the worker's shutdown waits for it and
   no offset is committed past it; it is acknowledged only by :meth:`EventBatch.acknowledge`,
-  after its batch is delivered (a batch that fails is never acknowledged);
+  after its batch is delivered (a batch that fails is never acknowledged, and is released
+  from tracking so that the shutdown that follows does not wait for it);
 - events taken while the flow is suspended, or fetched before the latest rebalance, are
   dropped untracked: their partitions are read again from the committed offset.
+
+Faust clears a stream's queue whenever flow control resumes, which includes the end of every
+table recovery, after the stream partitions were resumed and sought: events fetched in
+between were cleared unprocessed and never read again (a worker restarted over a backlog sat
+idle). The reader's queue is kept out of that clearing; events of an earlier rebalance are
+dropped by the generation check above instead.
 """
 
 from __future__ import annotations
@@ -82,7 +89,8 @@ class EventReader:
         # the conductor fills.
         self._queue = cast(ChannelT, stream.channel).queue
         self._app = stream.app
-        self._track = stream.app.consumer.unacked.add
+        stream.app.flow_control._queues.discard(self._queue)
+        self._unacked = stream.app.consumer.unacked
         self._acking_topics = stream.app.topics.acking_topics
         self._max_events = max_events
         self._max_wait_s = max_wait_s
@@ -103,9 +111,16 @@ class EventReader:
                 message = event.message
                 if message.topic in self._acking_topics and not message.tracked:
                     message.tracked = True
-                    self._track(message)
+                    self._unacked.add(message)
             if batch:
                 return EventBatch(batch)
+
+    def release_unacknowledged(self) -> None:
+        """Stop tracking the events taken and not acknowledged, after a failure: the shutdown
+        that follows would otherwise wait for them forever. Their offsets stay uncommitted, so
+        they are read again."""
+        for message in [message for message in self._unacked if not message.acked]:
+            self._unacked.discard(message)
 
     def _is_current(self, event: EventT) -> bool:
         app = self._app

@@ -9,27 +9,59 @@ flow runs, and keeps the stock interruptible wait whenever the flow is suspended
 rebalance or shutdown is under way).
 Everything else (offset tracking, gaps, commits) is the stock loop.
 
+It also rewinds partitions that have no committed offset. After a rebalance or a table
+recovery Faust drops the events it fetched meanwhile and seeks every partition to its
+committed offset to read them again; aiokafka's ``seek_to_committed`` leaves a partition with
+no commit (or a commit of 0) where it is, so those events were never read again. That is the
+case of a new consumer group, and of a worker restarted after one that stopped before its
+first commit: its replacement sat idle over a full partition.
+
 The app selects a transport by URL scheme: :func:`stream.transports.faust_broker_url`.
 """
 
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Mapping
 from typing import Final, cast
 
+from aiokafka import TopicPartition
 from faust.transport.consumer import CONSUMER_FETCHING
 from faust.transport.drivers import aiokafka as faust_aiokafka
-from faust.types import ServiceT
+from faust.types import TP, ServiceT
 from mode import Service
 
-__all__ = ["LeanConsumer", "LeanTransport"]
+__all__ = ["LeanConsumer", "LeanConsumerThread", "LeanTransport"]
 
 # Let other tasks run after this many records of one fetch (the stock loop's value).
 _YIELD_EVERY: Final = 100
 
 
+class LeanConsumerThread(faust_aiokafka.AIOKafkaConsumerThread):
+    """Faust's aiokafka consumer thread, rewinding partitions that were never committed."""
+
+    async def seek_to_committed(self) -> Mapping[TP, int]:
+        # Like the stock method, run on the consumer's own thread and event loop.
+        return await self.call_thread(self._seek_to_committed_or_reset)
+
+    async def _seek_to_committed_or_reset(self) -> Mapping[TP, int]:
+        consumer = self._ensure_consumer()
+        committed: Mapping[TopicPartition, int | None] = await consumer.seek_to_committed()
+        # Only the streams' partitions: Faust positions changelog partitions itself.
+        streams = self.app.topics.acking_topics
+        uncommitted = [
+            tp for tp, offset in committed.items() if tp.topic in streams and (not offset or offset <= 0)
+        ]
+        if uncommitted and self.app.conf.consumer_auto_offset_reset == "earliest":
+            await consumer.seek_to_beginning(*uncommitted)
+        return cast(Mapping[TP, int], committed)
+
+
 class LeanConsumer(faust_aiokafka.Consumer):
     """Faust's aiokafka consumer, delivering records without a task per record."""
+
+    def _new_consumer_thread(self) -> faust_aiokafka.AIOKafkaConsumerThread:
+        return LeanConsumerThread(self, loop=self.loop, beacon=self.beacon)
 
     async def _drain_messages(self, fetcher: ServiceT) -> None:
         callback = self.callback

@@ -35,7 +35,7 @@ from aiokafka.protocol.group import LeaveGroupRequest
 from faust.transport.drivers import aiokafka as faust_aiokafka
 from faust.types import TP
 
-from stream.lean_transport import LeanConsumer, LeanTransport
+from stream.lean_transport import LeanConsumer, LeanConsumerThread, LeanTransport
 
 __all__ = ["TANSU_FETCH_MAX_WAIT_MS", "TansuTransport", "fetch_highwaters"]
 
@@ -112,7 +112,7 @@ async def _leave_group(coordinator: GroupCoordinator) -> None:
     coordinator.reset_generation()
 
 
-class _TansuConsumerThread(faust_aiokafka.AIOKafkaConsumerThread):
+class _TansuConsumerThread(LeanConsumerThread):
     def _create_worker_consumer(self, transport: faust_aiokafka.Transport) -> AIOKafkaConsumer:
         consumer = super()._create_worker_consumer(transport)
         # Faust passes a fixed fetch_max_wait_ms=1500; aiokafka reads it when the consumer starts.

@@ -5,11 +5,13 @@ from __future__ import annotations
 import asyncio
 import functools
 from collections.abc import Callable, Coroutine
-from typing import Any
+from types import SimpleNamespace
+from typing import Any, cast
 
 import pytest
+from mode.utils.queues import FlowControlEvent, FlowControlQueue
 
-from stream.batches import take_batch
+from stream.batches import EventReader, take_batch
 
 pytestmark = pytest.mark.unit
 
@@ -71,3 +73,40 @@ async def test_a_batch_never_exceeds_its_size_and_leaves_the_rest_queued() -> No
     queue = _queue_with(*range(10))
     assert await take_batch(queue, 4, MAX_WAIT_S, downstream_idle=lambda: False) == [0, 1, 2, 3]
     assert queue.qsize() == 6
+
+
+class _Message:
+    def __init__(self, offset: int, generation_id: int) -> None:
+        self.offset, self.generation_id = offset, generation_id
+        self.topic, self.tracked, self.acked = "events", False, False
+
+
+class _Event:
+    def __init__(self, offset: int, generation_id: int) -> None:
+        self.message = _Message(offset, generation_id)
+
+
+@_in_event_loop
+async def test_events_queued_when_flow_resumes_are_kept_and_earlier_generations_dropped() -> None:
+    # Faust's own objects: a stream queue that flow control clears when it resumes.
+    flow_control = FlowControlEvent(initially_suspended=False)
+    queue: FlowControlQueue[_Event] = FlowControlQueue(flow_control=flow_control, clear_on_resume=True)
+    unacked: set[_Message] = set()
+    app = SimpleNamespace(
+        consumer=SimpleNamespace(unacked=unacked),
+        topics=SimpleNamespace(acking_topics={"events"}),
+        flow_control=flow_control,
+        consumer_generation_id=2,
+    )
+    reader = EventReader(
+        cast(Any, SimpleNamespace(channel=SimpleNamespace(queue=queue), app=app)), 10, 0.01, lambda: True
+    )
+    for offset, generation in [(7, 1), (8, 2), (9, 2)]:
+        queue.put_nowait(_Event(offset, generation))
+    flow_control.resume()  # as at the end of a table recovery, after the seek
+
+    batch = await asyncio.wait_for(reader.next_batch(), timeout=5)  # the events must still be there
+    assert batch is not None and [event.message.offset for event in batch.events] == [8, 9]
+    assert {message.offset for message in unacked} == {8, 9}  # tracked until acknowledged
+    reader.release_unacknowledged()
+    assert unacked == set()
