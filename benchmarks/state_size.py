@@ -54,7 +54,7 @@ def _build(path: Path, users: int, window_size: int, horizon_ms: int) -> None:
                         seq.event_ids, seq.items, seq.actions, seq.timestamps_ms, strict=True
                     )
                 ]
-                window = merge_events((), events, window_size, horizon_ms)
+                window = merge_events((), events, window_size, horizon_ms).window
                 out.write(orjson.dumps([f"{seq.user_id}.{copy}", encode_window(window).hex()]) + b"\n")
 
 

@@ -89,5 +89,7 @@ def sample_windows(supply: EventSupply, settings: Settings, history: int, count:
         event = parse_event(message.value, message.key, settings.max_event_bytes)
         arrivals[message.user_id].append(WindowEvent.of(event))
     size = settings.window_size
-    windows = {user_id: merge_events((), events, size, horizon_ms) for user_id, events in arrivals.items()}
+    windows = {
+        user_id: merge_events((), events, size, horizon_ms).window for user_id, events in arrivals.items()
+    }
     return [windows[message.user_id] for message in messages[-count:]]

@@ -12,7 +12,14 @@ import orjson
 from contract import ACTION_CODES, event_time_ms
 from stream.records import Event
 
-__all__ = ["MAX_CONTEXT_BYTES", "MAX_ID_CHARS", "REASONS", "InvalidEvent", "parse_event"]
+__all__ = [
+    "MAX_CONTEXT_BYTES",
+    "MAX_ID_CHARS",
+    "REASONS",
+    "InvalidEvent",
+    "escape_untrusted",
+    "parse_event",
+]
 
 MAX_ID_CHARS: Final = 128
 MAX_CONTEXT_BYTES: Final = 2048
@@ -21,6 +28,8 @@ _MIN_TS_MS: Final = 946_684_800_000
 _MAX_TS_MS: Final = 4_102_444_800_000
 _ID_FIELDS: Final = ("event_id", "user_id", "item_id")
 _KNOWN_FIELDS: Final = frozenset({*_ID_FIELDS, "action", "ts", "context"})
+#: Longest text from a message that reaches a log line or a dead-letter header.
+UNTRUSTED_TEXT_CHARS: Final = 200
 
 REASONS: Final = (
     "oversized",
@@ -34,6 +43,9 @@ REASONS: Final = (
     "bad_timestamp",
     "bad_context",
     "key_mismatch",
+    "future_timestamp",
+    "conflicting_duplicate",
+    "internal_error",
 )
 
 
@@ -41,13 +53,44 @@ class InvalidEvent(ValueError):
     """The message breaks the event contract; ``reason`` is one of :data:`REASONS`."""
 
     def __init__(self, reason: str, detail: str) -> None:
+        detail = escape_untrusted(detail)
         super().__init__(f"{reason}: {detail}")
         self.reason = reason
         self.detail = detail
 
 
-def parse_event(raw: bytes | None, key: bytes | None, max_bytes: int) -> Event:
-    """Validate ``raw`` (the message value) against the contract; ``key`` must be the user id."""
+def escape_untrusted(text: str, limit: int = UNTRUSTED_TEXT_CHARS) -> str:
+    """``text`` made safe for a log line or a header: at most ``limit`` characters, every
+    control, non-ASCII or unpaired surrogate character escaped (``\\n``, ``\\xe9``, ``\\ud800``)."""
+    escaped = text[:limit].encode("unicode_escape").decode("ascii")
+    return escaped[:limit] + "..." if len(text) > limit or len(escaped) > limit else escaped
+
+
+def parse_event(
+    raw: bytes | None, key: bytes | None, max_bytes: int, *, not_after_ms: int | None = None
+) -> Event:
+    """Validate ``raw`` (the message value) against the contract; ``key`` must be the user id.
+
+    ``not_after_ms`` is the latest acceptable event time (the record's broker timestamp plus the
+    allowed clock skew): a later event would take over its user's window. Any failure, expected
+    or not, is an :class:`InvalidEvent`, so one message can never stop the stream.
+    """
+    try:
+        event = _parse(raw, key, max_bytes)
+    except InvalidEvent:
+        raise
+    except Exception as exc:  # a defect met by one message must cost that message only
+        raise InvalidEvent("internal_error", f"{type(exc).__name__}: {exc}") from exc
+    if not_after_ms is not None and event.ts_ms > not_after_ms:
+        raise InvalidEvent(
+            "future_timestamp",
+            f"ts {event.ts_ms} ms is {event.ts_ms - not_after_ms} ms past the allowed skew ahead of "
+            "the record's timestamp",
+        )
+    return event
+
+
+def _parse(raw: bytes | None, key: bytes | None, max_bytes: int) -> Event:
     if raw is None:
         raise InvalidEvent("not_json", "empty message value")
     if len(raw) > max_bytes:
@@ -115,6 +158,10 @@ def _context(value: Any) -> dict[str, Any] | None:
         return None
     if not isinstance(value, dict):
         raise InvalidEvent("wrong_type", f"context must be an object, got {type(value).__name__}")
-    if len(orjson.dumps(value)) > MAX_CONTEXT_BYTES:
+    try:
+        size = len(orjson.dumps(value))
+    except TypeError as exc:  # nested deeper than orjson writes (about 255 levels)
+        raise InvalidEvent("bad_context", f"context cannot be re-encoded: {exc}") from None
+    if size > MAX_CONTEXT_BYTES:
         raise InvalidEvent("bad_context", f"context exceeds {MAX_CONTEXT_BYTES} bytes")
     return value

@@ -4,34 +4,51 @@ Pure functions over immutable tuples, so the semantics are testable without Kafk
 Events are ordered by (event time, event id) whatever their arrival order; a redelivered
 event id is ignored. Because eviction always drops the smallest (ts, id) keys, replaying
 any already-seen event leaves the window unchanged, even one that was evicted earlier.
+An event id the window holds with other content is not a redelivery but a conflict: the
+window keeps what it has and reports the newcomer (only while it holds the original: an
+evicted event's id is forgotten).
 """
 
 from __future__ import annotations
 
 import struct
 from collections.abc import Iterable
+from typing import NamedTuple
 
 from contract import ACTION_CODES
 from stream.records import Window, WindowEvent
 
-__all__ = ["decode_window", "encode_window", "merge_events"]
+__all__ = ["CorruptWindow", "Merged", "decode_window", "encode_window", "merge_events"]
 
 
-def merge_events(window: Window, events: Iterable[WindowEvent], size: int, horizon_ms: int) -> Window:
-    """Return the window after adding ``events``; ``window`` is left untouched."""
+class CorruptWindow(ValueError):
+    """A stored window value that does not decode."""
+
+
+class Merged(NamedTuple):
+    window: Window
+    conflicts: tuple[WindowEvent, ...]  # events whose id the window held with other content
+
+
+def merge_events(window: Window, events: Iterable[WindowEvent], size: int, horizon_ms: int) -> Merged:
+    """The window after adding ``events`` (``window`` is left untouched), and the events
+    refused as conflicting duplicates."""
     by_id = {event.event_id: event for event in window}
+    conflicts = []
     for event in events:
-        by_id.setdefault(event.event_id, event)
+        held = by_id.setdefault(event.event_id, event)
+        if held is not event and held != event:
+            conflicts.append(event)
     ordered = list(by_id.values())
     if len(ordered) > len(window) and not _in_order(ordered, len(window)):
         ordered.sort(key=_order)
     if not ordered:
-        return ()
+        return Merged((), tuple(conflicts))
     oldest_kept = ordered[-1].ts_ms - horizon_ms
     kept = ordered[-size:]
     if kept[0].ts_ms < oldest_kept:
         kept = [event for event in kept if event.ts_ms >= oldest_kept]
-    return tuple(kept)
+    return Merged(tuple(kept), tuple(conflicts))
 
 
 def _order(event: WindowEvent) -> tuple[int, str]:
@@ -82,11 +99,21 @@ def encode_window(window: Window) -> bytes:
 
 
 def decode_window(raw: bytes | None) -> Window:
+    """The window stored as ``raw``; :class:`CorruptWindow` if it is not one."""
+    try:
+        return _decode(raw)
+    except CorruptWindow:
+        raise
+    except (ValueError, struct.error, KeyError, IndexError) as exc:  # UnicodeDecodeError is a ValueError
+        raise CorruptWindow(f"corrupt window encoding: {exc}") from None
+
+
+def _decode(raw: bytes | None) -> Window:
     if not raw:
         return ()
     form, count, base = _HEADER.unpack_from(raw)
     if form not in (_FORMAT, _FORMAT_WIDE):
-        raise ValueError(f"unknown window encoding format {form}")
+        raise CorruptWindow(f"unknown window encoding format {form}")
     position = _HEADER.size
     actions = [_ACTION_OF_CODE[code] for code in raw[position : position + count]]
     position += count
@@ -94,7 +121,7 @@ def decode_window(raw: bytes | None) -> Window:
     position += struct.calcsize(f"<{count}{'Q' if form == _FORMAT_WIDE else 'I'}")
     texts = raw[position:].decode().split(_SEPARATOR)
     if len(texts) != 2 * count:
-        raise ValueError("corrupt window encoding: id count differs from event count")
+        raise CorruptWindow("corrupt window encoding: id count differs from event count")
     return tuple(
         map(WindowEvent, texts[:count], texts[count:], actions, [base + offset for offset in offsets])
     )

@@ -1,8 +1,10 @@
 import orjson
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from stream.records import Event
-from stream.validation import REASONS, InvalidEvent, parse_event
+from stream.validation import REASONS, InvalidEvent, escape_untrusted, parse_event
 
 pytestmark = pytest.mark.unit
 
@@ -62,3 +64,98 @@ def test_oversized_message_is_rejected_before_parsing() -> None:
 @pytest.mark.parametrize("key", [None, b"u2"])
 def test_key_must_be_the_user_id(key: bytes | None) -> None:
     assert reason_of(GOOD, key=key) == "key_mismatch"
+
+
+def nested(depth: int, open_: str, inner: str, close: str) -> bytes:
+    context = open_ * depth + inner + close * depth
+    return orjson.dumps(GOOD)[:-1] + b',"context":{"a":' + context.encode() + b"}}"
+
+
+@pytest.mark.parametrize(
+    ("raw", "key", "reason"),
+    [
+        (nested(300, "[", "", "]"), b"u1", "bad_context"),  # 600 bytes: orjson reads it, cannot write it
+        (nested(300, '{"k":', "1", "}"), b"u1", "bad_context"),
+        (None, None, "not_json"),
+        (b"", b"u1", "not_json"),
+        (orjson.dumps(GOOD), b"\xff\xfe", "key_mismatch"),  # a key that is not UTF-8
+        (
+            orjson.dumps(GOOD).replace(b"1700000000000", b"1" * 30),
+            b"u1",
+            "wrong_type",
+        ),  # beyond 64 bits: read as a float
+        (orjson.dumps(GOOD).replace(b"1700000000000", b"NaN"), b"u1", "not_json"),
+        (orjson.dumps(GOOD).replace(b"1700000000000", b"1.7e12"), b"u1", "wrong_type"),
+        (orjson.dumps(GOOD).replace(b'"i1"', b'"\\ud800"'), b"u1", "not_json"),  # lone surrogate
+    ],
+)
+def test_hostile_messages_get_a_reason_not_a_crash(raw: bytes | None, key: bytes | None, reason: str) -> None:
+    with pytest.raises(InvalidEvent) as caught:
+        parse_event(raw, key, 4096)
+    assert caught.value.reason == reason
+
+
+def test_an_unexpected_failure_becomes_an_internal_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    def broken(value: object) -> None:
+        raise RuntimeError("a defect")
+
+    monkeypatch.setattr("stream.validation._action", broken)
+    assert reason_of(GOOD) == "internal_error"
+
+
+def test_an_event_dated_past_the_allowed_skew_is_refused() -> None:
+    raw = orjson.dumps(GOOD)
+    assert parse_event(raw, b"u1", 4096, not_after_ms=GOOD["ts"]).ts_ms == GOOD["ts"]  # type: ignore[index]
+    with pytest.raises(InvalidEvent) as caught:
+        parse_event(raw, b"u1", 4096, not_after_ms=GOOD["ts"] - 1)  # type: ignore[operator]
+    assert caught.value.reason == "future_timestamp"
+
+
+def test_producer_text_in_a_reason_is_escaped_and_truncated() -> None:
+    with pytest.raises(InvalidEvent) as caught:
+        parse({**GOOD, "price\n\x1b[31mFAKE LOG LINE": 1, "x" * 500: 2})
+    detail = caught.value.detail
+    assert "\n" not in detail and "\x1b" not in detail and detail.isascii()
+    assert len(detail) <= 203 and detail.endswith("...")
+    assert escape_untrusted("caf\u00e9 \ud800") == "caf\\xe9 \\ud800"
+
+
+@settings(max_examples=300)
+@given(st.binary(max_size=600), st.one_of(st.none(), st.binary(max_size=20)))
+def test_any_bytes_parse_or_are_refused_with_a_known_reason(raw: bytes, key: bytes | None) -> None:
+    try:
+        parse_event(raw, key, 512, not_after_ms=GOOD["ts"])  # type: ignore[arg-type]
+    except InvalidEvent as error:
+        assert error.reason in REASONS
+
+
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=20),
+    lambda children: (
+        st.lists(children, max_size=3) | st.dictionaries(st.text(max_size=4), children, max_size=3)
+    ),
+    max_leaves=8,
+)
+
+
+@settings(max_examples=300, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    st.fixed_dictionaries(
+        {},
+        optional={
+            name: st.one_of(json_values, st.just(GOOD.get(name, "view")))
+            for name in ("event_id", "user_id", "item_id", "action", "ts", "context", "extra")
+        },
+    )
+)
+def test_any_document_parses_or_is_refused_with_a_known_reason(doc: dict[str, object]) -> None:
+    try:
+        raw = orjson.dumps(doc)
+    except TypeError:  # integers beyond 64 bits: no producer can send them through orjson either
+        return
+    try:
+        event = parse_event(raw, orjson.dumps(doc.get("user_id"))[1:-1], 4096)
+    except InvalidEvent as error:
+        assert error.reason in REASONS
+        return
+    assert event.user_id == doc["user_id"] and event.action in {"view", "click", "add_to_cart", "purchase"}
