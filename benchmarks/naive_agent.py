@@ -46,10 +46,10 @@ def naive_agent(parts: StreamApp, settings: Settings) -> Callable[[StreamT], Awa
                 continue
             window = merge_events(
                 parts.windows.get(event.user_id), [WindowEvent.of(event)], settings.window_size, horizon_ms
-            )
+            ).window
             parts.windows.put(event.user_id, window, source)
             [record] = build_recommendations(
-                [UserUpdate(event.user_id, event.event_id, window)],
+                [UserUpdate(event.user_id, event.event_id, window, message.partition, message.offset)],
                 await parts.scorer.score([window]),
                 model_name=settings.triton_model_name,
                 top_k=settings.published_top_k,
@@ -68,4 +68,4 @@ if __name__ == "__main__":
     settings = load_settings()
     parts = prepare_worker(settings)
     parts.attach_agent(naive_agent(parts, settings))
-    run_app(parts.app, loglevel)
+    run_app(parts, loglevel)

@@ -21,6 +21,7 @@ __all__ = [
     "EXIT_INTERRUPTED",
     "EXIT_MODEL_FAILED",
     "EXIT_OK",
+    "EXIT_STREAM_FAILED",
     "EXIT_UNREACHABLE",
     "EXIT_USAGE",
     "InputFileError",
@@ -35,6 +36,7 @@ EXIT_USAGE: Final = 2  # bad arguments or settings (argparse uses 2 as well)
 EXIT_UNREACHABLE: Final = 3  # the broker or Triton cannot be reached, or an embedded one fails to start
 EXIT_BAD_INPUT: Final = 4  # an input file is missing or malformed
 EXIT_MODEL_FAILED: Final = 5  # training, export or the demo's model bootstrap failed
+EXIT_STREAM_FAILED: Final = 6  # a worker stopped because a batch failed; a restart re-reads it
 EXIT_INTERRUPTED: Final = 130  # Ctrl-C
 
 _KAFKA_HINT: Final = "\n(check NEXTACTION_KAFKA_BOOTSTRAP, and that the brokers are up)"
@@ -55,6 +57,7 @@ _EXPECTED_FAILURES: Final = (
     ("tools.demo_model", "ModelBootstrapError", EXIT_MODEL_FAILED, ""),
     ("serving.checkpoint", "CheckpointError", EXIT_MODEL_FAILED, ""),
     ("serving.export", "ExportError", EXIT_MODEL_FAILED, ""),
+    ("stream.failure", "WorkerFailed", EXIT_STREAM_FAILED, ""),
 )
 # Libraries of the [model] extra, which a worker-only install lacks.
 _MODEL_LIBRARIES: Final = frozenset(
@@ -111,7 +114,8 @@ def build_parser() -> argparse.ArgumentParser:
         description="Real-time next-action recommendations with explanations.",
         epilog=f"Exit codes: {EXIT_OK} done, 1 unexpected error, {EXIT_USAGE} bad arguments or settings, "
         f"{EXIT_UNREACHABLE} broker or Triton unreachable, {EXIT_BAD_INPUT} bad input file, "
-        f"{EXIT_MODEL_FAILED} training or export failed, {EXIT_INTERRUPTED} interrupted.",
+        f"{EXIT_MODEL_FAILED} training or export failed, {EXIT_STREAM_FAILED} a worker's batch failed "
+        f"(restart it), {EXIT_INTERRUPTED} interrupted.",
     )
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     _stream_commands(commands)

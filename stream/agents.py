@@ -21,11 +21,12 @@ from faust.types import EventT, StreamT
 
 from stream.app import StreamApp
 from stream.batches import EventBatch, EventReader
-from stream.inference import score_until_answered
 from stream.outputs import Delivery
 from stream.recommendations import build_recommendations
 from stream.records import UserUpdate, WindowEvent
+from stream.sampled_log import SampledLog
 from stream.settings import Settings
+from stream.triton_retries import score_until_answered
 from stream.validation import InvalidEvent, parse_event
 from stream.window import merge_events
 
@@ -51,15 +52,31 @@ class RecommendAgent:
         self._parts = parts
         self._settings = settings
         self._horizon_ms = int(settings.window_horizon_s * 1000)
+        self._max_ahead_ms = int(settings.max_event_ahead_s * 1000)
+        self._dead_letter_log = SampledLog(log)
+        self._failed = False
+        self._reader: EventReader | None = None
         self._short_versions: set[str] = set()  # versions known to serve fewer items than published
 
     def attach(self) -> None:
         self._parts.attach_agent(self.run)
 
     async def run(self, stream: StreamT) -> None:
-        await self._parts.scorer.start(self._settings.triton_ready_timeout_s)
+        """Process batches until the stream ends. A failure stops the worker (see
+        :mod:`stream.failure`) with the failed batch and those after it unacknowledged, as soon
+        as it happens, not when the next batch arrives."""
+        self._parts.metrics.agent_starts.inc()
         in_flight: deque[asyncio.Future[None]] = deque()
-        reader = EventReader(
+        try:
+            await self._process(stream, in_flight)
+        except Exception as exc:
+            for pending in in_flight:
+                pending.cancel()
+            self._fail(exc)
+
+    async def _process(self, stream: StreamT, in_flight: deque[asyncio.Future[None]]) -> None:
+        await self._parts.scorer.start(self._settings.triton_ready_timeout_s)
+        self._reader = reader = EventReader(
             stream,
             self._settings.batch_max_events,
             self._settings.batch_max_wait_ms / 1000,
@@ -68,46 +85,97 @@ class RecommendAgent:
         while taken := await reader.next_batch():
             batch = await self.prepare(taken)
             previous = in_flight[-1] if in_flight else None
-            in_flight.append(asyncio.ensure_future(self.complete(batch, previous)))
+            completion = asyncio.ensure_future(self.complete(batch, previous))
+            completion.add_done_callback(self._fail_if_failed)
+            in_flight.append(completion)
             while in_flight and (in_flight[0].done() or len(in_flight) > self._settings.pipeline_depth):
                 await in_flight.popleft()
-        for pending in in_flight:
-            await pending
+        while in_flight:
+            await in_flight.popleft()
+
+    def _fail_if_failed(self, completion: asyncio.Future[None]) -> None:
+        if not completion.cancelled() and (error := completion.exception()) is not None:
+            self._fail(error)
+
+    def _fail(self, error: BaseException) -> None:
+        """Once per agent: later batches fail with the same error, awaiting this one."""
+        if not self._failed:
+            self._failed = True
+            self._parts.metrics.batch_failures.inc()
+            if self._reader is not None:
+                self._reader.release_unacknowledged()
+            self._parts.failure.stop_worker(error)
 
     async def prepare(self, taken: EventBatch) -> PreparedBatch:
         """Validate, dead-letter the invalid events and update the windows, in batch order."""
         parts = self._parts
         parts.metrics.events_consumed.inc(len(taken))
         batch = PreparedBatch(taken)
-        arrivals: dict[str, list[WindowEvent]] = {}
-        newest: dict[str, EventT] = {}  # user -> the source of the user's newest event
-        triggers: dict[str, str] = {}  # user -> that event's id
+        arrivals: dict[str, list[tuple[WindowEvent, EventT]]] = {}
         for source in taken.events:
+            message = source.message
             try:
-                event = parse_event(source.value, source.message.key, self._settings.max_event_bytes)
+                event = parse_event(
+                    source.value,
+                    message.key,
+                    self._settings.max_event_bytes,
+                    not_after_ms=self._latest_event_time_ms(message.timestamp),
+                )
             except InvalidEvent as error:
-                parts.metrics.events_invalid.labels(reason=error.reason).inc()
-                log.info("dead-lettered offset %s: %s", source.message.offset, error)
-                batch.deliveries.append(await parts.outputs.dead_letter(source, error))
+                await self._dead_letter(batch, source, error)
                 continue
-            batch.valid.append(source)
-            arrivals.setdefault(event.user_id, []).append(WindowEvent.of(event))
-            newest[event.user_id] = source
-            triggers[event.user_id] = event.event_id
+            arrivals.setdefault(event.user_id, []).append((WindowEvent.of(event), source))
 
         for user_id, arrived in arrivals.items():
             before = parts.windows.get(user_id)
-            after = merge_events(before, arrived, self._settings.window_size, self._horizon_ms)
+            after, conflicts = merge_events(
+                before, [arrival for arrival, _ in arrived], self._settings.window_size, self._horizon_ms
+            )
+            accepted = []
+            for arrival, source in arrived:
+                if any(arrival is conflict for conflict in conflicts):
+                    conflict = InvalidEvent(
+                        "conflicting_duplicate", f"event_id {arrival.event_id} was seen with other content"
+                    )
+                    await self._dead_letter(batch, source, conflict)
+                else:
+                    accepted.append((arrival, source))
+            if not accepted:
+                continue
+            trigger, newest = accepted[-1]  # the user's newest event of the batch, by offset
             if after != before:
-                parts.windows.put(user_id, after, newest[user_id])
-            batch.updates.append(UserUpdate(user_id, triggers[user_id], after))
+                parts.windows.put(user_id, after, newest)
+            batch.valid.extend(source for _, source in accepted)
+            batch.updates.append(
+                UserUpdate(user_id, trigger.event_id, after, newest.message.partition, newest.message.offset)
+            )
         return batch
+
+    def _latest_event_time_ms(self, record_timestamp_s: float | None) -> int | None:
+        """The latest event time accepted in a record of this timestamp (none without one)."""
+        if not record_timestamp_s or record_timestamp_s <= 0:
+            return None
+        return int(record_timestamp_s * 1000) + self._max_ahead_ms
+
+    async def _dead_letter(self, batch: PreparedBatch, source: EventT, error: InvalidEvent) -> None:
+        message = source.message
+        self._parts.metrics.events_invalid.labels(reason=error.reason).inc()
+        self._dead_letter_log.warning(
+            "dead-lettered %s[%s]@%s: %s", message.topic, message.partition, message.offset, error
+        )
+        batch.deliveries.append(await self._parts.outputs.dead_letter(source, error))
 
     async def complete(self, batch: PreparedBatch, previous: asyncio.Future[None] | None) -> None:
         """Score, publish after the previous batch, wait for delivery, acknowledge."""
         parts = self._parts
         windows = [update.window for update in batch.updates]
-        scored = await score_until_answered(parts.scorer, windows, parts.metrics) if windows else None
+        scored = (
+            await score_until_answered(
+                parts.scorer, windows, parts.metrics, self._settings.triton_refusal_limit_s
+            )
+            if windows
+            else None
+        )
         if previous is not None:
             await asyncio.shield(previous)  # its errors are raised where it is awaited in turn
         if scored is not None:

@@ -5,13 +5,14 @@ from __future__ import annotations
 
 import ssl
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import faust
 from faust.types import TP, StreamT
 from mode import BaseSignalT
 
+from stream.failure import FailFast
 from stream.inference import TritonScorer
 from stream.metrics import StreamMetrics
 from stream.outputs import OutputPublisher
@@ -35,6 +36,7 @@ class StreamApp:
     scorer: TritonScorer
     outputs: OutputPublisher
     metrics: StreamMetrics
+    failure: FailFast = field(default_factory=FailFast)
 
     def attach_agent(self, run: Callable[[StreamT], Awaitable[None]]) -> None:
         """Make ``run`` the app's one agent over the events topic."""
@@ -76,7 +78,7 @@ def create_app(settings: Settings, metrics: StreamMetrics) -> StreamApp:
     return StreamApp(
         app=app,
         topics=declare_topics(app, settings),
-        windows=WindowStore(declare_windows(app, settings)),
+        windows=WindowStore(declare_windows(app, settings), metrics),
         scorer=scorer,
         outputs=OutputPublisher(app, settings),
         metrics=metrics,

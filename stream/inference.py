@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import itertools
 import logging
-import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Final
@@ -28,26 +27,27 @@ from contract import (
     TOP_SCORES,
     WINDOW_ACTIONS,
 )
-from stream.metrics import StreamMetrics
 from stream.records import Window
 from stream.triton_codec import decode_strings, encode_windows
 
 __all__ = [
+    "MALFORMED_RESPONSE",
     "VERSION_CHANGED",
     "ModelShape",
     "ScoredBatch",
     "TritonScorer",
     "TritonUnavailable",
     "check_model_ready",
-    "score_until_answered",
+    "checked_response",
     "split_requests",
 ]
 
 log = logging.getLogger(__name__)
 
-_MAX_RETRY_DELAY_S: Final = 5.0
 #: Status of the retryable error raised when a roll-out splits one batch between versions.
 VERSION_CHANGED: Final = "VERSION_CHANGED"
+#: Status of the error raised for a response that does not fit its request.
+MALFORMED_RESPONSE: Final = "MALFORMED_RESPONSE"
 
 
 class TritonUnavailable(RuntimeError):
@@ -124,6 +124,7 @@ class TritonScorer:
         self._slots = asyncio.Semaphore(max_in_flight)
         self._client: grpcclient.InferenceServerClient | None = None
         self.shape: ModelShape | None = None
+        self._version: str | None = None  # the version whose configuration ``shape`` reflects
 
     async def start(self, ready_timeout_s: float = 60.0) -> ModelShape:
         self._client = grpcclient.InferenceServerClient(self._url)
@@ -141,7 +142,13 @@ class TritonScorer:
                     "model repository holds an exported version (nextaction train/export)"
                 )
             await asyncio.sleep(0.5)
+        return await self.refresh_shape()
+
+    async def refresh_shape(self) -> ModelShape:
+        """Read the served model's window length, top-k and batching again (a roll-out may
+        have changed them)."""
         self.shape = await self._read_shape()
+        log.info("model %s: %s", self._model_name, self.shape)
         return self.shape
 
     async def _read_shape(self) -> ModelShape:
@@ -175,7 +182,12 @@ class TritonScorer:
                 msg=f"the batch's requests were answered by several model versions {sorted(served)}",
                 status=VERSION_CHANGED,
             )
-        return ScoredBatch.concatenate(parts)
+        scored = ScoredBatch.concatenate(parts)
+        if scored.model_version != self._version:
+            if self._version is not None:
+                await self.refresh_shape()  # for the next batch: this one was answered in full
+            self._version = scored.model_version
+        return scored
 
     async def _score_chunk(self, windows: Sequence[Window]) -> ScoredBatch:
         assert self._client is not None and self.shape is not None
@@ -195,19 +207,38 @@ class TritonScorer:
                 self._model_name, inputs, outputs=outputs, client_timeout=self._timeout_s
             )
         response = result.get_response()
-        top_items = decode_strings(_raw_output(response, TOP_ITEMS.name))
-        scores = result.as_numpy(TOP_SCORES.name)
-        attributions = result.as_numpy(ATTRIBUTIONS.name)
-        assert scores is not None and attributions is not None
-        # The response's own shape, not the one read at start: a version rolled out since may
-        # serve another number of items, and rows must never run into the next user's.
-        top_k = scores.shape[1]
-        return ScoredBatch(
-            model_version=response.model_version,
-            items=[top_items[row * top_k : (row + 1) * top_k] for row in range(len(windows))],
-            scores=scores,
-            attributions=attributions,
+        return checked_response(
+            len(windows),
+            response.model_version,
+            decode_strings(_raw_output(response, TOP_ITEMS.name)),
+            result.as_numpy(TOP_SCORES.name),
+            result.as_numpy(ATTRIBUTIONS.name),
         )
+
+
+def checked_response(
+    rows: int, version: str, top_items: list[str], scores: np.ndarray | None, attributions: np.ndarray | None
+) -> ScoredBatch:
+    """The response to a request of ``rows`` windows, split into rows by the response's own
+    top-k (a version rolled out since the start may serve another number of items); anything
+    that does not fit the request is refused, so a row can never hold another user's items."""
+    if scores is None or attributions is None or scores.ndim != 2 or attributions.ndim != 3:
+        raise InferenceServerException(
+            msg="the response lacks scores or attributions", status=MALFORMED_RESPONSE
+        )
+    top_k = scores.shape[1]
+    if scores.shape[0] != rows or attributions.shape[:2] != (rows, top_k) or len(top_items) != rows * top_k:
+        raise InferenceServerException(
+            msg=f"a response for {rows} windows has scores {scores.shape}, attributions "
+            f"{attributions.shape} and {len(top_items)} items",
+            status=MALFORMED_RESPONSE,
+        )
+    return ScoredBatch(
+        model_version=version,
+        items=[top_items[row * top_k : (row + 1) * top_k] for row in range(rows)],
+        scores=scores,
+        attributions=attributions,
+    )
 
 
 def split_requests(windows: Sequence[Window], max_batch_size: int, instances: int) -> list[Sequence[Window]]:
@@ -225,28 +256,7 @@ def _raw_output(response: Any, name: str) -> bytes:
     for output, raw in zip(response.outputs, response.raw_output_contents, strict=True):
         if output.name == name:
             return bytes(raw)
-    raise TritonUnavailable(f"the model's response has no output {name!r}")
-
-
-async def score_until_answered(
-    scorer: TritonScorer, windows: Sequence[Window], metrics: StreamMetrics
-) -> ScoredBatch:
-    """Retry with back-off until Triton answers: the caller's events are unacknowledged, so
-    waiting loses nothing."""
-    delay = 0.1
-    while True:
-        started = time.perf_counter()
-        try:
-            scored = await scorer.score(windows)
-        except InferenceServerException as exc:
-            metrics.triton_errors.labels(status=exc.status() or "unknown").inc()
-            log.error("Triton call failed (%s); retrying in %.1fs", exc, delay)
-            await asyncio.sleep(delay)
-            delay = min(delay * 2, _MAX_RETRY_DELAY_S)
-            continue
-        metrics.inference_latency.observe(time.perf_counter() - started)
-        metrics.inference_batch_size.observe(len(windows))
-        return scored
+    raise InferenceServerException(msg=f"the response has no output {name!r}", status=MALFORMED_RESPONSE)
 
 
 def check_model_ready(url: str, model_name: str, timeout_s: float) -> ModelShape:

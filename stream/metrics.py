@@ -27,6 +27,9 @@ class StreamMetrics:
     event_to_publication: Histogram
     triton_errors: Counter
     assigned_partitions: Gauge
+    agent_starts: Counter
+    batch_failures: Counter
+    windows_reset: Counter
 
     @classmethod
     def create(cls, registry: CollectorRegistry | None = None) -> StreamMetrics:
@@ -79,6 +82,21 @@ class StreamMetrics:
             assigned_partitions=Gauge(
                 "nextaction_assigned_partitions",
                 "Input-topic partitions this worker owns (0 until it joins its consumer group)",
+                registry=registry,
+            ),
+            agent_starts=Counter(
+                "nextaction_agent_starts",
+                "Times the agent started in this process (more than 1 means Faust restarted it)",
+                registry=registry,
+            ),
+            batch_failures=Counter(
+                "nextaction_batch_failures",
+                "Batches that failed; each stops the worker, whose restart reads the batch again",
+                registry=registry,
+            ),
+            windows_reset=Counter(
+                "nextaction_windows_reset",
+                "Stored windows that did not decode and were started afresh",
                 registry=registry,
             ),
         )

@@ -35,6 +35,12 @@ def build_recommendations(
             "generated_at_ms": now_ms,
             "model_name": model_name,
             "model_version": scored.model_version,
+            "watermark": {
+                "event_ts_ms": update.window[-1].ts_ms,
+                "event_id": update.window[-1].event_id,
+                "source_partition": update.source_partition,
+                "source_offset": update.source_offset,
+            },
             "items": [
                 {"item_id": item_id, "rank": rank, "score": score, "explanation": explanation}
                 for rank, (item_id, score, explanation) in enumerate(

@@ -18,6 +18,7 @@ __all__ = [
     "Recommendation",
     "RecommendedItem",
     "UserUpdate",
+    "Watermark",
     "Window",
     "WindowEvent",
     "recommendation_id",
@@ -59,11 +60,13 @@ Window = tuple[WindowEvent, ...]
 @dataclass(frozen=True, slots=True)
 class UserUpdate:
     """A user whose events arrived in a batch: the window to score, and the user's newest event
-    of the batch, which triggers the recommendation."""
+    of the batch (by offset), which triggers the recommendation, with its input coordinates."""
 
     user_id: str
     trigger_event_id: str
     window: Window
+    source_partition: int
+    source_offset: int
 
 
 # The output record is built as plain dicts (TypedDicts): the stream builds one per user per
@@ -92,6 +95,17 @@ class RecommendedItem(TypedDict):
     explanation: Explanation
 
 
+class Watermark(TypedDict):
+    """How far into the user's history a record has seen, for consumers that drop stale or
+    replayed records: the window's newest event (by event time, then id) and the input record
+    that triggered it."""
+
+    event_ts_ms: int
+    event_id: str
+    source_partition: int
+    source_offset: int
+
+
 class Recommendation(TypedDict):
     """One output record (topic ``recommendations``, keyed by ``user_id``)."""
 
@@ -101,6 +115,7 @@ class Recommendation(TypedDict):
     generated_at_ms: int
     model_name: str
     model_version: str
+    watermark: Watermark
     items: list[RecommendedItem]
 
 

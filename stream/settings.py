@@ -57,6 +57,12 @@ class Settings(BaseSettings):
     batch_max_wait_ms: int = Field(20, ge=1, le=60_000, description="freshness bound of batching")
     pipeline_depth: int = Field(2, ge=1, le=64, description="batches scored or published at once")
     max_event_bytes: int = Field(4096, ge=256, le=1_048_576)
+    max_event_ahead_s: float = Field(
+        300.0, ge=0, description="events dated further ahead of their record's timestamp are dead-lettered"
+    )
+    dead_letter_max_copy_bytes: int = Field(
+        900_000, ge=0, le=950_000, description="larger originals are dead-lettered without their bytes"
+    )
     table_store: str = Field("memory://", pattern="^(memory|rocksdb)://")
     data_dir: Path = Path(".nextaction/worker")
     broker_session_timeout_s: float = Field(6.0, gt=0)
@@ -67,6 +73,9 @@ class Settings(BaseSettings):
     triton_timeout_s: float = Field(10.0, gt=0)
     triton_max_in_flight: int = Field(4, ge=1, le=256)
     triton_ready_timeout_s: float = Field(60.0, gt=0, description="how long start-up waits for the model")
+    triton_refusal_limit_s: float = Field(
+        30.0, ge=0, description="how long refused requests are retried before the batch fails"
+    )
 
     # --- embedded servers (demo, tests, `nextaction worker --embedded`) ---
     model_repository: Path = Path("model_repository")

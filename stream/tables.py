@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import weakref
 from collections.abc import Callable
 
@@ -9,11 +10,14 @@ import faust
 from faust.streams import _current_event
 from faust.types import EventT, TableT
 
+from stream.metrics import StreamMetrics
 from stream.records import Window
 from stream.settings import Settings
-from stream.window import decode_window, encode_window
+from stream.window import CorruptWindow, decode_window, encode_window
 
 __all__ = ["WindowStore", "declare_windows"]
+
+log = logging.getLogger(__name__)
 
 
 def declare_windows(app: faust.App, settings: Settings) -> TableT:
@@ -31,11 +35,19 @@ def declare_windows(app: faust.App, settings: Settings) -> TableT:
 class WindowStore:
     """Typed access to the windows table from inside a batch."""
 
-    def __init__(self, table: TableT) -> None:
+    def __init__(self, table: TableT, metrics: StreamMetrics) -> None:
         self._table = table
+        self._metrics = metrics
 
     def get(self, user_id: str) -> Window:
-        return decode_window(self._table.get(user_id.encode()))
+        """The user's window; an empty one, counted and logged, if the stored value is corrupt
+        (one user's history is lost rather than the stream stopped on every restart)."""
+        try:
+            return decode_window(self._table.get(user_id.encode()))
+        except CorruptWindow as exc:
+            self._metrics.windows_reset.inc()
+            log.error("window of user %r started afresh: %s", user_id, exc)
+            return ()
 
     def put(self, user_id: str, window: Window, source: EventT) -> None:
         # Faust sends a table write to the changelog partition of the "current event". Inside

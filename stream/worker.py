@@ -32,7 +32,7 @@ def run_worker(settings: Settings, loglevel: str = "info") -> None:
     """The production worker: runs until SIGTERM, finishing its batch in flight."""
     parts = prepare_worker(settings)
     RecommendAgent(parts, settings).attach()
-    run_app(parts.app, loglevel)
+    run_app(parts, loglevel)
 
 
 def prepare_worker(settings: Settings) -> StreamApp:
@@ -70,8 +70,13 @@ def prepare_worker(settings: Settings) -> StreamApp:
     return create_app(settings, metrics)
 
 
-def run_app(app: faust.App, loglevel: str) -> None:
-    """Run the app as a Faust worker in this process until it is stopped."""
-    worker = faust.Worker(app, loglevel=loglevel, quiet=True)
+def run_app(parts: StreamApp, loglevel: str) -> None:
+    """Run the app as a Faust worker in this process until it is stopped; WorkerFailed if it
+    stopped because a batch failed."""
+    worker = faust.Worker(parts.app, loglevel=loglevel, quiet=True)
     worker.spinner = None  # a terminal spinner only garbles logs collected by a supervisor
-    worker.execute_from_commandline()
+    try:
+        worker.execute_from_commandline()
+    except SystemExit:
+        parts.failure.raise_if_failed()
+        raise

@@ -26,13 +26,15 @@ def has_version(repository: Path, model_name: str) -> bool:
     return model_dir.is_dir() and any(p.name.isdigit() for p in model_dir.iterdir())
 
 
-def ensure_model(repository: Path, model_name: str) -> None:
-    """Train and export a small model on synthetic data unless a version is already there."""
+def ensure_model(repository: Path, model_name: str, checkpoint: Path | None = None) -> None:
+    """Train and export a small model on synthetic data unless a version is already there;
+    the training checkpoint is kept at ``checkpoint`` if given (to export other versions)."""
     if has_version(repository, model_name):
         return
     print(f"[model] no model in {repository / model_name}: training a small one on synthetic data")
     with tempfile.TemporaryDirectory(prefix="nextaction-train-") as tmp:
-        data, checkpoint = Path(tmp) / "events.jsonl", Path(tmp) / "checkpoint"
+        data = Path(tmp) / "events.jsonl"
+        checkpoint = checkpoint or Path(tmp) / "checkpoint"
         steps = {
             "generate": ["--out", str(data), "--seed", "0"],
             "train": ["--data", str(data), "--out", str(checkpoint), "--time-budget", str(_TRAINING_MINUTES)],

@@ -28,6 +28,15 @@ class WorkerExited(RuntimeError):
     """The worker process ended while it was being waited for; the message has its log tail."""
 
 
+# What a failed wait reports of the worker's progress.
+_PROGRESS_METRICS = (
+    "nextaction_assigned_partitions",
+    "nextaction_events_consumed_total",
+    "nextaction_events_acknowledged_total",
+    "nextaction_batch_failures_total",
+)
+
+
 class WorkerProcess(StartStop):
     """``python -m <module> worker [arguments]`` with the environment's settings plus
     ``overrides`` (setting name -> value); its output goes to ``log_path``.
@@ -114,11 +123,14 @@ class WorkerProcess(StartStop):
         """Scrape until ``condition(values)`` holds. An endpoint that does not answer yet
         satisfies nothing: the worker is still starting."""
 
+        last: dict[str, float] = {}
+
         def satisfied() -> dict[str, float] | None:
             try:
                 values = self.metrics()
             except OSError:
                 return None
+            last.update(values)
             return values if condition(values) else None
 
         try:
@@ -126,7 +138,12 @@ class WorkerProcess(StartStop):
                 satisfied, timeout_s=timeout_s, what=what, interval_s=0.2, check=self._check_running
             )
         except TimeoutError as exc:
-            raise TimeoutError(f"{exc}\n{self.log_tail()}") from None
+            progress = ", ".join(
+                f"{name.removeprefix('nextaction_')} {last[name]:g}"
+                for name in _PROGRESS_METRICS
+                if name in last
+            )
+            raise TimeoutError(f"{exc} (last seen: {progress or 'no metrics'})\n{self.log_tail()}") from None
 
     def _check_running(self) -> None:
         returncode = self._require_started().poll()

@@ -24,10 +24,17 @@ _names = itertools.count()
 
 @pytest.fixture(scope="session")
 def model_repository(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A repository with one model trained and exported on synthetic data (the demo's path)."""
+    """A repository with one model trained and exported on synthetic data (the demo's path);
+    its training checkpoint is kept beside it, in ``checkpoint``."""
     repository = tmp_path_factory.mktemp("model_repository")
-    ensure_model(repository, "nextaction")
+    ensure_model(repository, "nextaction", checkpoint=repository.parent / "checkpoint")
     return repository
+
+
+@pytest.fixture(scope="session")
+def model_checkpoint(model_repository: Path) -> Path:
+    """The checkpoint of the model in ``model_repository``, to export other versions from."""
+    return model_repository.parent / "checkpoint"
 
 
 @dataclass
@@ -68,10 +75,11 @@ class PipelineWorker:
 def worker_factory(
     kafka_broker: str, triton_server: EmbeddedTriton, tmp_path: Path
 ) -> Iterator[Callable[..., PipelineWorker]]:
-    """``worker_factory(name=None)``: a worker on fresh topics; same name = same group and topics."""
+    """``worker_factory(name=None, module="cli", **settings)``: a worker on fresh topics (same
+    name = same group and topics), run as ``python -m <module> worker``."""
     started: list[WorkerProcess] = []
 
-    def make(name: str | None = None) -> PipelineWorker:
+    def make(name: str | None = None, *, module: str = "cli", **settings_overrides: object) -> PipelineWorker:
         name = name or f"t{next(_names)}-{os.getpid()}"
         overrides = {
             "kafka_bootstrap": kafka_broker,
@@ -83,10 +91,11 @@ def worker_factory(
             "topic_dead_letter": f"{name}.events.dlq",
             "data_dir": tmp_path / f"{name}-{len(started)}",
             "batch_max_wait_ms": 30,
+            **settings_overrides,
         }
         settings = Settings(**overrides)
         ensure_topics(kafka_broker, settings)
-        process = WorkerProcess(overrides, tmp_path / f"{name}.log")
+        process = WorkerProcess(overrides, tmp_path / f"{name}.log", module=module)
         started.append(process)
         return PipelineWorker(settings, process)
 

@@ -7,6 +7,7 @@ import asyncio
 import functools
 from collections.abc import Callable, Coroutine, Sequence
 from dataclasses import dataclass, field
+from types import SimpleNamespace
 from typing import Any, cast
 
 import numpy as np
@@ -17,11 +18,19 @@ from tritonclient.utils import InferenceServerException
 from stream.agents import RecommendAgent
 from stream.app import StreamApp
 from stream.batches import EventBatch
-from stream.inference import VERSION_CHANGED, ModelShape, ScoredBatch, TritonScorer, score_until_answered
+from stream.inference import (
+    MALFORMED_RESPONSE,
+    VERSION_CHANGED,
+    ModelShape,
+    ScoredBatch,
+    TritonScorer,
+    checked_response,
+)
 from stream.metrics import StreamMetrics
 from stream.outputs import OutputPublisher
 from stream.records import Window
 from stream.settings import Settings
+from stream.triton_retries import score_until_answered
 
 pytestmark = pytest.mark.unit
 
@@ -37,7 +46,7 @@ def in_event_loop(scenario: Callable[[], Coroutine[Any, Any, None]]) -> Callable
     return test
 
 
-@dataclass
+@dataclass(eq=False)
 class Message:
     key: bytes | None
     value: bytes
@@ -45,6 +54,9 @@ class Message:
     topic: str = "events"
     partition: int = 0
     timestamp: float = TS / 1000
+    generation_id: int = 0
+    tracked: bool = False
+    acked: bool = False
 
 
 @dataclass
@@ -100,18 +112,34 @@ class Scorer:
         return ScoredBatch("7", items, scores, weights)
 
 
-def agent_with(producer: Producer) -> tuple[RecommendAgent, StreamMetrics, Windows]:
+class Failure:
+    """Records the worker stop that a failed batch asks for."""
+
+    def __init__(self) -> None:
+        self.reasons: list[BaseException] = []
+
+    def stop_worker(self, reason: BaseException) -> None:
+        self.reasons.append(reason)
+
+
+def agent_with(
+    producer: Producer,
+    scorer: object | None = None,
+    failure: Failure | None = None,
+    settings: Settings = SETTINGS,
+) -> tuple[RecommendAgent, StreamMetrics, Windows]:
     app = cast(Any, type("App", (), {"producer": producer})())
     metrics, windows = StreamMetrics.create(), Windows()
     parts = StreamApp(
         app=app,
         topics=cast(Any, None),
         windows=cast(Any, windows),
-        scorer=cast(Any, Scorer()),
-        outputs=OutputPublisher(app, SETTINGS),
+        scorer=cast(Any, scorer or Scorer()),
+        outputs=OutputPublisher(app, settings),
         metrics=metrics,
+        failure=cast(Any, failure or Failure()),
     )
-    return RecommendAgent(parts, SETTINGS), metrics, windows
+    return RecommendAgent(parts, settings), metrics, windows
 
 
 def events(docs: Sequence[dict[str, Any] | bytes], acked: list[int], start: int = 0) -> EventBatch:
@@ -222,6 +250,175 @@ async def test_a_batch_split_between_two_versions_by_a_roll_out_is_scored_again(
     assert split.value.status() == VERSION_CHANGED
     metrics = StreamMetrics.create()
     answers = iter(["1", "2", "2", "2"])
-    scored = await score_until_answered(scorer, [window, window], metrics)
+    scored = await score_until_answered(scorer, [window, window], metrics, refusal_limit_s=30)
     assert scored.model_version == "2" and len(scored) == 2
     assert metrics.triton_errors.labels(status=VERSION_CHANGED)._value.get() == 1
+
+
+async def run_batch(agent: RecommendAgent, producer: Producer, taken: EventBatch) -> None:
+    completing = asyncio.ensure_future(agent.complete(await agent.prepare(taken), None))
+    await asyncio.sleep(0.01)
+    producer.deliver()
+    await completing
+
+
+def dead_letters(producer: Producer) -> list[tuple[bytes | None, bytes | None, dict[str, bytes]]]:
+    return [
+        (key, value, dict(headers)) for topic, key, value, headers in producer.sent if topic == "events.dlq"
+    ]
+
+
+@in_event_loop
+async def test_hostile_messages_are_dead_lettered_with_their_coordinates_and_the_batch_goes_on() -> None:
+    producer, acked = Producer(), []
+    agent, metrics, windows = agent_with(producer)
+    deep = orjson.dumps(event("x", "ann", 0))[:-1] + b',"context":{"a":' + b"[" * 300 + b"]" * 300 + b"}}"
+    taken = events([event("a1", "ann", 1), deep, event("a2", "ann", 2)], acked)
+    taken.events[1].message.key = None
+    taken.events.append(Event(Message(None, cast(bytes, None), 3), acked))  # null key, null value
+    await run_batch(agent, producer, taken)
+
+    reasons = [
+        (key, value, headers["dlq.reason"], headers["dlq.source.offset"])
+        for key, value, headers in dead_letters(producer)
+    ]
+    assert reasons == [(None, deep, b"bad_context", b"1"), (None, b"", b"not_json", b"3")]
+    assert dead_letters(producer)[1][2]["dlq.omitted"] == b"the original had neither key nor value"
+    assert [e.event_id for e in windows["ann"]] == ["a1", "a2"]
+    assert sorted(acked) == [0, 1, 2, 3]
+    assert metrics.events_invalid.labels(reason="bad_context")._value.get() == 1
+
+
+@in_event_loop
+async def test_an_event_dated_ahead_of_its_record_cannot_take_over_the_window() -> None:
+    producer, acked = Producer(), []
+    agent, _, windows = agent_with(producer)
+    year_2096 = 4_000_000_000_000 - TS
+    await run_batch(
+        agent, producer, events([event("a1", "ann", 1), event("future", "ann", year_2096)], acked)
+    )
+    await run_batch(agent, producer, events([event("a2", "ann", 2)], acked, start=2))
+    assert [headers["dlq.reason"] for *_, headers in dead_letters(producer)] == [b"future_timestamp"]
+    assert [e.event_id for e in windows["ann"]] == ["a1", "a2"]
+
+
+@in_event_loop
+async def test_an_event_id_reused_with_other_content_is_dead_lettered() -> None:
+    producer, acked = Producer(), []
+    agent, _, windows = agent_with(producer)
+    first = event("a1", "ann", 1)
+    await run_batch(agent, producer, events([first], acked))
+    await run_batch(agent, producer, events([first, {**first, "item_id": "other"}], acked, start=1))
+    assert [headers["dlq.reason"] for *_, headers in dead_letters(producer)] == [b"conflicting_duplicate"]
+    assert [(e.event_id, e.item_id) for e in windows["ann"]] == [("a1", "i1")]
+    assert sorted(acked) == [0, 1, 2]
+
+
+@in_event_loop
+async def test_a_dead_letter_too_large_to_forward_goes_out_without_its_bytes() -> None:
+    producer, acked = Producer(), []
+    agent, _, _ = agent_with(
+        producer, settings=SETTINGS.model_copy(update={"dead_letter_max_copy_bytes": 100})
+    )
+    await run_batch(agent, producer, events([b"x" * 5000], acked))
+    [(key, value, headers)] = dead_letters(producer)
+    assert (key, value, headers["dlq.reason"]) == (None, b"", b"oversized")
+    assert b"5002 bytes" in headers["dlq.omitted"]
+
+
+class BrokenScorer(Scorer):
+    async def score(self, windows: Sequence[Window]) -> ScoredBatch:
+        raise RuntimeError("a defect in scoring")
+
+
+class Stream:
+    """What ``EventReader`` reads of an agent's stream: the channel's queue and the app."""
+
+    def __init__(self, batch: EventBatch) -> None:
+        self.channel = SimpleNamespace(queue=asyncio.Queue())
+        for queued in batch.events:
+            self.channel.queue.put_nowait(queued)
+        self.app = SimpleNamespace(
+            consumer=SimpleNamespace(unacked=set()),
+            topics=SimpleNamespace(acking_topics={"events"}),
+            flow_control=SimpleNamespace(is_active=lambda: True, _queues=set()),
+            consumer_generation_id=0,
+        )
+
+
+@in_event_loop
+async def test_a_failed_batch_stops_the_worker_at_once_without_acknowledging_anything() -> None:
+    producer, acked, failure = Producer(), [], Failure()
+    scorer = BrokenScorer()
+    scorer.start = lambda timeout: asyncio.sleep(0)  # type: ignore[attr-defined]
+    agent, metrics, _ = agent_with(producer, scorer=scorer, failure=failure)
+    stream = Stream(events([event("a1", "ann", 1), b"bad"], acked))
+    running = asyncio.ensure_future(agent.run(cast(Any, stream)))
+    for _ in range(100):  # no later event arrives: the failure must not wait for one
+        producer.deliver()
+        await asyncio.sleep(0.01)
+        if failure.reasons:
+            break
+    running.cancel()
+    assert [str(reason) for reason in failure.reasons] == ["a defect in scoring"]
+    assert acked == []
+    # Released, so that the shutdown does not wait for them; their offsets stay uncommitted.
+    assert stream.app.consumer.unacked == set()
+    assert metrics.batch_failures._value.get() == 1 and metrics.events_acknowledged._value.get() == 0
+
+
+def refusing_scorer(statuses: list[str]) -> tuple[TritonScorer, list[str]]:
+    """A scorer whose calls fail with ``statuses`` in turn, then answer; logs shape re-reads."""
+    scorer = TritonScorer("triton:8001", "nextaction", timeout_s=1, max_in_flight=1)
+    scorer.shape = ModelShape(window=50, served_top_k=3, max_batch_size=8)
+    calls: list[str] = []
+    pending = iter(statuses)
+
+    async def score(windows: Sequence[Window]) -> ScoredBatch:
+        calls.append("score")
+        status = next(pending, None)
+        if status is not None:
+            raise InferenceServerException(msg="no", status=status)
+        return ScoredBatch("1", [["x"] * 3], np.ones((1, 3), np.float32), np.zeros((1, 3, 50), np.float32))
+
+    async def refresh_shape() -> ModelShape:
+        calls.append("refresh")
+        return ModelShape(window=50, served_top_k=3, max_batch_size=8)
+
+    scorer.score = score  # type: ignore[method-assign]
+    scorer.refresh_shape = refresh_shape  # type: ignore[method-assign]
+    return scorer, calls
+
+
+@in_event_loop
+async def test_transient_failures_are_retried_and_refusals_re_read_the_models_shape() -> None:
+    scorer, calls = refusing_scorer(["StatusCode.UNAVAILABLE", "StatusCode.INVALID_ARGUMENT"])
+    scored = await score_until_answered(
+        scorer, [cast(Window, ())], StreamMetrics.create(), refusal_limit_s=30
+    )
+    assert len(scored) == 1
+    assert calls == ["score", "score", "refresh", "score"]
+
+
+@in_event_loop
+async def test_refusals_that_last_fail_the_batch_instead_of_stalling_the_stream() -> None:
+    scorer, calls = refusing_scorer(["StatusCode.INVALID_ARGUMENT"] * 100)
+    with pytest.raises(InferenceServerException):
+        await score_until_answered(scorer, [cast(Window, ())], StreamMetrics.create(), refusal_limit_s=0.5)
+    assert 2 <= calls.count("refresh") < 10
+
+
+def test_a_response_that_does_not_fit_its_request_is_refused() -> None:
+    items = ["a", "b", "c", "d"]
+    good = checked_response(2, "1", items, np.ones((2, 2), np.float32), np.zeros((2, 2, 5), np.float32))
+    assert good.items == [["a", "b"], ["c", "d"]]
+    for rows, scores, attributions, names in [
+        (3, (2, 2), (2, 2, 5), items),  # fewer rows than windows
+        (2, (2, 2), (2, 3, 5), items),  # attributions for another top-k
+        (2, (2, 3), (2, 3, 5), items),  # items for another top-k
+    ]:
+        with pytest.raises(InferenceServerException) as refused:
+            checked_response(
+                rows, "1", names, np.ones(scores, np.float32), np.zeros(attributions, np.float32)
+            )
+        assert refused.value.status() == MALFORMED_RESPONSE

@@ -32,7 +32,7 @@ def scored(items: list[str], attributions: list[list[float]]) -> ScoredBatch:
 def test_recommendation_record_carries_ranked_explained_items() -> None:
     attributions = [[0.0, 0.1, 0.9], [0.7, 0.3, 0.0], [0.0, 0.0, 0.0]]
     [rec] = build_recommendations(
-        [UserUpdate("u1", "e3", WINDOW)],
+        [UserUpdate("u1", "e3", WINDOW, 0, 7)],
         scored(["laces", "boots", "hats"], attributions),
         model_name="nextaction",
         top_k=2,
@@ -49,6 +49,12 @@ def test_recommendation_record_carries_ranked_explained_items() -> None:
 
     doc = orjson.loads(encode_recommendation(rec))
     assert doc["user_id"] == "u1" and doc["trigger_event_id"] == "e3"
+    assert doc["watermark"] == {
+        "event_ts_ms": 3_000,
+        "event_id": "e3",
+        "source_partition": 0,
+        "source_offset": 7,
+    }
     assert doc["items"][0]["explanation"]["events"][0] == {
         "event_id": "e3",
         "item_id": "laces",
@@ -61,7 +67,7 @@ def test_recommendation_record_carries_ranked_explained_items() -> None:
 def test_attributions_over_a_window_tail_map_to_the_newest_events() -> None:
     # The model saw only the last two events; weight 1.0 belongs to e3.
     [rec] = build_recommendations(
-        [UserUpdate("u1", "e3", WINDOW)], scored(["x"], [[0.0, 1.0]]), model_name="m", top_k=5, now_ms=0
+        [UserUpdate("u1", "e3", WINDOW, 0, 7)], scored(["x"], [[0.0, 1.0]]), model_name="m", top_k=5, now_ms=0
     )
     assert [e["event_id"] for e in rec["items"][0]["explanation"]["events"]] == ["e3"]
 
@@ -69,7 +75,7 @@ def test_attributions_over_a_window_tail_map_to_the_newest_events() -> None:
 def test_padding_columns_are_never_cited_and_equal_weights_cite_newer_first() -> None:
     # A model window of 5 over a 3-event window: two padding columns on the left.
     [rec] = build_recommendations(
-        [UserUpdate("u1", "e3", WINDOW)],
+        [UserUpdate("u1", "e3", WINDOW, 0, 7)],
         scored(["x"], [[0.5, 0.5, 0.0, 0.5, 0.5]]),
         model_name="m",
         top_k=1,

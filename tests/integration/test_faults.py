@@ -1,0 +1,92 @@
+"""Bad input and failures inside the worker, against the real broker and Triton: every message
+ends as a recommendation's event or a dead letter, and a failed batch is read again."""
+
+from __future__ import annotations
+
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pytest
+from kafka import KafkaConsumer, TopicPartition
+
+from serving.synthetic import SyntheticConfig, generate_events
+from tools.hostile import HOSTILE_KINDS, hostile_message
+from tools.replay import event_message
+
+pytestmark = pytest.mark.integration
+
+HERE = Path(__file__).parent
+
+
+def synthetic(users: int, seed: int) -> list[dict[str, Any]]:
+    return generate_events(SyntheticConfig(n_users=users, mean_events_per_user=12, seed=seed))
+
+
+def test_hostile_messages_are_dead_lettered_and_every_users_newest_event_is_recommended_on(
+    worker_factory,
+) -> None:
+    events = synthetic(users=30, seed=31)
+    messages = [event_message(event) for event in events]
+    expected = Counter()
+    for index, kind in enumerate(HOSTILE_KINDS * 2):  # spread over the stream, among valid events
+        hostile = hostile_message(kind, events[index * 7], f"hostile-{index}")
+        messages.insert(3 + index * 17, (hostile.key, hostile.value))
+        expected[hostile.reason] += 1
+    reused = {**events[40], "item_id": "not-what-it-was"}  # an event id sent again, other content
+    messages.append(event_message(reused))
+    expected["conflicting_duplicate"] += 1
+
+    worker = worker_factory().start()
+    worker.produce(messages)
+    metrics = worker.wait_acknowledged(len(messages))
+
+    dead = worker.read(worker.settings.topic_dead_letter)
+    assert Counter(dict(r.headers)["dlq.reason"].decode() for r in dead) == expected
+    for record in dead:
+        headers = dict(record.headers)
+        assert headers["dlq.source.topic"] == worker.settings.topic_events.encode()
+        assert int(headers["dlq.source.offset"]) >= 0 and headers["dlq.detail"].isascii()
+    records = [orjson.loads(r.value) for r in worker.read(worker.settings.topic_recommendations)]
+    triggers = {record["trigger_event_id"] for record in records}
+    newest = {event["user_id"]: event["event_id"] for event in events}
+    assert set(newest.values()) <= triggers
+    for record in records:  # windows never cite a refused event
+        cited = {e["event_id"] for item in record["items"] for e in item["explanation"]["events"]}
+        assert not any(event_id.startswith("hostile-") for event_id in cited)
+    assert metrics["nextaction_batch_failures_total"] == 0
+    assert metrics["nextaction_agent_starts_total"] == 1
+    assert worker.stop() == 0
+
+
+def test_a_failed_batch_stops_the_worker_and_its_restart_loses_nothing(
+    worker_factory, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("PYTHONPATH", str(HERE))
+    monkeypatch.setenv("FAULTY_WORKER_MARKER", str(tmp_path / "failed-once"))
+    events = synthetic(users=40, seed=37)
+    failing = worker_factory("failing", module="faulty_worker", batch_max_events=16).start()
+    failing.process.wait_assigned()
+    failing.produce([event_message(event) for event in events])
+    assert failing.process.process is not None
+    assert failing.process.process.wait(timeout=120) == 6  # EXIT_STREAM_FAILED
+    assert (tmp_path / "failed-once").exists()
+    assert "stopping the worker: a batch failed (RuntimeError: injected defect)" in failing.log.read_text()
+
+    consumer = KafkaConsumer(
+        bootstrap_servers=failing.settings.kafka_bootstrap, group_id="failing", enable_auto_commit=False
+    )
+    committed = consumer.committed(TopicPartition(failing.settings.topic_events, 0)) or 0
+    consumer.close()
+    # The first batch failed, so nothing was acknowledged: nothing may be committed either. The
+    # restart then starts over a full partition with a changelog to restore and no commit, the
+    # case where Faust used to drop the events fetched during its recovery.
+    assert committed == 0
+
+    restarted = worker_factory("failing", module="faulty_worker", batch_max_events=16).start()
+    restarted.wait_acknowledged(len(events))
+    records = restarted.read(restarted.settings.topic_recommendations)
+    newest = {event["user_id"]: event["event_id"] for event in events}
+    assert set(newest.values()) <= {orjson.loads(r.value)["trigger_event_id"] for r in records}
+    assert restarted.stop() == 0
