@@ -54,7 +54,8 @@ def create_app(settings: Settings, metrics: StreamMetrics) -> StreamApp:
         topic_partitions=settings.topic_partitions,
         broker_session_timeout=settings.broker_session_timeout_s,
         broker_heartbeat_interval=settings.broker_heartbeat_interval_s,
-        producer_acks=1,
+        producer_acks=-1 if settings.kafka_producer_acks == "all" else 1,
+        topic_replication_factor=settings.topic_replication_factor,
         # A record batch per partition is in flight at a time; with the default 16 KiB batches
         # a recommendation batch (a few KiB a record) took one broker round trip per 5 records.
         producer_max_batch_size=_PRODUCER_BATCH_BYTES,

@@ -16,6 +16,9 @@ no commit (or a commit of 0) where it is, so those events were never read again.
 case of a new consumer group, and of a worker restarted after one that stopped before its
 first commit: its replacement sat idle over a full partition.
 
+Its producer is idempotent whenever it waits for all in-sync replicas (``acks=all``): a send
+that the client retries after a lost answer is then written once and in order.
+
 The app selects a transport by URL scheme: :func:`stream.transports.faust_broker_url`.
 """
 
@@ -23,15 +26,17 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Mapping
-from typing import Final, cast
+from typing import Any, ClassVar, Final, cast
 
 from aiokafka import TopicPartition
 from faust.transport.consumer import CONSUMER_FETCHING
 from faust.transport.drivers import aiokafka as faust_aiokafka
-from faust.types import TP, ServiceT
+from faust.types import TP, ProducerT, ServiceT
 from mode import Service
 
-__all__ = ["LeanConsumer", "LeanConsumerThread", "LeanTransport"]
+__all__ = ["IdempotentProducer", "LeanConsumer", "LeanConsumerThread", "LeanTransport"]
+
+_ACKS_ALL: Final = -1  # Faust's number for acks=all
 
 # Let other tasks run after this many records of one fetch (the stock loop's value).
 _YIELD_EVERY: Final = 100
@@ -115,7 +120,18 @@ class LeanConsumer(faust_aiokafka.Consumer):
             self.diag.unset_flag(CONSUMER_FETCHING)
 
 
+class IdempotentProducer(faust_aiokafka.Producer):
+    """Faust's aiokafka producer, idempotent when it sends with ``acks=all``."""
+
+    def _settings_extra(self) -> Mapping[str, Any]:
+        extra = dict(super()._settings_extra())
+        if self.acks == _ACKS_ALL:
+            extra["enable_idempotence"] = True
+        return extra
+
+
 class LeanTransport(faust_aiokafka.Transport):
-    """Faust's aiokafka transport with :class:`LeanConsumer`; producing is unchanged."""
+    """Faust's aiokafka transport with :class:`LeanConsumer` and :class:`IdempotentProducer`."""
 
     Consumer = LeanConsumer
+    Producer: ClassVar[type[ProducerT]] = IdempotentProducer

@@ -35,6 +35,9 @@ class Settings(BaseSettings):
     kafka_sasl_mechanism: str = "PLAIN"
     kafka_sasl_username: str = ""
     kafka_sasl_password: SecretStr = SecretStr("")
+    kafka_producer_acks: Literal["all", "1"] = Field(
+        "all", description="all = every in-sync replica has the record (and the producer is idempotent)"
+    )
     kafka_broker_kind: Literal["kafka", "tansu"] = Field(
         default="kafka", description="tansu = work around Tansu's quirks (stream/tansu_transport.py)"
     )
@@ -47,6 +50,9 @@ class Settings(BaseSettings):
     topic_recommendations: str = "recommendations"
     topic_dead_letter: str = "events.dlq"
     topic_partitions: int = Field(1, ge=1, le=1024)
+    topic_replication_factor: int = Field(
+        1, ge=1, le=32, description="replicas of every topic the service creates, the changelog included"
+    )
 
     # --- stream semantics ---
     app_id: str = "nextaction"

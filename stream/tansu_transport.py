@@ -14,6 +14,7 @@
    under the same generation number, after which Faust was seen to sit idle. This
    transport's consumer leaves from generation 0 on.
 
+4. Tansu refuses InitProducerId, so its producer is not idempotent (``acks=all`` still holds).
 Apache Kafka needs none of these; there :mod:`stream.lean_transport` runs, which this one
 extends. The app selects a transport by URL scheme: :func:`stream.transports.faust_broker_url`.
 """
@@ -25,7 +26,7 @@ import functools
 import logging
 from collections import defaultdict
 from collections.abc import Iterable, Mapping
-from typing import Final, cast
+from typing import ClassVar, Final, cast
 
 from aiokafka import AIOKafkaClient, AIOKafkaConsumer, TopicPartition
 from aiokafka.consumer.group_coordinator import GroupCoordinator
@@ -33,7 +34,7 @@ from aiokafka.errors import KafkaError, LeaderNotAvailableError, for_code
 from aiokafka.protocol.fetch import FetchRequest
 from aiokafka.protocol.group import LeaveGroupRequest
 from faust.transport.drivers import aiokafka as faust_aiokafka
-from faust.types import TP
+from faust.types import TP, ProducerT
 
 from stream.lean_transport import LeanConsumer, LeanConsumerThread, LeanTransport
 
@@ -146,6 +147,7 @@ class TansuConsumer(LeanConsumer):
 
 
 class TansuTransport(LeanTransport):
-    """The lean transport with :class:`TansuConsumer`; producing is unchanged."""
+    """The lean transport with :class:`TansuConsumer` and Faust's own producer."""
 
     Consumer = TansuConsumer
+    Producer: ClassVar[type[ProducerT]] = faust_aiokafka.Producer

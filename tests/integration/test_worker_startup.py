@@ -57,6 +57,23 @@ def test_publishing_more_items_than_the_model_serves_is_refused(
     assert "NEXTACTION_PUBLISHED_TOP_K=25 exceeds the 20 items" in done.stderr
 
 
+def test_a_replication_factor_beyond_the_clusters_brokers_is_refused(
+    kafka_broker: str, triton_server: EmbeddedTriton, tmp_path: Path
+) -> None:
+    triton_server.wait_for_model("nextaction")
+    done = worker(
+        {
+            "NEXTACTION_KAFKA_BOOTSTRAP": kafka_broker,
+            "NEXTACTION_TRITON_GRPC_URL": triton_server.grpc_url,
+            "NEXTACTION_TOPIC_REPLICATION_FACTOR": "3",
+            "NEXTACTION_TOPIC_EVENTS": f"{tmp_path.name}.events",
+        }
+    )
+    assert done.returncode == EXIT_USAGE, done.stderr
+    assert "NEXTACTION_TOPIC_REPLICATION_FACTOR=3 needs as many brokers" in done.stderr
+    assert "has 1" in done.stderr and "Traceback" not in done.stderr
+
+
 def test_an_embedded_worker_starts_its_own_servers_and_stops_cleanly(
     model_repository: Path, tmp_path: Path
 ) -> None:

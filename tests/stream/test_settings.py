@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import pytest
 
+from stream.app import create_app
+from stream.metrics import StreamMetrics
 from stream.settings import Settings, SettingsError, reject_unknown_variables
 
 pytestmark = pytest.mark.unit
@@ -33,3 +35,28 @@ def test_a_worker_without_addresses_is_told_what_to_set() -> None:
     assert "NEXTACTION_TRITON_GRPC_URL: not set" in message and "--embedded" in message
     assert "NEXTACTION_KAFKA_BOOTSTRAP" not in message
     Settings(kafka_bootstrap="kafka:9092", triton_grpc_url="triton:8001").require_addresses()
+
+
+@pytest.mark.parametrize(
+    ("kind", "acks", "producer", "idempotent"),
+    [
+        ("kafka", "all", "IdempotentProducer", True),
+        ("kafka", "1", "IdempotentProducer", False),  # idempotence needs acks=all
+        ("tansu", "all", "Producer", False),  # Tansu refuses InitProducerId
+    ],
+)
+def test_outputs_are_produced_with_acks_all_and_idempotence_where_the_broker_has_it(
+    kind: str, acks: str, producer: str, idempotent: bool
+) -> None:
+    settings = Settings(
+        kafka_bootstrap="kafka:9092",
+        triton_grpc_url="triton:8001",
+        kafka_broker_kind=kind,  # type: ignore[arg-type]
+        kafka_producer_acks=acks,  # type: ignore[arg-type]
+        topic_replication_factor=3,
+    )
+    app = create_app(settings, StreamMetrics.create()).app
+    assert type(app.producer).__name__ == producer
+    assert app.producer.acks == (-1 if acks == "all" else 1)
+    assert dict(app.producer._settings_extra()).get("enable_idempotence", False) is idempotent
+    assert app.conf.topic_replication_factor == 3  # the windows changelog's too
