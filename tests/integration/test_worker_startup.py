@@ -41,18 +41,25 @@ def test_an_unreachable_triton_stops_the_worker_before_it_joins(kafka_broker: st
     assert "is not ready on Triton" in done.stderr and "Traceback" not in done.stderr
 
 
-def test_publishing_more_items_than_the_model_serves_is_refused(
-    kafka_broker: str, triton_server: EmbeddedTriton, tmp_path: Path
-) -> None:
+def worker_with_servers(
+    kafka_broker: str, triton_server: EmbeddedTriton, tmp_path: Path, setting: str, value: str
+) -> subprocess.CompletedProcess[str]:
+    """A worker against the running servers with one setting changed."""
     triton_server.wait_for_model("nextaction")
-    done = worker(
+    return worker(
         {
             "NEXTACTION_KAFKA_BOOTSTRAP": kafka_broker,
             "NEXTACTION_TRITON_GRPC_URL": triton_server.grpc_url,
-            "NEXTACTION_PUBLISHED_TOP_K": "25",
+            f"NEXTACTION_{setting}": value,
             "NEXTACTION_TOPIC_EVENTS": f"{tmp_path.name}.events",
         }
     )
+
+
+def test_publishing_more_items_than_the_model_serves_is_refused(
+    kafka_broker: str, triton_server: EmbeddedTriton, tmp_path: Path
+) -> None:
+    done = worker_with_servers(kafka_broker, triton_server, tmp_path, "PUBLISHED_TOP_K", "25")
     assert done.returncode == EXIT_USAGE, done.stderr
     assert "NEXTACTION_PUBLISHED_TOP_K=25 exceeds the 20 items" in done.stderr
 
@@ -60,15 +67,7 @@ def test_publishing_more_items_than_the_model_serves_is_refused(
 def test_a_replication_factor_beyond_the_clusters_brokers_is_refused(
     kafka_broker: str, triton_server: EmbeddedTriton, tmp_path: Path
 ) -> None:
-    triton_server.wait_for_model("nextaction")
-    done = worker(
-        {
-            "NEXTACTION_KAFKA_BOOTSTRAP": kafka_broker,
-            "NEXTACTION_TRITON_GRPC_URL": triton_server.grpc_url,
-            "NEXTACTION_TOPIC_REPLICATION_FACTOR": "3",
-            "NEXTACTION_TOPIC_EVENTS": f"{tmp_path.name}.events",
-        }
-    )
+    done = worker_with_servers(kafka_broker, triton_server, tmp_path, "TOPIC_REPLICATION_FACTOR", "3")
     assert done.returncode == EXIT_USAGE, done.stderr
     assert "NEXTACTION_TOPIC_REPLICATION_FACTOR=3 needs as many brokers" in done.stderr
     assert "has 1" in done.stderr and "Traceback" not in done.stderr
