@@ -54,7 +54,6 @@ class RecommendAgent:
         self._horizon_ms = int(settings.window_horizon_s * 1000)
         self._max_ahead_ms = int(settings.max_event_ahead_s * 1000)
         self._dead_letter_log = SampledLog(log)
-        self._failed = False
         self._reader: EventReader | None = None
         self._short_versions: set[str] = set()  # versions known to serve fewer items than published
 
@@ -98,13 +97,13 @@ class RecommendAgent:
             self._fail(error)
 
     def _fail(self, error: BaseException) -> None:
-        """Once per agent: later batches fail with the same error, awaiting this one."""
-        if not self._failed:
-            self._failed = True
-            self._parts.metrics.batch_failures.inc()
-            if self._reader is not None:
-                self._reader.release_unacknowledged()
-            self._parts.failure.stop_worker(error)
+        """Once: later batches fail with the same error, awaiting this one."""
+        if self._parts.failure.reason is not None:
+            return
+        self._parts.metrics.batch_failures.inc()
+        if self._reader is not None:
+            self._reader.release_unacknowledged()
+        self._parts.failure.stop_worker(error)
 
     async def prepare(self, taken: EventBatch) -> PreparedBatch:
         """Validate, dead-letter the invalid events and update the windows, in batch order."""

@@ -53,7 +53,8 @@ async def score_until_answered(
             status = exc.status() or "unknown"
             metrics.triton_errors.labels(status=status).inc()
             if status not in TRANSIENT_STATUSES:
-                refused_since = refused_since if refused_since is not None else started
+                if refused_since is None:
+                    refused_since = started
                 if time.perf_counter() - refused_since >= refusal_limit_s:
                     raise
                 await _refresh_shape(scorer)

@@ -10,9 +10,11 @@ from typing import Any, Final
 
 import orjson
 
+from serving.synthetic import DAY_MS
+
 __all__ = ["HOSTILE_KINDS", "HostileMessage", "hostile_message"]
 
-_YEAR_MS = 365 * 24 * 3600 * 1000
+_YEAR_MS = 365 * DAY_MS
 
 
 @dataclass(frozen=True)

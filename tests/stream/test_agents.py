@@ -31,6 +31,7 @@ from stream.outputs import OutputPublisher
 from stream.records import Window
 from stream.settings import Settings
 from stream.triton_retries import score_until_answered
+from tools.hostile import hostile_message
 
 pytestmark = pytest.mark.unit
 
@@ -113,10 +114,14 @@ class Scorer:
 
 
 class Failure:
-    """Records the worker stop that a failed batch asks for."""
+    """Records each worker stop that a failed batch asks for (the real one also stops it)."""
 
     def __init__(self) -> None:
         self.reasons: list[BaseException] = []
+
+    @property
+    def reason(self) -> BaseException | None:
+        return self.reasons[0] if self.reasons else None
 
     def stop_worker(self, reason: BaseException) -> None:
         self.reasons.append(reason)
@@ -272,7 +277,7 @@ def dead_letters(producer: Producer) -> list[tuple[bytes | None, bytes | None, d
 async def test_hostile_messages_are_dead_lettered_with_their_coordinates_and_the_batch_goes_on() -> None:
     producer, acked = Producer(), []
     agent, metrics, windows = agent_with(producer)
-    deep = orjson.dumps(event("x", "ann", 0))[:-1] + b',"context":{"a":' + b"[" * 300 + b"]" * 300 + b"}}"
+    deep = hostile_message("deep_arrays", event("x", "ann", 0), "x").value
     taken = events([event("a1", "ann", 1), deep, event("a2", "ann", 2)], acked)
     taken.events[1].message.key = None
     taken.events.append(Event(Message(None, cast(bytes, None), 3), acked))  # null key, null value
