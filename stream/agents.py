@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import time
 from collections import deque
 from dataclasses import dataclass, field
@@ -21,6 +22,8 @@ from faust.types import EventT, StreamT
 
 from stream.app import StreamApp
 from stream.batches import EventBatch, EventReader
+from stream.circuit import CircuitBreaker
+from stream.fallback import FallbackRecommender
 from stream.outputs import Delivery
 from stream.recommendations import build_recommendations
 from stream.records import UserUpdate, WindowEvent
@@ -56,6 +59,12 @@ class RecommendAgent:
         self._dead_letter_log = SampledLog(log)
         self._reader: EventReader | None = None
         self._short_versions: set[str] = set()  # versions known to serve fewer items than published
+        self._fallback = FallbackRecommender() if settings.fallback_enabled else None
+        self._circuit = CircuitBreaker(
+            settings.triton_outage_after_s if settings.fallback_enabled else math.inf,
+            settings.triton_probe_interval_s,
+            on_change=lambda is_open: parts.metrics.triton_circuit_open.set(int(is_open)),
+        )
 
     def attach(self) -> None:
         self._parts.attach_agent(self.run)
@@ -141,6 +150,8 @@ class RecommendAgent:
                     accepted.append((arrival, source))
             if not accepted:
                 continue
+            if self._fallback is not None:
+                self._fallback.learn(before[-1] if before else None, (arrival for arrival, _ in accepted))
             trigger, newest = accepted[-1]  # the user's newest event of the batch, by offset
             if after != before:
                 parts.windows.put(user_id, after, newest)
@@ -165,27 +176,39 @@ class RecommendAgent:
         batch.deliveries.append(await self._parts.outputs.dead_letter(source, error))
 
     async def complete(self, batch: PreparedBatch, previous: asyncio.Future[None] | None) -> None:
-        """Score, publish after the previous batch, wait for delivery, acknowledge."""
-        parts = self._parts
+        """Score (or, while Triton is out, ask the fallback), publish after the previous batch,
+        wait for delivery, acknowledge."""
+        parts, settings = self._parts, self._settings
         windows = [update.window for update in batch.updates]
         scored = (
             await score_until_answered(
-                parts.scorer, windows, parts.metrics, self._settings.triton_refusal_limit_s
+                parts.scorer, windows, parts.metrics, settings.triton_refusal_limit_s, self._circuit
             )
             if windows
             else None
         )
         if previous is not None:
             await asyncio.shield(previous)  # its errors are raised where it is awaited in turn
+        now_ms = int(time.time() * 1000)
         if scored is not None:
             self._check_served_items(scored.model_version, scored.scores.shape[1])
             records = build_recommendations(
                 batch.updates,
                 scored,
-                model_name=self._settings.triton_model_name,
-                top_k=self._settings.published_top_k,
-                now_ms=int(time.time() * 1000),
+                model_name=settings.triton_model_name,
+                top_k=settings.published_top_k,
+                now_ms=now_ms,
             )
+            batch.deliveries.extend(await parts.outputs.recommendations(records))
+        elif windows:
+            assert self._fallback is not None, "without a fallback the circuit never opens"
+            records = self._fallback.recommend(
+                batch.updates,
+                model_name=settings.triton_model_name,
+                top_k=settings.published_top_k,
+                now_ms=now_ms,
+            )
+            parts.metrics.fallback_recommendations.inc(len(records))
             batch.deliveries.extend(await parts.outputs.recommendations(records))
         await asyncio.gather(*batch.deliveries)
         batch.taken.acknowledge()

@@ -16,6 +16,7 @@ from typing import Any, Final
 
 import numpy as np
 import tritonclient.grpc.aio as grpcclient
+from tritonclient.grpc import MAX_GRPC_MESSAGE_SIZE
 from tritonclient.utils import InferenceServerException
 
 from contract import (
@@ -48,6 +49,15 @@ log = logging.getLogger(__name__)
 VERSION_CHANGED: Final = "VERSION_CHANGED"
 #: Status of the error raised for a response that does not fit its request.
 MALFORMED_RESPONSE: Final = "MALFORMED_RESPONSE"
+_CHANNEL_ARGS: Final = [
+    ("grpc.max_send_message_length", MAX_GRPC_MESSAGE_SIZE),
+    ("grpc.max_receive_message_length", MAX_GRPC_MESSAGE_SIZE),
+    # gRPC's reconnect back-off grows to two minutes while a server is down, and calls fail
+    # at once until the next attempt: a restarted Triton would go unnoticed for that long.
+    ("grpc.initial_reconnect_backoff_ms", 250),
+    ("grpc.min_reconnect_backoff_ms", 250),
+    ("grpc.max_reconnect_backoff_ms", 1000),
+]
 
 
 class TritonUnavailable(RuntimeError):
@@ -127,7 +137,7 @@ class TritonScorer:
         self._version: str | None = None  # the version whose configuration ``shape`` reflects
 
     async def start(self, ready_timeout_s: float = 60.0) -> ModelShape:
-        self._client = grpcclient.InferenceServerClient(self._url)
+        self._client = grpcclient.InferenceServerClient(self._url, channel_args=_CHANNEL_ARGS)
         deadline = asyncio.get_running_loop().time() + ready_timeout_s
         while True:
             try:

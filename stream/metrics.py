@@ -30,6 +30,8 @@ class StreamMetrics:
     agent_starts: Counter
     batch_failures: Counter
     windows_reset: Counter
+    triton_circuit_open: Gauge
+    fallback_recommendations: Counter
 
     @classmethod
     def create(cls, registry: CollectorRegistry | None = None) -> StreamMetrics:
@@ -97,6 +99,16 @@ class StreamMetrics:
             windows_reset=Counter(
                 "nextaction_windows_reset",
                 "Stored windows that did not decode and were started afresh",
+                registry=registry,
+            ),
+            triton_circuit_open=Gauge(
+                "nextaction_triton_circuit_open",
+                "1 while Triton is treated as out and batches get the fallback",
+                registry=registry,
+            ),
+            fallback_recommendations=Counter(
+                "nextaction_fallback_recommendations",
+                "Recommendation records published from the fallback while Triton was out",
                 registry=registry,
             ),
         )

@@ -9,9 +9,9 @@ import orjson
 
 from stream.explain import explain_batch
 from stream.inference import ScoredBatch
-from stream.records import Recommendation, UserUpdate, recommendation_id
+from stream.records import Recommendation, UserUpdate, Watermark, recommendation_id
 
-__all__ = ["build_recommendations", "encode_recommendation"]
+__all__ = ["build_recommendations", "encode_recommendation", "watermark"]
 
 
 def build_recommendations(
@@ -33,14 +33,10 @@ def build_recommendations(
             "user_id": update.user_id,
             "trigger_event_id": update.trigger_event_id,
             "generated_at_ms": now_ms,
+            "source": "model",
             "model_name": model_name,
             "model_version": scored.model_version,
-            "watermark": {
-                "event_ts_ms": update.window[-1].ts_ms,
-                "event_id": update.window[-1].event_id,
-                "source_partition": update.source_partition,
-                "source_offset": update.source_offset,
-            },
+            "watermark": watermark(update),
             "items": [
                 {"item_id": item_id, "rank": rank, "score": score, "explanation": explanation}
                 for rank, (item_id, score, explanation) in enumerate(
@@ -52,6 +48,15 @@ def build_recommendations(
             updates, item_ids, scores, explanations, strict=True
         )
     ]
+
+
+def watermark(update: UserUpdate) -> Watermark:
+    return {
+        "event_ts_ms": update.window[-1].ts_ms,
+        "event_id": update.window[-1].event_id,
+        "source_partition": update.source_partition,
+        "source_offset": update.source_offset,
+    }
 
 
 def encode_recommendation(recommendation: Recommendation) -> bytes:

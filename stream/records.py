@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass
-from typing import Any, Final, TypedDict
+from typing import Any, Final, Literal, TypedDict
 
 __all__ = [
     "Event",
@@ -113,8 +113,9 @@ class Recommendation(TypedDict):
     user_id: str
     trigger_event_id: str
     generated_at_ms: int
+    source: Literal["model", "fallback"]  # fallback: Triton was out (see stream/fallback.py)
     model_name: str
-    model_version: str
+    model_version: str | None  # None for the fallback
     watermark: Watermark
     items: list[RecommendedItem]
 

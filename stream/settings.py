@@ -82,6 +82,15 @@ class Settings(BaseSettings):
     triton_refusal_limit_s: float = Field(
         30.0, ge=0, description="how long refused requests are retried before the batch fails"
     )
+    fallback_enabled: bool = Field(
+        True, description="while Triton is out, publish recommendations from the stream's own statistics"
+    )
+    triton_outage_after_s: float = Field(
+        2.0, ge=0, description="Triton failing this long opens the circuit: batches get the fallback"
+    )
+    triton_probe_interval_s: float = Field(
+        2.0, gt=0, le=8, description="while the circuit is open, one batch tries Triton this often"
+    )
 
     # --- embedded servers (demo, tests, `nextaction worker --embedded`) ---
     model_repository: Path = Path("model_repository")

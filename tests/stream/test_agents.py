@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import math
 from collections.abc import Callable, Coroutine, Sequence
 from dataclasses import dataclass, field
 from types import SimpleNamespace
@@ -18,6 +19,7 @@ from tritonclient.utils import InferenceServerException
 from stream.agents import RecommendAgent
 from stream.app import StreamApp
 from stream.batches import EventBatch
+from stream.circuit import CircuitBreaker
 from stream.inference import (
     MALFORMED_RESPONSE,
     VERSION_CHANGED,
@@ -37,6 +39,11 @@ pytestmark = pytest.mark.unit
 
 SETTINGS = Settings(kafka_bootstrap="kafka:9092", triton_grpc_url="triton:8001", published_top_k=2)
 TS = 1_700_000_000_000
+
+
+def waiting_forever() -> CircuitBreaker:
+    """The circuit of a worker without a fallback: it never opens."""
+    return CircuitBreaker(math.inf, 1.0)
 
 
 def in_event_loop(scenario: Callable[[], Coroutine[Any, Any, None]]) -> Callable[[], None]:
@@ -255,7 +262,9 @@ async def test_a_batch_split_between_two_versions_by_a_roll_out_is_scored_again(
     assert split.value.status() == VERSION_CHANGED
     metrics = StreamMetrics.create()
     answers = iter(["1", "2", "2", "2"])
-    scored = await score_until_answered(scorer, [window, window], metrics, refusal_limit_s=30)
+    scored = await score_until_answered(
+        scorer, [window, window], metrics, refusal_limit_s=30, circuit=waiting_forever()
+    )
     assert scored.model_version == "2" and len(scored) == 2
     assert metrics.triton_errors.labels(status=VERSION_CHANGED)._value.get() == 1
 
@@ -399,8 +408,9 @@ def refusing_scorer(statuses: list[str]) -> tuple[TritonScorer, list[str]]:
 async def test_transient_failures_are_retried_and_refusals_re_read_the_models_shape() -> None:
     scorer, calls = refusing_scorer(["StatusCode.UNAVAILABLE", "StatusCode.INVALID_ARGUMENT"])
     scored = await score_until_answered(
-        scorer, [cast(Window, ())], StreamMetrics.create(), refusal_limit_s=30
+        scorer, [cast(Window, ())], StreamMetrics.create(), refusal_limit_s=30, circuit=waiting_forever()
     )
+    assert scored is not None
     assert len(scored) == 1
     assert calls == ["score", "score", "refresh", "score"]
 
@@ -409,7 +419,9 @@ async def test_transient_failures_are_retried_and_refusals_re_read_the_models_sh
 async def test_refusals_that_last_fail_the_batch_instead_of_stalling_the_stream() -> None:
     scorer, calls = refusing_scorer(["StatusCode.INVALID_ARGUMENT"] * 100)
     with pytest.raises(InferenceServerException):
-        await score_until_answered(scorer, [cast(Window, ())], StreamMetrics.create(), refusal_limit_s=0.5)
+        await score_until_answered(
+            scorer, [cast(Window, ())], StreamMetrics.create(), refusal_limit_s=0.5, circuit=waiting_forever()
+        )
     assert 2 <= calls.count("refresh") < 10
 
 
@@ -427,3 +439,77 @@ def test_a_response_that_does_not_fit_its_request_is_refused() -> None:
                 rows, "1", names, np.ones(scores, np.float32), np.zeros(attributions, np.float32)
             )
         assert refused.value.status() == MALFORMED_RESPONSE
+
+
+class OutageScorer(Scorer):
+    """Answers like :class:`Scorer`, or, while ``down``, as a Triton that is out."""
+
+    def __init__(self) -> None:
+        self.down = True
+        self.calls = 0
+
+    async def score(self, windows: Sequence[Window]) -> ScoredBatch:
+        self.calls += 1
+        if self.down:
+            raise InferenceServerException(msg="connection refused", status="StatusCode.UNAVAILABLE")
+        return await super().score(windows)
+
+
+async def published(agent: RecommendAgent, producer: Producer, taken: EventBatch) -> list[dict[str, Any]]:
+    completing = asyncio.ensure_future(agent.complete(await agent.prepare(taken), None))
+    while not completing.done():
+        producer.deliver()
+        await asyncio.sleep(0.005)
+    await completing
+    records = [
+        orjson.loads(value) for topic, _, value, _ in producer.sent if topic == SETTINGS.topic_recommendations
+    ]
+    producer.sent.clear()
+    return records
+
+
+@in_event_loop
+async def test_while_triton_is_out_users_get_the_fallback_and_the_model_once_it_returns() -> None:
+    producer, acked, scorer = Producer(), [], OutageScorer()
+    settings = SETTINGS.model_copy(update={"triton_outage_after_s": 0.0, "triton_probe_interval_s": 0.05})
+    agent, metrics, _ = agent_with(producer, scorer, settings=settings)
+    history = [
+        {**event(f"a{n}", "ann", n), "item_id": item} for n, item in enumerate(["tent", "stove", "tent"])
+    ]
+    await published(agent, producer, events(history, acked))
+    (record,) = await published(
+        agent, producer, events([{**event("b1", "bob", 9), "item_id": "tent"}], acked, 3)
+    )
+    assert record["source"] == "fallback" and record["model_version"] is None
+    assert record["items"][0]["item_id"] == "stove"  # it followed "tent" in ann's history
+    assert acked == [0, 1, 2, 3] and metrics.triton_circuit_open._value.get() == 1
+    assert metrics.fallback_recommendations._value.get() == 2
+    calls = scorer.calls
+    (record,) = await published(agent, producer, events([event("c1", "cy", 10)], acked, 4))
+    assert record["source"] == "fallback" and scorer.calls == calls  # no call before the probe is due
+
+    scorer.down = False
+    await asyncio.sleep(0.06)
+    (record,) = await published(agent, producer, events([event("c2", "cy", 11)], acked, 5))
+    assert record["source"] == "model" and record["model_version"] == "7"
+    assert metrics.triton_circuit_open._value.get() == 0 and acked == [0, 1, 2, 3, 4, 5]
+
+
+@in_event_loop
+async def test_without_the_fallback_a_batch_waits_for_triton_unacknowledged() -> None:
+    producer, acked, scorer = Producer(), [], OutageScorer()
+    settings = SETTINGS.model_copy(update={"fallback_enabled": False, "triton_outage_after_s": 0.0})
+    agent, metrics, _ = agent_with(producer, scorer, settings=settings)
+    completing = asyncio.ensure_future(
+        agent.complete(await agent.prepare(events([event("a1", "ann", 1)], acked)), None)
+    )
+    await asyncio.sleep(0.5)
+    assert not completing.done() and acked == [] and scorer.calls >= 3
+    assert metrics.triton_circuit_open._value.get() == 0
+    scorer.down = False
+    while not completing.done():
+        producer.deliver()
+        await asyncio.sleep(0.01)
+    await completing
+    (_, _, value, _) = producer.sent[0]
+    assert orjson.loads(value)["source"] == "model" and acked == [0]
