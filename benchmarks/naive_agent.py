@@ -19,6 +19,7 @@ from stream.outputs import dead_letter_headers
 from stream.recommendations import build_recommendations, encode_recommendation
 from stream.records import UserUpdate, WindowEvent
 from stream.settings import Settings, load_settings
+from stream.shutdown import ShutdownDeadline
 from stream.validation import InvalidEvent, parse_event
 from stream.window import merge_events
 from stream.worker import prepare_worker, run_app
@@ -68,4 +69,4 @@ if __name__ == "__main__":
     settings = load_settings()
     parts = prepare_worker(settings)
     parts.attach_agent(naive_agent(parts, settings))
-    run_app(parts, loglevel)
+    run_app(parts, loglevel, ShutdownDeadline(settings.shutdown_timeout_s))

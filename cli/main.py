@@ -16,11 +16,14 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Final
 
+from stream.shutdown import EXIT_SHUTDOWN_TIMED_OUT
+
 __all__ = [
     "EXIT_BAD_INPUT",
     "EXIT_INTERRUPTED",
     "EXIT_MODEL_FAILED",
     "EXIT_OK",
+    "EXIT_SHUTDOWN_TIMED_OUT",
     "EXIT_STREAM_FAILED",
     "EXIT_UNREACHABLE",
     "EXIT_USAGE",
@@ -115,7 +118,8 @@ def build_parser() -> argparse.ArgumentParser:
         epilog=f"Exit codes: {EXIT_OK} done, 1 unexpected error, {EXIT_USAGE} bad arguments or settings, "
         f"{EXIT_UNREACHABLE} broker or Triton unreachable, {EXIT_BAD_INPUT} bad input file, "
         f"{EXIT_MODEL_FAILED} training or export failed, {EXIT_STREAM_FAILED} a worker's batch failed "
-        f"(restart it), {EXIT_INTERRUPTED} interrupted.",
+        f"(restart it), {EXIT_SHUTDOWN_TIMED_OUT} a worker outlived its shutdown timeout (restart it), "
+        f"{EXIT_INTERRUPTED} interrupted.",
     )
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     _stream_commands(commands)

@@ -71,6 +71,9 @@ class Settings(BaseSettings):
     )
     table_store: str = Field("memory://", pattern="^(memory|rocksdb)://")
     data_dir: Path = Path(".nextaction/worker")
+    shutdown_timeout_s: float = Field(
+        25.0, gt=0, le=3600, description="after SIGTERM the worker exits by then, finished or not"
+    )
     broker_session_timeout_s: float = Field(6.0, gt=0)
     broker_heartbeat_interval_s: float = Field(1.0, gt=0)
 

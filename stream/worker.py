@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import gc
 import logging
+from typing import Any
 
 import faust
 
@@ -16,6 +17,7 @@ from stream.app import StreamApp, create_app
 from stream.inference import check_model_ready
 from stream.metrics import StreamMetrics, serve_metrics
 from stream.settings import Settings, SettingsError
+from stream.shutdown import ShutdownDeadline
 
 __all__ = ["GC_THRESHOLDS", "prepare_worker", "run_app", "run_worker"]
 
@@ -32,7 +34,7 @@ def run_worker(settings: Settings, loglevel: str = "info") -> None:
     """The production worker: runs until SIGTERM, finishing its batch in flight."""
     parts = prepare_worker(settings)
     RecommendAgent(parts, settings).attach()
-    run_app(parts, loglevel)
+    run_app(parts, loglevel, ShutdownDeadline(settings.shutdown_timeout_s))
 
 
 def prepare_worker(settings: Settings) -> StreamApp:
@@ -70,10 +72,22 @@ def prepare_worker(settings: Settings) -> StreamApp:
     return create_app(settings, metrics)
 
 
-def run_app(parts: StreamApp, loglevel: str) -> None:
+class _Worker(faust.Worker):
+    """A Faust worker whose stop, however it begins, ends by ``deadline``."""
+
+    def __init__(self, *args: Any, deadline: ShutdownDeadline, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._deadline = deadline
+
+    async def on_stop(self) -> None:
+        self._deadline.start()
+        await super().on_stop()
+
+
+def run_app(parts: StreamApp, loglevel: str, deadline: ShutdownDeadline) -> None:
     """Run the app as a Faust worker in this process until it is stopped; WorkerFailed if it
     stopped because a batch failed."""
-    worker = faust.Worker(parts.app, loglevel=loglevel, quiet=True)
+    worker = _Worker(parts.app, loglevel=loglevel, quiet=True, deadline=deadline)
     worker.spinner = None  # a terminal spinner only garbles logs collected by a supervisor
     try:
         worker.execute_from_commandline()

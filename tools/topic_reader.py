@@ -1,5 +1,5 @@
-"""Read a whole topic from its start until it stays idle: partition ends are not asked for,
-since the embedded broker under-reports them."""
+"""Read a whole topic from its start until it stays idle (partition ends are not asked for,
+since the embedded broker under-reports them), and a consumer group's committed offsets."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from collections.abc import Iterator
 from kafka import KafkaConsumer, TopicPartition
 from kafka.consumer.fetcher import ConsumerRecord
 
-__all__ = ["read_until_idle"]
+__all__ = ["committed_offsets", "read_until_idle"]
 
 
 def read_until_idle(
@@ -26,5 +26,14 @@ def read_until_idle(
             for records in consumer.poll(timeout_ms=200).values():
                 idle_since = time.monotonic()
                 yield from records
+    finally:
+        consumer.close()
+
+
+def committed_offsets(bootstrap: str, group: str, topic: str, partitions: int) -> list[int]:
+    """The offset ``group`` has committed on each partition of ``topic`` (0 where none)."""
+    consumer = KafkaConsumer(bootstrap_servers=bootstrap, group_id=group, enable_auto_commit=False)
+    try:
+        return [consumer.committed(TopicPartition(topic, p)) or 0 for p in range(partitions)]
     finally:
         consumer.close()

@@ -9,11 +9,11 @@ from typing import Any
 
 import orjson
 import pytest
-from kafka import KafkaConsumer, TopicPartition
 
 from serving.synthetic import SyntheticConfig, generate_events
 from tools.hostile import HOSTILE_KINDS, hostile_message
 from tools.replay import event_message
+from tools.topic_reader import committed_offsets
 
 pytestmark = pytest.mark.integration
 
@@ -74,11 +74,9 @@ def test_a_failed_batch_stops_the_worker_and_its_restart_loses_nothing(
     assert (tmp_path / "failed-once").exists()
     assert "stopping the worker: a batch failed (RuntimeError: injected defect)" in failing.log.read_text()
 
-    consumer = KafkaConsumer(
-        bootstrap_servers=failing.settings.kafka_bootstrap, group_id="failing", enable_auto_commit=False
+    (committed,) = committed_offsets(
+        failing.settings.kafka_bootstrap, "failing", failing.settings.topic_events, 1
     )
-    committed = consumer.committed(TopicPartition(failing.settings.topic_events, 0)) or 0
-    consumer.close()
     # The first batch failed, so nothing was acknowledged: nothing may be committed either. The
     # restart then starts over a full partition with a changelog to restore and no commit, the
     # case where Faust used to drop the events fetched during its recovery.

@@ -10,8 +10,10 @@ import orjson
 import pytest
 
 from serving.synthetic import SyntheticConfig, generate_events
+from stream.shutdown import EXIT_SHUTDOWN_TIMED_OUT
 from tools.embedded import EmbeddedTriton
 from tools.replay import event_message
+from tools.topic_reader import committed_offsets
 
 pytestmark = pytest.mark.integration
 
@@ -64,3 +66,42 @@ def test_users_get_the_fallback_while_triton_is_out_and_the_model_within_10s_of_
     assert metrics["nextaction_triton_circuit_open"] == 0
     assert metrics["nextaction_batch_failures_total"] == 0 and metrics["nextaction_agent_starts_total"] == 1
     assert worker.stop() == 0
+
+
+def test_sigterm_ends_a_worker_stuck_on_a_triton_that_is_down_within_its_deadline_and_loses_nothing(
+    worker_factory, model_repository: Path, embedded_dir: Path
+) -> None:
+    events = generate_events(SyntheticConfig(n_users=20, mean_events_per_user=12, seed=47))[:160]
+    answered, stuck = events[:80], events[80:]
+    with EmbeddedTriton(model_repository, embedded_dir) as triton:
+        triton.wait_for_model("nextaction")
+        settings = {"triton_grpc_url": triton.grpc_url, "fallback_enabled": False, "shutdown_timeout_s": 3}
+        worker = worker_factory("stuck", **settings).start()
+        worker.produce([event_message(event) for event in answered])
+        worker.wait_acknowledged(len(answered))
+
+        triton.stop()
+        worker.produce([event_message(event) for event in stuck])
+        worker.process.wait_for_metrics(
+            lambda values: values.get("nextaction_events_consumed_total", 0) >= len(events),
+            "all consumed",
+            60,
+        )
+        stopping = time.monotonic()
+        assert worker.process.stop(timeout_s=30) == EXIT_SHUTDOWN_TIMED_OUT
+        assert time.monotonic() - stopping < 3 + 5
+        assert "did not stop within NEXTACTION_SHUTDOWN_TIMEOUT_S=3s" in worker.log.read_text()
+        (committed,) = committed_offsets(
+            worker.settings.kafka_bootstrap, "stuck", worker.settings.topic_events, 1
+        )
+        assert committed <= len(answered)  # nothing past what was answered
+
+        triton.start()
+        triton.wait_for_model("nextaction")
+        restarted = worker_factory("stuck", **settings).start()
+        restarted.wait_acknowledged(len(events) - committed)
+        assert restarted.stop() == 0
+
+    records = restarted.read(restarted.settings.topic_recommendations)
+    newest = {event["user_id"]: event["event_id"] for event in events}
+    assert set(newest.values()) <= {orjson.loads(r.value)["trigger_event_id"] for r in records}
