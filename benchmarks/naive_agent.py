@@ -48,7 +48,7 @@ def naive_agent(parts: StreamApp, settings: Settings) -> Callable[[StreamT], Awa
             window = merge_events(
                 parts.windows.get(event.user_id), [WindowEvent.of(event)], settings.window_size, horizon_ms
             ).window
-            parts.windows.put(event.user_id, window, source)
+            await parts.windows.put(event.user_id, window, source)
             [record] = build_recommendations(
                 [UserUpdate(event.user_id, event.event_id, window, message.partition, message.offset)],
                 await parts.scorer.score([window]),

@@ -5,8 +5,9 @@ validated and its windows updated. Window updates happen in batch order, and eac
 publishes only after the batch before it, so a user's recommendations keep their order.
 
 At-least-once: a batch's offsets are acknowledged only once every output record of the batch
-is delivered. A redelivered batch cannot corrupt a window (see :mod:`stream.window`) and its
-recommendations carry the same deterministic ids, so consumers can drop the duplicates.
+and every changelog write of its windows is delivered. A redelivered batch cannot corrupt a
+window (see :mod:`stream.window`) and its recommendations carry the same deterministic ids,
+so consumers can drop the duplicates.
 """
 
 from __future__ import annotations
@@ -154,7 +155,7 @@ class RecommendAgent:
                 self._fallback.learn(before[-1] if before else None, (arrival for arrival, _ in accepted))
             trigger, newest = accepted[-1]  # the user's newest event of the batch, by offset
             if after != before:
-                parts.windows.put(user_id, after, newest)
+                batch.deliveries.append(await parts.windows.put(user_id, after, newest))
             batch.valid.extend(source for _, source in accepted)
             batch.updates.append(
                 UserUpdate(user_id, trigger.event_id, after, newest.message.partition, newest.message.offset)

@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 import logging
-import weakref
-from collections.abc import Callable
+from typing import Any
 
 import faust
-from faust.streams import _current_event
-from faust.types import EventT, TableT
+from faust.types import TP, EventT, StoreT, TableT
+from faust.types.tuples import RecordMetadata
 
 from stream.metrics import StreamMetrics
+from stream.outputs import Delivery
 from stream.records import Window
 from stream.settings import Settings
 from stream.window import CorruptWindow, decode_window, encode_window
@@ -49,17 +49,26 @@ class WindowStore:
             log.error("window of user %r started afresh: %s", user_id, exc)
             return ()
 
-    def put(self, user_id: str, window: Window, source: EventT) -> None:
-        # Faust sends a table write to the changelog partition of the "current event". Inside
-        # a take_events() batch that is the batch's last event, whatever its partition, so the
-        # write is pinned to the event that produced it (the user's own partition).
+    async def put(self, user_id: str, window: Window, source: EventT) -> Delivery:
+        """Store the window and send it to the changelog partition of the event that made it
+        (the user's own partition); the batch awaits the returned delivery before its offsets
+        are acknowledged, so a commit never runs ahead of the state it depends on.
+
+        Faust's own table writes go through a buffer whose failures are only logged, and its
+        commit waits for that buffer at most until it is briefly idle (see
+        docs/private-apis.md), so the changelog is written here directly.
+        """
         key, value = user_id.encode(), encode_window(window)
-        _within_event(source, lambda: self._table.__setitem__(key, value))
+        topic = self._table.changelog_topic.get_topic_name()
+        partition = source.message.partition
+        delivery: Any = await self._table.app.producer.send(topic, key, value, partition, None, None)
+        delivery.add_done_callback(self._persisted)
+        self._table.data[key] = value
+        return delivery
 
-
-def _within_event(event: EventT, action: Callable[[], None]) -> None:
-    token = _current_event.set(weakref.ref(event))
-    try:
-        action()
-    finally:
-        _current_event.reset(token)
+    def _persisted(self, delivery: Any) -> None:
+        """What a disk-backed store records to know, after a restart, where its recovery starts."""
+        if not delivery.cancelled() and delivery.exception() is None:
+            metadata: RecordMetadata = delivery.result()
+            store: StoreT = self._table.data  # type: ignore[assignment]
+            store.set_persisted_offset(TP(metadata.topic, metadata.partition), metadata.offset)

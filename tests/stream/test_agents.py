@@ -101,11 +101,21 @@ class Producer:
 
 
 class Windows(dict[str, Window]):
+    """Window writes whose changelog deliveries succeed, or fail with ``refusal``."""
+
+    refusal: BaseException | None = None
+
     def get(self, user_id: str) -> Window:  # type: ignore[override]
         return super().get(user_id, ())
 
-    def put(self, user_id: str, window: Window, source: object) -> None:
+    async def put(self, user_id: str, window: Window, source: object) -> asyncio.Future[None]:
         self[user_id] = window
+        delivered = asyncio.get_running_loop().create_future()
+        if self.refusal is None:
+            delivered.set_result(None)
+        else:
+            delivered.set_exception(self.refusal)
+        return delivered
 
 
 class Scorer:
@@ -513,3 +523,18 @@ async def test_without_the_fallback_a_batch_waits_for_triton_unacknowledged() ->
     await completing
     (_, _, value, _) = producer.sent[0]
     assert orjson.loads(value)["source"] == "model" and acked == [0]
+
+
+@in_event_loop
+async def test_a_window_write_the_changelog_refuses_fails_the_batch_unacknowledged() -> None:
+    producer, acked = Producer(), []
+    agent, metrics, windows = agent_with(producer)
+    windows.refusal = RuntimeError("NotEnoughReplicas")
+    completing = asyncio.ensure_future(
+        agent.complete(await agent.prepare(events([event("a1", "ann", 1)], acked)), None)
+    )
+    await asyncio.sleep(0.01)
+    producer.deliver()  # the recommendation is delivered, the window's changelog write is not
+    with pytest.raises(RuntimeError, match="NotEnoughReplicas"):
+        await completing
+    assert acked == [] and metrics.events_acknowledged._value.get() == 0
