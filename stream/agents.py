@@ -160,6 +160,8 @@ class RecommendAgent:
             batch.updates.append(
                 UserUpdate(user_id, trigger.event_id, after, newest.message.partition, newest.message.offset)
             )
+        partitions = {source.message.partition for source in taken.events}
+        batch.deliveries.extend(await parts.windows.evict_idle(partitions))
         return batch
 
     def _latest_event_time_ms(self, record_timestamp_s: float | None) -> int | None:

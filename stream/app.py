@@ -79,7 +79,7 @@ def create_app(settings: Settings, metrics: StreamMetrics) -> StreamApp:
     return StreamApp(
         app=app,
         topics=declare_topics(app, settings),
-        windows=WindowStore(declare_windows(app, settings), metrics),
+        windows=declare_windows(app, settings, metrics),
         scorer=scorer,
         outputs=OutputPublisher(app, settings),
         metrics=metrics,

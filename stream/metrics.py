@@ -31,6 +31,9 @@ class StreamMetrics:
     batch_failures: Counter
     windows_reset: Counter
     triton_circuit_open: Gauge
+    windows_stored: Gauge
+    windows_stored_bytes: Gauge
+    windows_evicted: Counter
     fallback_recommendations: Counter
 
     @classmethod
@@ -104,6 +107,21 @@ class StreamMetrics:
             triton_circuit_open=Gauge(
                 "nextaction_triton_circuit_open",
                 "1 while Triton is treated as out and batches get the fallback",
+                registry=registry,
+            ),
+            windows_stored=Gauge(
+                "nextaction_windows_stored",
+                "Users whose window this worker holds (its partitions' and standbys')",
+                registry=registry,
+            ),
+            windows_stored_bytes=Gauge(
+                "nextaction_windows_stored_bytes",
+                "Bytes of the stored windows' values",
+                registry=registry,
+            ),
+            windows_evicted=Counter(
+                "nextaction_windows_evicted",
+                "Idle users evicted (NEXTACTION_USER_IDLE_EVICT_S), a tombstone in the changelog each",
                 registry=registry,
             ),
             fallback_recommendations=Counter(

@@ -58,6 +58,9 @@ class Settings(BaseSettings):
     app_id: str = "nextaction"
     window_size: int = Field(50, ge=1, le=512, description="events kept per user")
     window_horizon_s: float = Field(30 * 24 * 3600, gt=0, description="oldest event age kept")
+    user_idle_evict_s: float = Field(
+        30 * 24 * 3600, gt=0, description="users this far behind their partition's newest event are evicted"
+    )
     published_top_k: int = Field(10, ge=1, le=100, description="items per published recommendation")
     batch_max_events: int = Field(512, ge=1, le=100_000)
     batch_max_wait_ms: int = Field(20, ge=1, le=60_000, description="freshness bound of batching")

@@ -18,7 +18,7 @@ from typing import NamedTuple
 from contract import ACTION_CODES
 from stream.records import Window, WindowEvent
 
-__all__ = ["CorruptWindow", "Merged", "decode_window", "encode_window", "merge_events"]
+__all__ = ["CorruptWindow", "Merged", "decode_window", "encode_window", "merge_events", "newest_event_time"]
 
 
 class CorruptWindow(ValueError):
@@ -105,6 +105,20 @@ def decode_window(raw: bytes | None) -> Window:
     except CorruptWindow:
         raise
     except (ValueError, struct.error, KeyError, IndexError) as exc:  # UnicodeDecodeError is a ValueError
+        raise CorruptWindow(f"corrupt window encoding: {exc}") from None
+
+
+def newest_event_time(raw: bytes) -> int:
+    """The newest event's time of a stored, non-empty window, read without decoding the rest;
+    :class:`CorruptWindow` if ``raw`` is not one."""
+    try:
+        form, count, base = _HEADER.unpack_from(raw)
+        if form not in (_FORMAT, _FORMAT_WIDE) or count == 0:
+            raise CorruptWindow(f"not a stored window (format {form}, {count} events)")
+        offset_format = "<Q" if form == _FORMAT_WIDE else "<I"
+        position = _HEADER.size + count + (count - 1) * struct.calcsize(offset_format)
+        return int(base + struct.unpack_from(offset_format, raw, position)[0])
+    except struct.error as exc:
         raise CorruptWindow(f"corrupt window encoding: {exc}") from None
 
 

@@ -117,6 +117,9 @@ class Windows(dict[str, Window]):
             delivered.set_exception(self.refusal)
         return delivered
 
+    async def evict_idle(self, partitions: set[int]) -> list[asyncio.Future[None]]:
+        return []
+
 
 class Scorer:
     """Names each window's items after the window's newest event, so a record carrying another
