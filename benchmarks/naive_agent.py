@@ -46,7 +46,10 @@ def naive_agent(parts: StreamApp, settings: Settings) -> Callable[[StreamT], Awa
                 await parts.topics.dead_letter.send(key=message.key, value=message.value, headers=headers)
                 continue
             window = merge_events(
-                parts.windows.get(event.user_id), [WindowEvent.of(event)], settings.window_size, horizon_ms
+                parts.windows.get(event.user_id, source),
+                [WindowEvent.of(event)],
+                settings.window_size,
+                horizon_ms,
             ).window
             await parts.windows.put(event.user_id, window, source)
             [record] = build_recommendations(

@@ -136,7 +136,7 @@ class RecommendAgent:
             arrivals.setdefault(event.user_id, []).append((WindowEvent.of(event), source))
 
         for user_id, arrived in arrivals.items():
-            before = parts.windows.get(user_id)
+            before = parts.windows.get(user_id, arrived[0][1])
             after, conflicts = merge_events(
                 before, [arrival for arrival, _ in arrived], self._settings.window_size, self._horizon_ms
             )

@@ -5,10 +5,13 @@ from __future__ import annotations
 
 import heapq
 import logging
+import weakref
 from collections import defaultdict
-from typing import Any, Final, NamedTuple
+from collections.abc import Callable, Iterator
+from typing import Any, Final, NamedTuple, TypeVar
 
 import faust
+from faust.streams import _current_event
 from faust.types import TP, EventT, StoreT, TableT
 from faust.types.tuples import RecordMetadata
 
@@ -44,7 +47,7 @@ def declare_windows(app: faust.App, settings: Settings, metrics: StreamMetrics) 
         help="Per-user sliding window of recent events",
     )
     store = WindowStore(table, metrics, idle_evict_ms=int(settings.user_idle_evict_s * 1000))
-    table.on_recover(store.forget_dropped)
+    table.on_recover(store.reindex)
     return store
 
 
@@ -75,11 +78,12 @@ class WindowStore:
         self._idle: dict[int, list[tuple[int, bytes]]] = defaultdict(list)
         self._idle_entries = 0
 
-    def get(self, user_id: str) -> Window:
-        """The user's window; an empty one, counted and logged, if the stored value is corrupt
-        (one user's history is lost rather than the stream stopped on every restart)."""
+    def get(self, user_id: str, source: EventT) -> Window:
+        """The user's window (``source``: an event of the user's); an empty one, counted and
+        logged, if the stored value is corrupt (one user's history is lost rather than the
+        stream stopped on every restart)."""
         try:
-            return decode_window(self._table.get(user_id.encode()))
+            return decode_window(_within_event(source, lambda: self._table.get(user_id.encode())))
         except CorruptWindow as exc:
             self._metrics.windows_reset.inc()
             log.error("window of user %r started afresh: %s", user_id, exc)
@@ -97,7 +101,7 @@ class WindowStore:
         key, value = user_id.encode(), encode_window(window)
         partition = source.message.partition
         delivery = await self._send(key, value, partition)
-        self._table.data[key] = value
+        _within_event(source, lambda: self._table.data.__setitem__(key, value))
         self._track(key, _Stored(partition, window[-1].ts_ms, len(value)))
         return delivery
 
@@ -137,11 +141,15 @@ class WindowStore:
             return  # get() starts it afresh when the user comes back
         self._track(key, _Stored(partition, newest_ts_ms, len(value)))
 
-    async def forget_dropped(self) -> None:
-        """After a recovery: keys Faust dropped with revoked partitions leave the index too."""
+    async def reindex(self) -> None:
+        """After a recovery: keys Faust dropped with revoked partitions leave the index, and
+        those a disk store restored from its own files (not from the changelog) join it."""
         data = self._table.data
         for key in [key for key in self._stored if key not in data]:
             self._untrack(key)
+        for partition, key, value in _disk_items(data):
+            if key not in self._stored:
+                self.recovered(partition, key, value)
 
     async def _send(self, key: bytes, value: bytes | None, partition: int) -> Delivery:
         topic = self._table.changelog_topic.get_topic_name()
@@ -182,3 +190,24 @@ class WindowStore:
         for queue in self._idle.values():
             heapq.heapify(queue)
         self._idle_entries = len(self._stored)
+
+
+_T = TypeVar("_T")
+
+
+def _within_event(event: EventT, action: Callable[[], _T]) -> _T:
+    """Run a table access as if within ``event``: the disk store picks the partition's
+    database by the current event, which inside a batch is the batch's last event, whatever
+    its partition."""
+    token = _current_event.set(weakref.ref(event))
+    try:
+        return action()
+    finally:
+        _current_event.reset(token)
+
+
+def _disk_items(store: Any) -> Iterator[tuple[int, bytes, bytes]]:
+    """(partition, key, value) of a disk store's open partition databases; none for memory."""
+    for partition, database in dict(getattr(store, "_dbs", {})).items():
+        for key, value in store._visible_items(database):
+            yield partition, key, value

@@ -6,6 +6,7 @@ The worker needs the addresses of an existing broker and Triton; it never starts
 from __future__ import annotations
 
 import gc
+import importlib.util
 import logging
 from typing import Any
 
@@ -42,6 +43,10 @@ def prepare_worker(settings: Settings) -> StreamApp:
     model, a published top-k the model does not serve), then create the topics, start the
     metrics endpoint and build the app."""
     settings.require_addresses()
+    if settings.table_store.startswith("rocksdb") and importlib.util.find_spec("rocksdict") is None:
+        raise SettingsError(
+            "NEXTACTION_TABLE_STORE=rocksdb:// needs the rocksdict package: pip install 'nextaction[disk]'"
+        )
     gc.set_threshold(*GC_THRESHOLDS)
     shape = check_model_ready(
         settings.triton_grpc_url, settings.triton_model_name, timeout_s=settings.triton_ready_timeout_s

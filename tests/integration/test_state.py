@@ -4,6 +4,7 @@ changelog, and a restarted worker's recovery forgets the user too."""
 from __future__ import annotations
 
 import time
+from pathlib import Path
 
 import orjson
 import pytest
@@ -16,8 +17,14 @@ pytestmark = pytest.mark.integration
 MINUTE_MS = 60_000
 
 
-def test_an_idle_user_is_evicted_and_stays_forgotten_after_a_restart(worker_factory) -> None:
+@pytest.mark.parametrize("table_store", ["memory://", "rocksdb://"])
+def test_an_idle_user_is_evicted_and_stays_forgotten_after_a_restart(
+    worker_factory, table_store: str, tmp_path: Path
+) -> None:
+    """With the disk store, the restart recovers from its own files first (the same data dir)."""
     start = int(time.time() * 1000) - 30 * MINUTE_MS
+    settings = {"user_idle_evict_s": 5 * 60, "table_store": table_store, "data_dir": tmp_path / "state"}
+    name = f"idle-{table_store.removesuffix('://')}"  # topics and group of its own
 
     def event(event_id: str, user_id: str, minute: int) -> tuple[bytes, bytes]:
         return event_message(
@@ -30,7 +37,7 @@ def test_an_idle_user_is_evicted_and_stays_forgotten_after_a_restart(worker_fact
             }
         )
 
-    worker = worker_factory("idle", user_idle_evict_s=5 * 60).start()
+    worker = worker_factory(name, **settings).start()
     worker.produce([event("old-1", "old", 0), event("old-2", "old", 1), event("kept-1", "kept", 8)])
     worker.wait_acknowledged(3)
     worker.produce([event("now-1", "now", 10)])  # the partition's clock passes old's limit, not kept's
@@ -42,7 +49,7 @@ def test_an_idle_user_is_evicted_and_stays_forgotten_after_a_restart(worker_fact
     changelog = worker.read(f"{worker.settings.app_id}-windows-changelog")
     assert [(r.key, r.value is None) for r in changelog if r.key == b"old"][-1] == (b"old", True)
 
-    restarted = worker_factory("idle", user_idle_evict_s=5 * 60).start()
+    restarted = worker_factory(name, **settings).start()
     restarted.produce([event("old-3", "old", 11), event("kept-2", "kept", 11)])
     # "now" is known from the recovery alone: the index was rebuilt from the changelog
     assert restarted.wait_acknowledged(2)["nextaction_windows_stored"] == 3

@@ -105,7 +105,7 @@ class Windows(dict[str, Window]):
 
     refusal: BaseException | None = None
 
-    def get(self, user_id: str) -> Window:  # type: ignore[override]
+    def get(self, user_id: str, source: object = None) -> Window:  # type: ignore[override]
         return super().get(user_id, ())
 
     async def put(self, user_id: str, window: Window, source: object) -> asyncio.Future[None]:

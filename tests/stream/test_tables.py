@@ -63,8 +63,15 @@ def store_over(table: Table, idle_minutes: int = 60) -> tuple[WindowStore, Strea
     return WindowStore(cast(Any, table), metrics, idle_evict_ms=idle_minutes * MINUTE_MS), metrics
 
 
+class Source:
+    """An event of the user's, as far as the store looks at it (weak-referenceable, as events are)."""
+
+    def __init__(self, partition: int) -> None:
+        self.message = SimpleNamespace(partition=partition)
+
+
 def source(partition: int) -> Any:
-    return SimpleNamespace(message=SimpleNamespace(partition=partition))
+    return Source(partition)
 
 
 async def put(store: WindowStore, user_id: str, minute: int, partition: int = 0) -> None:
@@ -117,7 +124,7 @@ async def test_recovery_rebuilds_the_index_so_recovered_idle_users_are_evicted_t
     del table.data[b"gone"]
     table.data.pop(b"dropped", None)
     store.recovered(2, b"dropped", encode_window((WindowEvent("d", "i", "view", 0),)))
-    await store.forget_dropped()  # Faust dropped it with a revoked partition
+    await store.reindex()  # Faust dropped it with a revoked partition
 
     tombstones = await store.evict_idle({2})
     await asyncio.gather(*tombstones)
