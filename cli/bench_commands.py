@@ -1,4 +1,5 @@
-"""Handlers of the benchmark commands: bench (the stream), quality (the model), perf-input."""
+"""Handlers of the benchmark commands: bench (the stream), quality (the model), perf-input, chaos
+(fault injection)."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ import sys
 
 from cli.main import EXIT_OK, EXIT_USAGE
 
-__all__ = ["bench", "perf_input", "quality"]
+__all__ = ["bench", "chaos", "perf_input", "quality"]
 
 
 def bench(args: argparse.Namespace) -> int:
@@ -34,4 +35,24 @@ def perf_input(args: argparse.Namespace) -> int:
 
     count = write_perf_input(args.out, windows=args.windows, length=args.length)
     print(f"wrote {count} windows to {args.out}")
+    return EXIT_OK
+
+
+def chaos(args: argparse.Namespace) -> int:
+    from benchmarks.chaos.runner import run
+
+    if args.model_repository is not None and not args.model_repository.is_dir():
+        print(f"nextaction chaos: {args.model_repository}: no such directory", file=sys.stderr)
+        return EXIT_USAGE
+    rows = run(
+        args.out,
+        quick=args.quick,
+        scenarios=args.scenarios,
+        model_repository=args.model_repository,
+        checkpoint=args.checkpoint,
+        workdir=args.workdir,
+        seed=args.seed,
+    )
+    missed = [row.scenario for row in rows if not row.held]
+    print(f"targets missed: {', '.join(missed)}" if missed else "every scenario held its targets")
     return EXIT_OK

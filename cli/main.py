@@ -258,6 +258,40 @@ def _benchmark_commands(commands: argparse._SubParsersAction[argparse.ArgumentPa
     perf_input.add_argument("--windows", type=int, default=256)
     perf_input.add_argument("--length", type=int, default=50, help="the model's window length W")
 
+    chaos = _command(
+        commands,
+        "chaos",
+        "cli.bench_commands:chaos",
+        "fault injection on the real pipeline (embedded servers, worker processes): one row per scenario "
+        "with events in, accounted for, lost, duplicates, recovery time and peak worker RSS (quick: about "
+        "5 minutes, full: about 30, plus about 1.5 to train a model unless --model-repository is given)",
+    )
+    chaos.add_argument("--out", type=Path, required=True, help="the markdown table; JSON goes next to it")
+    chaos.add_argument("--quick", action="store_true", help="small loads and short phases")
+    chaos.add_argument(
+        "--scenarios",
+        type=_scenario_numbers,
+        default=list(range(1, 9)),
+        help="comma-separated numbers, default all: 1 fuzz, 2 Triton killed, 3 worker killed x3, "
+        "4 handover, 5 broker restart, 6 SIGTERM, 7 roll-out, 8 soak",
+    )
+    chaos.add_argument("--model-repository", type=Path, help="serve this repository (default: train one)")
+    chaos.add_argument(
+        "--checkpoint", type=Path, help="the repository's training checkpoint, for the roll-out's version 2"
+    )
+    chaos.add_argument("--workdir", type=Path, help="keep logs and server files here (default: temporary)")
+    chaos.add_argument("--seed", type=int, default=0, help="seed of the fuzzing and the fault timings")
+
+
+def _scenario_numbers(text: str) -> list[int]:
+    try:
+        numbers = [int(part) for part in text.split(",") if part.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected numbers like 1,3,5, got {text!r}") from None
+    if not numbers or not all(1 <= number <= 8 for number in numbers):
+        raise argparse.ArgumentTypeError(f"scenarios are numbered 1 to 8, got {text!r}")
+    return numbers
+
 
 def _positive(text: str) -> int:
     value = int(text)

@@ -44,7 +44,7 @@ class StreamApp:
 
 
 def create_app(settings: Settings, metrics: StreamMetrics) -> StreamApp:
-    register_transports()
+    register_transports(settings)
     app = faust.App(
         settings.app_id,
         broker=faust_broker_url(settings),

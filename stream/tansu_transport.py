@@ -7,7 +7,7 @@
    right, so this transport takes partition ends from a Fetch instead.
 2. Tansu holds a long-poll Fetch for its whole max wait even when records arrive meanwhile,
    so Faust's fixed 1,500 ms wait becomes the stream's latency. This transport's consumer
-   waits at most ``TANSU_FETCH_MAX_WAIT_MS``.
+   waits at most ``TansuTransport.fetch_max_wait_ms`` (NEXTACTION_TANSU_FETCH_MAX_WAIT_MS).
 3. Tansu numbers a new group's first generation 0, which aiokafka takes for "not a member"
    and so sends no LeaveGroup when the consumer closes. The stopped worker then stays in the
    group until its session times out, and a worker started meanwhile is rebalanced twice
@@ -38,12 +38,9 @@ from faust.types import TP, ProducerT
 
 from stream.lean_transport import LeanConsumer, LeanConsumerThread, LeanTransport
 
-__all__ = ["TANSU_FETCH_MAX_WAIT_MS", "TansuTransport", "fetch_highwaters"]
+__all__ = ["TansuTransport", "fetch_highwaters"]
 
 log = logging.getLogger(__name__)
-
-#: Longest a consumer Fetch waits on Tansu, which answers only when this runs out.
-TANSU_FETCH_MAX_WAIT_MS: Final = 20
 
 # Tansu answers a Fetch with max_wait 0 without any partition (so without a highwater); with
 # min_bytes 0 a few milliseconds of allowed wait still return at once.
@@ -117,7 +114,7 @@ class _TansuConsumerThread(LeanConsumerThread):
     def _create_worker_consumer(self, transport: faust_aiokafka.Transport) -> AIOKafkaConsumer:
         consumer = super()._create_worker_consumer(transport)
         # Faust passes a fixed fetch_max_wait_ms=1500; aiokafka reads it when the consumer starts.
-        consumer._fetch_max_wait_ms = TANSU_FETCH_MAX_WAIT_MS
+        consumer._fetch_max_wait_ms = TansuTransport.fetch_max_wait_ms
         return consumer
 
     async def on_start(self) -> None:
@@ -151,3 +148,6 @@ class TansuTransport(LeanTransport):
 
     Consumer = TansuConsumer
     Producer: ClassVar[type[ProducerT]] = faust_aiokafka.Producer
+    #: Longest a consumer Fetch waits on Tansu, which answers only when it runs out; set from
+    #: the settings when the transports are registered (one app per process).
+    fetch_max_wait_ms: ClassVar[int] = 20

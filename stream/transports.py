@@ -22,10 +22,11 @@ TANSU_SCHEME: Final = "kafka-tansu"
 _BY_SCHEME: Final = {LEAN_SCHEME: LeanTransport, TANSU_SCHEME: TansuTransport}
 
 
-def register_transports() -> None:
+def register_transports(settings: Settings) -> None:
     """Make the schemes known to Faust, which resolves a broker URL's scheme through the
     registry its ``faust.transports`` entry points feed; registering here needs no packaging
-    metadata."""
+    metadata. Faust builds the transport itself, so its settings travel on the class."""
+    TansuTransport.fetch_max_wait_ms = settings.tansu_fetch_max_wait_ms
     for scheme, transport in _BY_SCHEME.items():
         TRANSPORTS[scheme] = f"{transport.__module__}:{transport.__name__}"
 

@@ -34,6 +34,7 @@ COMMANDS = [
     "bench",
     "quality",
     "perf-input",
+    "chaos",
 ]
 
 

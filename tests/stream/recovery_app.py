@@ -15,11 +15,12 @@ from pathlib import Path
 
 import faust
 
+from stream.settings import Settings
 from stream.transports import register_transports
 
 
 def build_app(broker_url: str, app_id: str, dump_path: Path, data_dir: Path) -> faust.App:
-    register_transports()  # BROKER_URL's scheme picks the lean or the Tansu transport
+    register_transports(Settings())  # BROKER_URL's scheme picks the lean or the Tansu transport
     app = faust.App(
         app_id,
         broker=broker_url,

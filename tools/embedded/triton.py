@@ -95,6 +95,7 @@ class EmbeddedTriton(EmbeddedServer):
             f"--grpc-port={self.grpc_port}",
             f"--metrics-address={LOOPBACK}",
             f"--metrics-port={self.metrics_port}",
+            f"--backend-config=python,shm-region-prefix-name={self._shm_prefix}",
             "--model-control-mode=poll",
             f"--repository-poll-secs={self._repository_poll_s}",
         ]
@@ -106,6 +107,17 @@ class EmbeddedTriton(EmbeddedServer):
             env=_server_env(package),
             start_timeout_s=self._start_timeout_s,
         )
+
+    def kill(self) -> None:
+        """SIGKILL, then remove the shared memory the server's Python backend left behind."""
+        super().kill()
+        for region in Path("/dev/shm").glob(f"{self._shm_prefix}*"):
+            region.unlink(missing_ok=True)
+
+    @property
+    def _shm_prefix(self) -> str:
+        """The Python backend's shared-memory regions of this server: its own, to clean up."""
+        return f"nextaction_triton_{self.grpc_port}_"
 
     def _http_ok(self, path: str) -> bool:
         try:
