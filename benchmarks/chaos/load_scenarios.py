@@ -39,15 +39,11 @@ def fuzz(rig: Rig) -> Row:
         f"seed {rig.seed}: hostile kinds, random bytes, field and byte mutations of valid events",
     )
     worker = trial.start_worker()
-    try:
+    with trial.abandoned_on_error():
         worker.wait_assigned()
         trial.produce(messages)
         log(f"1: {len(messages):,} messages sent")
-        trial.wait_caught_up(row, _WAIT_S)
-        outputs = trial.outputs()
-    except BaseException:
-        trial.abandon()
-        raise
+        outputs = trial.collect(row, _WAIT_S)
     accounting = outputs.accounting
     row.notes.append(f"{accounting.dead_lettered:,} dead-lettered, {accounting.processed:,} processed")
     return trial.finish(row, outputs)
@@ -64,7 +60,7 @@ def soak(rig: Rig) -> Row:
     supply = EventSupply(users=int(rig.size(2000, 20_000)), seed=rig.seed + 8)
     row = Row("8 soak", "-", "none")
     worker = trial.start_worker()
-    try:
+    with trial.abandoned_on_error():
         worker.wait_assigned()
         servers = Servers(
             trial.settings.triton_grpc_url, rig.workdir, trial.settings, trial.settings.kafka_bootstrap
@@ -90,11 +86,7 @@ def soak(rig: Rig) -> Row:
                 (time.monotonic() - started, rss, _lag(worker, started, rate, len(messages), consumed_before))
             )
         load.join()
-        trial.wait_caught_up(row, _WAIT_S)
-        outputs = trial.outputs()
-    except BaseException:
-        trial.abandon()
-        raise
+        outputs = trial.collect(row, _WAIT_S)
     row.load = f"{duration_s:g} s at {rate:,.0f}/s (half the {maximum:,.0f}/s drain rate of a second backlog)"
     _judge_soak(row, samples, duration_s, rate)
     return trial.finish(row, outputs)

@@ -1,6 +1,10 @@
 """The test bench of the fault-injection run: shared servers, and per scenario a ``Trial``
 with topics and a consumer group of its own, its workers (child processes it can kill), load
-in the background, peak RSS of its workers, and the accounting of what it read back."""
+in the background, peak RSS of its workers, and the accounting of what it read back.
+
+Longer than 300 lines because a trial's workers, load, RSS sampling and read-back all work on
+its state (topics, group, what was sent, which ends were injected): apart, they would pass it
+all around."""
 
 from __future__ import annotations
 
@@ -9,7 +13,8 @@ import random
 import threading
 import time
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -216,12 +221,10 @@ class Trial:
             self.settings.topic_partitions,
         )
 
-    def wait_caught_up(self, row: Row, timeout_s: float) -> float | None:
-        """Until the group has committed every message sent: all of them delivered. Returns
-        the seconds it took, or None with the failure in ``row`` if it does not happen in
-        ``timeout_s`` (the accounting then says what is missing). A worker that ends on its own
-        meanwhile is a crash."""
-        started = time.monotonic()
+    def wait_caught_up(self, row: Row, timeout_s: float) -> None:
+        """Until the group has committed every message sent: all of them delivered; if it does
+        not happen in ``timeout_s``, the failure goes in ``row`` (the accounting then says what
+        is missing). A worker that ends on its own meanwhile is a crash."""
         ends = [self.sent[p] for p in range(self.settings.topic_partitions)]
         committed: list[int] = []
 
@@ -236,8 +239,11 @@ class Trial:
             row.require(
                 False, f"not all committed within {timeout_s:g} s: {committed} of {ends} per partition"
             )
-            return None
-        return time.monotonic() - started
+
+    def collect(self, row: Row, timeout_s: float) -> Outputs:
+        """What came out, once everything sent is committed (see :meth:`wait_caught_up`)."""
+        self.wait_caught_up(row, timeout_s)
+        return self.outputs()
 
     # --- results ---
 
@@ -288,6 +294,15 @@ class Trial:
         mismatched = outputs.window_mismatches
         row.require(not mismatched, f"{len(mismatched)} windows differ from a replay, e.g. {mismatched[:3]}")
         return row
+
+    @contextmanager
+    def abandoned_on_error(self) -> Iterator[None]:
+        """A scenario's body: whatever it raises, the trial's workers are killed first."""
+        try:
+            yield
+        except BaseException:
+            self.abandon()
+            raise
 
     def abandon(self) -> None:
         """Kill what is left after a scenario that failed part-way."""

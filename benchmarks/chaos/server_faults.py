@@ -41,25 +41,22 @@ def triton_kill(rig: Rig) -> Row:
         f"SIGKILL of tritonserver, restarted {outage_s:g} s later on the same ports",
     )
     worker = trial.start_worker()
-    try:
-        worker.wait_assigned()
-        load = trial.offer(supply.take(int(RATE * total_s)), RATE)
-        time.sleep(before_s)
-        log(f"2: SIGKILL tritonserver for {outage_s:g} s")
-        rig.triton.kill()
-        time.sleep(outage_s)
-        rig.triton.start()
-        rig.triton.wait_for_model(rig.model_name)
-        returned_ms = time.time() * 1000
-        log("2: Triton is back")
-        load.join()
-        trial.wait_caught_up(row, _WAIT_S)
-        outputs = trial.outputs()
-    except BaseException:
-        trial.abandon()
-        raise
-    finally:
-        rig.triton.start()  # for the scenarios after this one, whatever happened
+    with trial.abandoned_on_error():
+        try:
+            worker.wait_assigned()
+            load = trial.offer(supply.take(int(RATE * total_s)), RATE)
+            time.sleep(before_s)
+            log(f"2: SIGKILL tritonserver for {outage_s:g} s")
+            rig.triton.kill()
+            time.sleep(outage_s)
+            rig.triton.start()
+            rig.triton.wait_for_model(rig.model_name)
+            returned_ms = time.time() * 1000
+            log("2: Triton is back")
+            load.join()
+            outputs = trial.collect(row, _WAIT_S)
+        finally:
+            rig.triton.start()  # for the scenarios after this one, whatever happened
     records = outputs.recommendations
     fallback = [r for r in records if r["source"] == "fallback"]
     row.require(bool(fallback), "no fallback record while Triton was out")
@@ -97,7 +94,7 @@ def broker_restart(rig: Rig) -> Row:
             )
             supply = EventSupply(users=int(rig.size(200, 2000)), seed=rig.seed + 5)
             worker = trial.start_worker()
-            try:
+            with trial.abandoned_on_error():
                 worker.wait_assigned()
                 trial.offer(supply.take(int(RATE * load_s)), RATE).join()
                 trial.wait_caught_up(row, _WAIT_S)
@@ -119,11 +116,7 @@ def broker_restart(rig: Rig) -> Row:
                 trial.note_crashes()
                 if trial.crashes:  # restart it, so the rest of the row still says what was lost
                     trial.start_worker()
-                trial.wait_caught_up(row, rig.size(60, _WAIT_S))
-                outputs = trial.outputs()
-            except BaseException:
-                trial.abandon()
-                raise
+                outputs = trial.collect(row, rig.size(60, _WAIT_S))
             row.notes.append("recovery = broker back to the first event sent after it acknowledged")
             return trial.finish(row, outputs)
         finally:
@@ -158,7 +151,7 @@ def rollout(rig: Rig) -> Row:
         trial = Trial(rig, "rollout", triton_url=triton.grpc_url)
         supply = EventSupply(users=int(rig.size(200, 2000)), seed=rig.seed + 7)
         worker = trial.start_worker()
-        try:
+        with trial.abandoned_on_error():
             worker.wait_assigned()
             client = grpcclient.InferenceServerClient(triton.grpc_url)
             exporting = time.monotonic()
@@ -175,11 +168,7 @@ def rollout(rig: Rig) -> Row:
             load.join()
             last = supply.take(int(RATE * after_s))
             trial.offer(last, RATE).join()
-            trial.wait_caught_up(row, _WAIT_S)
-            outputs = trial.outputs()
-        except BaseException:
-            trial.abandon()
-            raise
+            outputs = trial.collect(row, _WAIT_S)
     records = outputs.recommendations
     newest = {message.user_id: message.event_id for message in last}
     final = [r for r in records if r["trigger_event_id"] in set(newest.values())]

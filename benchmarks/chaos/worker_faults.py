@@ -38,7 +38,7 @@ def sigkill_restarts(rig: Rig) -> Row:
     worker = trial.start_worker()
     worker.wait_assigned()
     recoveries = []
-    try:
+    with trial.abandoned_on_error():
         for kill in range(1, kills + 1):
             load = trial.offer(supply.take(int(RATE * phase_s)), RATE)
             time.sleep(rng.uniform(0.2, 0.9) * phase_s)
@@ -54,9 +54,6 @@ def sigkill_restarts(rig: Rig) -> Row:
                 not mismatched, f"after restart {kill}: {len(mismatched)} windows differ from a replay"
             )
         outputs = trial.outputs()
-    except BaseException:
-        trial.abandon()
-        raise
     row.recovery_s = max(recoveries)
     row.notes.append("recovery = restart to first acknowledged event (table restored), worst of 3")
     return trial.finish(row, outputs)
@@ -73,7 +70,7 @@ def handover(rig: Rig) -> Row:
         "SIGKILL of one worker at a random moment",
     )
     workers = [trial.start_worker(), trial.start_worker()]
-    try:
+    with trial.abandoned_on_error():
         for worker in workers:
             worker.wait_assigned()
         time.sleep(trial.settings.broker_session_timeout_s)  # the group settles on its final split
@@ -90,11 +87,7 @@ def handover(rig: Rig) -> Row:
         )
         row.recovery_s = time.monotonic() - killed
         load.join()
-        trial.wait_caught_up(row, _WAIT_S)
-        outputs = trial.outputs()
-    except BaseException:
-        trial.abandon()
-        raise
+        outputs = trial.collect(row, _WAIT_S)
     row.expect(row.recovery_s <= HANDOVER_BOUND_S, f"handover took over {HANDOVER_BOUND_S:g} s")
     row.notes.append("recovery = kill to the survivor owning both partitions")
     return trial.finish(row, outputs)
@@ -111,7 +104,7 @@ def sigterm_restart(rig: Rig) -> Row:
         "SIGTERM at a random moment, restart after it exits",
     )
     worker = trial.start_worker()
-    try:
+    with trial.abandoned_on_error():
         worker.wait_assigned()
         load = trial.offer(supply.take(int(RATE * load_s)), RATE)
         time.sleep(rng.uniform(0.2, 0.6) * load_s)
@@ -123,10 +116,6 @@ def sigterm_restart(rig: Rig) -> Row:
         trial.start_worker()
         load.join()
         row.recovery_s = _first_ack_s(trial, started)
-        trial.wait_caught_up(row, _WAIT_S)
-        outputs = trial.outputs()
-    except BaseException:
-        trial.abandon()
-        raise
+        outputs = trial.collect(row, _WAIT_S)
     row.notes.append("recovery = restart to first acknowledged event")
     return trial.finish(row, outputs)
