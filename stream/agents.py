@@ -91,6 +91,7 @@ class RecommendAgent:
             self._settings.batch_max_wait_ms / 1000,
             downstream_idle=lambda: all(pending.done() for pending in in_flight),
         )
+        self._parts.metrics.input_held_bytes.set_function(lambda: reader.held_bytes)
         while taken := await reader.next_batch():
             batch = await self.prepare(taken)
             previous = in_flight[-1] if in_flight else None

@@ -10,7 +10,9 @@ a do-nothing agent; taking the channel's queued events in bulk costs a fraction 
   after its batch is delivered (a batch that fails is never acknowledged, and is released
   from tracking so that the shutdown that follows does not wait for it);
 - events taken while the flow is suspended, or fetched before the latest rebalance, are
-  dropped untracked: their partitions are read again from the committed offset.
+  dropped untracked: their partitions are read again from the committed offset;
+- the bytes of every event count against the input budget of :mod:`stream.input_queue` until
+  its batch is acknowledged, or until it is dropped.
 
 Faust clears a stream's queue whenever flow control resumes, which includes the end of every
 table recovery, after the stream partitions were resumed and sought: events fetched in
@@ -27,6 +29,8 @@ from dataclasses import dataclass
 from typing import TypeVar, cast
 
 from faust.types import ChannelT, EventT, StreamT
+
+from stream.input_queue import InputQueue
 
 __all__ = ["EventBatch", "EventReader", "take_batch"]
 
@@ -65,6 +69,7 @@ class EventBatch:
     """Events taken together from the stream, tracked until the batch acknowledges itself."""
 
     events: list[EventT]
+    queue: InputQueue
 
     def __len__(self) -> int:
         return len(self.events)
@@ -73,6 +78,7 @@ class EventBatch:
         """Mark the batch's offsets safe to commit: call once all its outputs are delivered."""
         for event in self.events:
             event.ack()
+        self.queue.release(self.events)
 
 
 class EventReader:
@@ -87,7 +93,10 @@ class EventReader:
     ) -> None:
         # An agent's stream reads the iterator clone of its topic, which owns the queue that
         # the conductor fills.
-        self._queue = cast(ChannelT, stream.channel).queue
+        queue = cast(ChannelT, stream.channel).queue
+        if not isinstance(queue, InputQueue):
+            raise TypeError(f"the agent's topic must be an input_queue.EventsTopic: {stream.channel!r}")
+        self._queue = queue
         self._app = stream.app
         stream.app.flow_control._queues.discard(self._queue)
         self._unacked = stream.app.consumer.unacked
@@ -106,14 +115,23 @@ class EventReader:
                 )
             except StopAsyncIteration:
                 return None
-            batch = [event for event in taken if self._is_current(event)]
+            batch: list[EventT] = []
+            stale: list[EventT] = []
+            for event in taken:
+                (batch if self._is_current(event) else stale).append(event)
+            self._queue.release(stale)
             for event in batch:
                 message = event.message
                 if message.topic in self._acking_topics and not message.tracked:
                     message.tracked = True
                     self._unacked.add(message)
             if batch:
-                return EventBatch(batch)
+                return EventBatch(batch, self._queue)
+
+    @property
+    def held_bytes(self) -> int:
+        """Input bytes fetched and not yet acknowledged (see :mod:`stream.input_queue`)."""
+        return self._queue.held_bytes
 
     def release_unacknowledged(self) -> None:
         """Stop tracking the events taken and not acknowledged, after a failure: the shutdown

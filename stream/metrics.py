@@ -35,6 +35,7 @@ class StreamMetrics:
     windows_stored_bytes: Gauge
     windows_evicted: Counter
     fallback_recommendations: Counter
+    input_held_bytes: Gauge
 
     @classmethod
     def create(cls, registry: CollectorRegistry | None = None) -> StreamMetrics:
@@ -127,6 +128,12 @@ class StreamMetrics:
             fallback_recommendations=Counter(
                 "nextaction_fallback_recommendations",
                 "Recommendation records published from the fallback while Triton was out",
+                registry=registry,
+            ),
+            input_held_bytes=Gauge(
+                "nextaction_input_held_bytes",
+                "Bytes of input events fetched and not yet acknowledged "
+                "(fetching pauses at NEXTACTION_INPUT_BUFFER_MAX_BYTES)",
                 registry=registry,
             ),
         )

@@ -69,6 +69,11 @@ class Settings(BaseSettings):
     batch_max_wait_ms: int = Field(20, ge=1, le=60_000, description="freshness bound of batching")
     pipeline_depth: int = Field(2, ge=1, le=64, description="batches scored or published at once")
     max_event_bytes: int = Field(4096, ge=256, le=1_048_576)
+    input_buffer_max_bytes: int = Field(
+        32 * 1024 * 1024,
+        ge=64 * 1024,
+        description="bytes of input held from fetch to acknowledgement before fetching pauses",
+    )
     max_event_ahead_s: float = Field(
         300.0, ge=0, description="events dated further ahead of their record's timestamp are dead-lettered"
     )

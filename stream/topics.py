@@ -1,13 +1,16 @@
 """The three topics. Values stay raw bytes: events must reach validation (and the dead-letter
-topic) exactly as produced, and outputs are encoded by :mod:`stream.recommendations`."""
+topic) exactly as produced, and outputs are encoded by :mod:`stream.recommendations`. The
+events topic buffers within a byte budget (:mod:`stream.input_queue`)."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import faust
 from faust.types import TopicT
 
+from stream.input_queue import EventsTopic
 from stream.settings import Settings
 
 __all__ = ["Topics", "declare_topics"]
@@ -21,18 +24,21 @@ class Topics:
 
 
 def declare_topics(app: faust.App, settings: Settings) -> Topics:
-    def raw(name: str) -> TopicT:
-        return app.topic(
-            name,
-            key_type=bytes,
-            value_type=bytes,
-            key_serializer="raw",
-            value_serializer="raw",
-            partitions=settings.topic_partitions,
-        )
+    raw: dict[str, Any] = {
+        "key_type": bytes,
+        "value_type": bytes,
+        "key_serializer": "raw",
+        "value_serializer": "raw",
+        "partitions": settings.topic_partitions,
+    }
+
+    def output(name: str) -> TopicT:
+        return app.topic(name, **raw)
 
     return Topics(
-        events=raw(settings.topic_events),
-        recommendations=raw(settings.topic_recommendations),
-        dead_letter=raw(settings.topic_dead_letter),
+        events=EventsTopic(
+            app, topics=[settings.topic_events], input_max_bytes=settings.input_buffer_max_bytes, **raw
+        ),
+        recommendations=output(settings.topic_recommendations),
+        dead_letter=output(settings.topic_dead_letter),
     )

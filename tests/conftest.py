@@ -1,10 +1,13 @@
-"""Session fixtures for the real embedded servers, started only by the tests that ask for them.
+"""Session fixtures for the real embedded servers, started only by the tests that ask for them,
+and ``async def`` tests, each run in an event loop of its own.
 
 The project can always start its own broker and Triton, so nothing here is ever skipped.
 """
 
 from __future__ import annotations
 
+import asyncio
+import inspect
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack
 from pathlib import Path
@@ -13,6 +16,15 @@ import pytest
 
 from stream.settings import load_settings
 from tools.embedded import EmbeddedBroker, EmbeddedTriton
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_pyfunc_call(pyfuncitem: pytest.Function) -> bool | None:
+    if not inspect.iscoroutinefunction(pyfuncitem.obj):
+        return None
+    parameters = inspect.signature(pyfuncitem.obj).parameters
+    asyncio.run(pyfuncitem.obj(**{name: pyfuncitem.funcargs[name] for name in parameters}))
+    return True
 
 
 @pytest.fixture(scope="session")

@@ -88,3 +88,24 @@ def test_a_failed_batch_stops_the_worker_and_its_restart_loses_nothing(
     newest = {event["user_id"]: event["event_id"] for event in events}
     assert set(newest.values()) <= {orjson.loads(r.value)["trigger_event_id"] for r in records}
     assert restarted.stop() == 0
+
+
+def test_messages_larger_than_the_input_budget_pause_fetching_without_stalling_it(worker_factory) -> None:
+    events = synthetic(users=20, seed=41)
+    messages = [event_message(event) for event in events]
+    budget = 64 * 1024
+    for index in range(8):  # each over the whole budget: fetching pauses after every one
+        large = {**events[index], "event_id": f"large-{index}", "context": {"blob": "x" * (budget * 2)}}
+        messages.insert(5 + index * 20, event_message(large))
+
+    worker = worker_factory(input_buffer_max_bytes=budget).start()
+    worker.produce(messages)
+    metrics = worker.wait_acknowledged(len(messages))
+
+    dead = worker.read(worker.settings.topic_dead_letter)
+    assert Counter(dict(r.headers)["dlq.reason"].decode() for r in dead) == {"oversized": 8}
+    records = [orjson.loads(r.value) for r in worker.read(worker.settings.topic_recommendations)]
+    newest = {event["user_id"]: event["event_id"] for event in events}
+    assert set(newest.values()) <= {record["trigger_event_id"] for record in records}
+    assert metrics["nextaction_input_held_bytes"] == 0  # every byte released on acknowledgement
+    assert worker.stop() == 0

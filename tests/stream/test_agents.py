@@ -4,9 +4,8 @@ publishes, to whom, and when it is acknowledged."""
 from __future__ import annotations
 
 import asyncio
-import functools
 import math
-from collections.abc import Callable, Coroutine, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from types import SimpleNamespace
 from typing import Any, cast
@@ -14,6 +13,7 @@ from typing import Any, cast
 import numpy as np
 import orjson
 import pytest
+from mode.utils.queues import FlowControlEvent
 from tritonclient.utils import InferenceServerException
 
 from stream.agents import RecommendAgent
@@ -28,6 +28,7 @@ from stream.inference import (
     TritonScorer,
     checked_response,
 )
+from stream.input_queue import InputQueue
 from stream.metrics import StreamMetrics
 from stream.outputs import OutputPublisher
 from stream.records import Window
@@ -46,14 +47,6 @@ def waiting_forever() -> CircuitBreaker:
     return CircuitBreaker(math.inf, 1.0)
 
 
-def in_event_loop(scenario: Callable[[], Coroutine[Any, Any, None]]) -> Callable[[], None]:
-    @functools.wraps(scenario)
-    def test() -> None:
-        asyncio.run(scenario())
-
-    return test
-
-
 @dataclass(eq=False)
 class Message:
     key: bytes | None
@@ -65,6 +58,14 @@ class Message:
     generation_id: int = 0
     tracked: bool = False
     acked: bool = False
+
+    @property
+    def serialized_key_size(self) -> int:
+        return len(self.key or b"")
+
+    @property
+    def serialized_value_size(self) -> int:
+        return len(self.value or b"")
 
 
 @dataclass
@@ -173,14 +174,17 @@ def events(docs: Sequence[dict[str, Any] | bytes], acked: list[int], start: int 
         raw = doc if isinstance(doc, bytes) else orjson.dumps(doc)
         key = b"u1" if isinstance(doc, bytes) else str(doc["user_id"]).encode()
         batch.append(Event(Message(key, raw, offset), acked))
-    return EventBatch(cast(Any, batch))
+    queue: InputQueue[Any] = InputQueue(len(batch) + 1, max_bytes=1 << 20, flow_control=FlowControlEvent())
+    for event in batch:
+        queue.put_nowait(event)
+        queue.get_nowait()  # taken, held until acknowledged
+    return EventBatch(cast(Any, batch), queue)
 
 
 def event(event_id: str, user_id: str, ts: int) -> dict[str, Any]:
     return {"event_id": event_id, "user_id": user_id, "item_id": "i1", "action": "view", "ts": TS + ts}
 
 
-@in_event_loop
 async def test_a_batch_recommends_once_per_user_from_that_users_window_and_dead_letters_the_rest() -> None:
     producer, acked = Producer(), []
     agent, metrics, windows = agent_with(producer)
@@ -220,7 +224,6 @@ async def test_a_batch_recommends_once_per_user_from_that_users_window_and_dead_
     assert metrics.events_invalid.labels(reason="not_json")._value.get() == 1
 
 
-@in_event_loop
 async def test_a_batch_is_acknowledged_only_once_every_record_is_delivered() -> None:
     producer, acked = Producer(), []
     agent, metrics, _ = agent_with(producer)
@@ -235,7 +238,6 @@ async def test_a_batch_is_acknowledged_only_once_every_record_is_delivered() -> 
     assert metrics.events_acknowledged._value.get() == 3
 
 
-@in_event_loop
 async def test_a_batch_publishes_only_after_the_batch_before_it() -> None:
     producer, acked = Producer(), []
     agent, _, _ = agent_with(producer)
@@ -257,7 +259,6 @@ async def test_a_batch_publishes_only_after_the_batch_before_it() -> None:
     assert triggers == ["a1", "a2"] and acked == [0, 1]
 
 
-@in_event_loop
 async def test_a_batch_split_between_two_versions_by_a_roll_out_is_scored_again() -> None:
     scorer = TritonScorer("triton:8001", "nextaction", timeout_s=1, max_in_flight=2)
     scorer.shape = ModelShape(window=50, served_top_k=3, max_batch_size=1, instances=2)
@@ -295,7 +296,6 @@ def dead_letters(producer: Producer) -> list[tuple[bytes | None, bytes | None, d
     ]
 
 
-@in_event_loop
 async def test_hostile_messages_are_dead_lettered_with_their_coordinates_and_the_batch_goes_on() -> None:
     producer, acked = Producer(), []
     agent, metrics, windows = agent_with(producer)
@@ -316,7 +316,6 @@ async def test_hostile_messages_are_dead_lettered_with_their_coordinates_and_the
     assert metrics.events_invalid.labels(reason="bad_context")._value.get() == 1
 
 
-@in_event_loop
 async def test_an_event_dated_ahead_of_its_record_cannot_take_over_the_window() -> None:
     producer, acked = Producer(), []
     agent, _, windows = agent_with(producer)
@@ -329,7 +328,6 @@ async def test_an_event_dated_ahead_of_its_record_cannot_take_over_the_window() 
     assert [e.event_id for e in windows["ann"]] == ["a1", "a2"]
 
 
-@in_event_loop
 async def test_an_event_id_reused_with_other_content_is_dead_lettered() -> None:
     producer, acked = Producer(), []
     agent, _, windows = agent_with(producer)
@@ -341,7 +339,6 @@ async def test_an_event_id_reused_with_other_content_is_dead_lettered() -> None:
     assert sorted(acked) == [0, 1, 2]
 
 
-@in_event_loop
 async def test_a_dead_letter_too_large_to_forward_goes_out_without_its_bytes() -> None:
     producer, acked = Producer(), []
     agent, _, _ = agent_with(
@@ -362,7 +359,7 @@ class Stream:
     """What ``EventReader`` reads of an agent's stream: the channel's queue and the app."""
 
     def __init__(self, batch: EventBatch) -> None:
-        self.channel = SimpleNamespace(queue=asyncio.Queue())
+        self.channel = SimpleNamespace(queue=InputQueue(0, max_bytes=1 << 20, flow_control=FlowControlEvent()))
         for queued in batch.events:
             self.channel.queue.put_nowait(queued)
         self.app = SimpleNamespace(
@@ -373,7 +370,6 @@ class Stream:
         )
 
 
-@in_event_loop
 async def test_a_failed_batch_stops_the_worker_at_once_without_acknowledging_anything() -> None:
     producer, acked, failure = Producer(), [], Failure()
     scorer = BrokenScorer()
@@ -417,7 +413,6 @@ def refusing_scorer(statuses: list[str]) -> tuple[TritonScorer, list[str]]:
     return scorer, calls
 
 
-@in_event_loop
 async def test_transient_failures_are_retried_and_refusals_re_read_the_models_shape() -> None:
     scorer, calls = refusing_scorer(["StatusCode.UNAVAILABLE", "StatusCode.INVALID_ARGUMENT"])
     scored = await score_until_answered(
@@ -428,7 +423,6 @@ async def test_transient_failures_are_retried_and_refusals_re_read_the_models_sh
     assert calls == ["score", "score", "refresh", "score"]
 
 
-@in_event_loop
 async def test_refusals_that_last_fail_the_batch_instead_of_stalling_the_stream() -> None:
     scorer, calls = refusing_scorer(["StatusCode.INVALID_ARGUMENT"] * 100)
     with pytest.raises(InferenceServerException):
@@ -481,7 +475,6 @@ async def published(agent: RecommendAgent, producer: Producer, taken: EventBatch
     return records
 
 
-@in_event_loop
 async def test_while_triton_is_out_users_get_the_fallback_and_the_model_once_it_returns() -> None:
     producer, acked, scorer = Producer(), [], OutageScorer()
     settings = SETTINGS.model_copy(update={"triton_outage_after_s": 0.0, "triton_probe_interval_s": 0.05})
@@ -508,7 +501,6 @@ async def test_while_triton_is_out_users_get_the_fallback_and_the_model_once_it_
     assert metrics.triton_circuit_open._value.get() == 0 and acked == [0, 1, 2, 3, 4, 5]
 
 
-@in_event_loop
 async def test_without_the_fallback_a_batch_waits_for_triton_unacknowledged() -> None:
     producer, acked, scorer = Producer(), [], OutageScorer()
     settings = SETTINGS.model_copy(update={"fallback_enabled": False, "triton_outage_after_s": 0.0})
@@ -528,7 +520,6 @@ async def test_without_the_fallback_a_batch_waits_for_triton_unacknowledged() ->
     assert orjson.loads(value)["source"] == "model" and acked == [0]
 
 
-@in_event_loop
 async def test_a_window_write_the_changelog_refuses_fails_the_batch_unacknowledged() -> None:
     producer, acked = Producer(), []
     agent, metrics, windows = agent_with(producer)

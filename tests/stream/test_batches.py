@@ -3,27 +3,18 @@
 from __future__ import annotations
 
 import asyncio
-import functools
-from collections.abc import Callable, Coroutine
 from types import SimpleNamespace
 from typing import Any, cast
 
 import pytest
-from mode.utils.queues import FlowControlEvent, FlowControlQueue
+from mode.utils.queues import FlowControlEvent
 
 from stream.batches import EventReader, take_batch
+from stream.input_queue import InputQueue
 
 pytestmark = pytest.mark.unit
 
 MAX_WAIT_S = 0.6
-
-
-def _in_event_loop(scenario: Callable[[], Coroutine[Any, Any, None]]) -> Callable[[], None]:
-    @functools.wraps(scenario)
-    def test() -> None:
-        asyncio.run(scenario())
-
-    return test
 
 
 def _queue_with(*items: int) -> asyncio.Queue[int]:
@@ -37,7 +28,6 @@ def _put_later(queue: asyncio.Queue[int], delay_s: float, item: int) -> None:
     asyncio.get_running_loop().call_later(delay_s, queue.put_nowait, item)
 
 
-@_in_event_loop
 async def test_an_idle_model_takes_the_queued_events_without_waiting() -> None:
     queue = _queue_with(1, 2, 3)
     _put_later(queue, 0.1, 4)
@@ -45,7 +35,6 @@ async def test_an_idle_model_takes_the_queued_events_without_waiting() -> None:
     assert await queue.get() == 4  # left for the next batch
 
 
-@_in_event_loop
 async def test_a_busy_model_lets_the_batch_gather_until_its_freshness_bound() -> None:
     queue = _queue_with(1)
     _put_later(queue, 0.1, 2)
@@ -57,7 +46,6 @@ async def test_a_busy_model_lets_the_batch_gather_until_its_freshness_bound() ->
     assert loop.time() - started >= MAX_WAIT_S - 0.01
 
 
-@_in_event_loop
 async def test_a_batch_closes_at_the_first_arrival_after_the_model_becomes_idle() -> None:
     queue = _queue_with(1)
     busy = [True]
@@ -68,7 +56,6 @@ async def test_a_batch_closes_at_the_first_arrival_after_the_model_becomes_idle(
     assert await take_batch(queue, 100, MAX_WAIT_S, downstream_idle=lambda: not busy) == [1, 2, 3]
 
 
-@_in_event_loop
 async def test_a_batch_never_exceeds_its_size_and_leaves_the_rest_queued() -> None:
     queue = _queue_with(*range(10))
     assert await take_batch(queue, 4, MAX_WAIT_S, downstream_idle=lambda: False) == [0, 1, 2, 3]
@@ -79,18 +66,24 @@ class _Message:
     def __init__(self, offset: int, generation_id: int) -> None:
         self.offset, self.generation_id = offset, generation_id
         self.topic, self.tracked, self.acked = "events", False, False
+        self.serialized_key_size, self.serialized_value_size = 10, 90
+
+    def ack(self) -> None:
+        self.acked = True
 
 
 class _Event:
     def __init__(self, offset: int, generation_id: int) -> None:
         self.message = _Message(offset, generation_id)
 
+    def ack(self) -> None:
+        self.message.ack()
 
-@_in_event_loop
+
 async def test_events_queued_when_flow_resumes_are_kept_and_earlier_generations_dropped() -> None:
     # Faust's own objects: a stream queue that flow control clears when it resumes.
     flow_control = FlowControlEvent(initially_suspended=False)
-    queue: FlowControlQueue[_Event] = FlowControlQueue(flow_control=flow_control, clear_on_resume=True)
+    queue: InputQueue[Any] = InputQueue(10, max_bytes=1000, flow_control=flow_control, clear_on_resume=True)
     unacked: set[_Message] = set()
     app = SimpleNamespace(
         consumer=SimpleNamespace(unacked=unacked),
@@ -108,5 +101,26 @@ async def test_events_queued_when_flow_resumes_are_kept_and_earlier_generations_
     batch = await asyncio.wait_for(reader.next_batch(), timeout=5)  # the events must still be there
     assert batch is not None and [event.message.offset for event in batch.events] == [8, 9]
     assert {message.offset for message in unacked} == {8, 9}  # tracked until acknowledged
+    assert reader.held_bytes == 200  # the dropped event's bytes no longer count
     reader.release_unacknowledged()
     assert unacked == set()
+
+
+async def test_an_acknowledged_batch_stops_counting_against_the_input_budget() -> None:
+    flow_control = FlowControlEvent(initially_suspended=False)
+    queue: InputQueue[Any] = InputQueue(10, max_bytes=1000, flow_control=flow_control)
+    app = SimpleNamespace(
+        consumer=SimpleNamespace(unacked=set()),
+        topics=SimpleNamespace(acking_topics={"events"}),
+        flow_control=flow_control,
+        consumer_generation_id=1,
+    )
+    reader = EventReader(
+        cast(Any, SimpleNamespace(channel=SimpleNamespace(queue=queue), app=app)), 2, 0.01, lambda: True
+    )
+    for offset in range(3):
+        queue.put_nowait(_Event(offset, 1))
+    first = await reader.next_batch()
+    assert first is not None and reader.held_bytes == 300  # taken, not yet acknowledged
+    first.acknowledge()
+    assert reader.held_bytes == 100 and all(event.message.acked for event in first.events)

@@ -4,8 +4,6 @@ users evicted by event time with tombstones, the index rebuilt from recovery."""
 from __future__ import annotations
 
 import asyncio
-import functools
-from collections.abc import Callable, Coroutine
 from types import SimpleNamespace
 from typing import Any, cast
 
@@ -20,14 +18,6 @@ from stream.window import decode_window, encode_window
 pytestmark = pytest.mark.unit
 
 MINUTE_MS = 60_000
-
-
-def in_event_loop(scenario: Callable[[], Coroutine[Any, Any, None]]) -> Callable[[], None]:
-    @functools.wraps(scenario)
-    def test() -> None:
-        asyncio.run(scenario())
-
-    return test
 
 
 class Store(dict[bytes, bytes]):
@@ -79,7 +69,6 @@ async def put(store: WindowStore, user_id: str, minute: int, partition: int = 0)
     await (await store.put(user_id, window, source(partition)))
 
 
-@in_event_loop
 async def test_a_window_goes_to_the_changelog_partition_of_its_users_events() -> None:
     table = Table()
     store, _ = store_over(table)
@@ -90,7 +79,6 @@ async def test_a_window_goes_to_the_changelog_partition_of_its_users_events() ->
     assert table.data.persisted == {("app-windows-changelog", 3): 0}  # TP(topic, partition)
 
 
-@in_event_loop
 async def test_users_idle_past_the_limit_behind_their_partitions_newest_event_are_evicted() -> None:
     table = Table()
     store, metrics = store_over(table, idle_minutes=60)
@@ -112,7 +100,6 @@ async def test_users_idle_past_the_limit_behind_their_partitions_newest_event_ar
     assert await store.evict_idle({0}) == []  # nothing twice
 
 
-@in_event_loop
 async def test_recovery_rebuilds_the_index_so_recovered_idle_users_are_evicted_too() -> None:
     table = Table()
     store, _ = store_over(table, idle_minutes=60)
@@ -148,7 +135,6 @@ def test_a_batch_evicts_a_bounded_number_and_the_rest_goes_next_time(monkeypatch
     asyncio.run(scenario())
 
 
-@in_event_loop
 async def test_the_idle_queue_stays_within_twice_the_index_however_often_users_write() -> None:
     table = Table()
     store, _ = store_over(table, idle_minutes=10_000)
