@@ -124,8 +124,7 @@ class WindowStore:
         if deliveries:
             self._metrics.windows_evicted.inc(len(deliveries))
         self._compact()
-        self._metrics.windows_stored.set(len(self._stored))
-        self._metrics.windows_stored_bytes.set(self._bytes)
+        self._report_size()
         return deliveries
 
     def recovered(self, partition: int, key: Any, value: Any) -> None:
@@ -150,6 +149,7 @@ class WindowStore:
         for partition, key, value in _disk_items(data):
             if key not in self._stored:
                 self.recovered(partition, key, value)
+        self._report_size()
 
     async def _send(self, key: bytes, value: bytes | None, partition: int) -> Delivery:
         topic = self._table.changelog_topic.get_topic_name()
@@ -178,6 +178,10 @@ class WindowStore:
         stored = self._stored.pop(key, None)
         if stored is not None:
             self._bytes -= stored.size
+
+    def _report_size(self) -> None:
+        self._metrics.windows_stored.set(len(self._stored))
+        self._metrics.windows_stored_bytes.set(self._bytes)
 
     def _compact(self) -> None:
         """Rebuild the queues once superseded entries outnumber live ones: memory stays within

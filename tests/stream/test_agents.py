@@ -359,7 +359,9 @@ class Stream:
     """What ``EventReader`` reads of an agent's stream: the channel's queue and the app."""
 
     def __init__(self, batch: EventBatch) -> None:
-        self.channel = SimpleNamespace(queue=InputQueue(0, max_bytes=1 << 20, flow_control=FlowControlEvent()))
+        self.channel = SimpleNamespace(
+            queue=InputQueue(0, max_bytes=1 << 20, flow_control=FlowControlEvent())
+        )
         for queued in batch.events:
             self.channel.queue.put_nowait(queued)
         self.app = SimpleNamespace(

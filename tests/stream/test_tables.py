@@ -102,7 +102,7 @@ async def test_users_idle_past_the_limit_behind_their_partitions_newest_event_ar
 
 async def test_recovery_rebuilds_the_index_so_recovered_idle_users_are_evicted_too() -> None:
     table = Table()
-    store, _ = store_over(table, idle_minutes=60)
+    store, metrics = store_over(table, idle_minutes=60)
     for key, minute in ((b"gone", 0), (b"idle", 5), (b"fresh", 100)):
         value = encode_window((WindowEvent(f"{key.decode()}-e", "i", "view", minute * MINUTE_MS),))
         table.data[key] = value
@@ -112,6 +112,7 @@ async def test_recovery_rebuilds_the_index_so_recovered_idle_users_are_evicted_t
     table.data.pop(b"dropped", None)
     store.recovered(2, b"dropped", encode_window((WindowEvent("d", "i", "view", 0),)))
     await store.reindex()  # Faust dropped it with a revoked partition
+    assert metrics.windows_stored._value.get() == 2  # reported once recovered, before any batch
 
     tombstones = await store.evict_idle({2})
     await asyncio.gather(*tombstones)
