@@ -36,6 +36,7 @@ __all__ = [
     "log",
     "offer_step",
     "start_servers",
+    "worker_overrides",
     "workers",
 ]
 
@@ -55,15 +56,19 @@ class Servers:
 
 
 @contextmanager
-def start_servers(settings: Settings, workdir: Path) -> Iterator[Servers]:
-    """One Triton serving the real and the trivial model for the whole run."""
+def start_servers(settings: Settings, workdir: Path, *, real_model: bool = True) -> Iterator[Servers]:
+    """One Triton serving the real and the trivial model for the whole run; the trivial one
+    alone without ``real_model`` (only the real model's config is needed then, no version)."""
     repository = workdir / "repository"
     repository.mkdir()
     real = settings.model_repository.resolve() / settings.triton_model_name
-    (repository / settings.triton_model_name).symlink_to(real, target_is_directory=True)
+    models = [TRIVIAL_MODEL]
+    if real_model:
+        (repository / settings.triton_model_name).symlink_to(real, target_is_directory=True)
+        models.append(settings.triton_model_name)
     write_trivial_model(real / "config.pbtxt", repository / TRIVIAL_MODEL)
     with EmbeddedTriton(repository, workdir / "embedded") as triton:
-        for model in (settings.triton_model_name, TRIVIAL_MODEL):
+        for model in models:
             triton.wait_for_model(model)
         yield Servers(triton.grpc_url, workdir, settings)
 
@@ -77,12 +82,10 @@ def fresh_broker(servers: Servers) -> Iterator[Servers]:
         yield replace(servers, bootstrap=broker.bootstrap)
 
 
-@contextmanager
-def workers(
-    servers: Servers, name: str, model: str, *, count: int = 1, partitions: int = 1, module: str = "cli"
-) -> Iterator[tuple[Settings, list[str]]]:
-    """``count`` workers in one consumer group on fresh topics; yields settings and metrics URLs."""
-    overrides: dict[str, Any] = {
+def worker_overrides(servers: Servers, name: str, model: str, *, partitions: int = 1) -> dict[str, Any]:
+    """Settings of a worker on the phase's servers, with topics and a consumer group of its
+    own, named after ``name``."""
+    return {
         "kafka_bootstrap": servers.bootstrap,
         "kafka_broker_kind": "tansu",
         "triton_grpc_url": servers.triton_url,
@@ -93,6 +96,14 @@ def workers(
         "topic_dead_letter": f"bench-{name}.dlq",
         "topic_partitions": partitions,
     }
+
+
+@contextmanager
+def workers(
+    servers: Servers, name: str, model: str, *, count: int = 1, partitions: int = 1, module: str = "cli"
+) -> Iterator[tuple[Settings, list[str]]]:
+    """``count`` workers in one consumer group on fresh topics; yields settings and metrics URLs."""
+    overrides = worker_overrides(servers, name, model, partitions=partitions)
     settings = Settings(**overrides)
     ensure_topics(servers.bootstrap, settings)
     with ExitStack() as stack:

@@ -9,15 +9,14 @@ import time
 from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
-from benchmarks.workload import Message
 from tools.metrics_scrape import scrape
 
-__all__ = ["OutputReader", "Producer", "worker_totals"]
+__all__ = ["OutputReader", "Producer", "Record", "worker_totals"]
 
 # How often the rate-controlled producer hands due messages over: its pacing granularity, and
 # one produce request per partition per tick for the broker to handle.
@@ -33,6 +32,19 @@ def _trigger_event_id(value: bytes) -> str:
     if start < len(_TRIGGER_FIELD) or b"\\" in value[start:end]:
         return str(orjson.loads(value)["trigger_event_id"])
     return value[start:end].decode()
+
+
+class Record(Protocol):
+    """What the producer sends of a message (:class:`benchmarks.workload.Message` is one)."""
+
+    @property
+    def key(self) -> bytes: ...
+
+    @property
+    def value(self) -> bytes: ...
+
+    @property
+    def partition(self) -> int: ...
 
 
 class Producer:
@@ -51,13 +63,13 @@ class Producer:
     async def __aexit__(self, *exc: object) -> None:
         await self._producer.stop()
 
-    async def send(self, messages: Sequence[Message]) -> float:
+    async def send(self, messages: Sequence[Record]) -> float:
         """Send all at once (a backlog); returns the send time, epoch ms."""
         now_ms = time.time() * 1000
         await asyncio.gather(*await self._send_batches(messages, int(now_ms)))
         return now_ms
 
-    async def offer(self, messages: Sequence[Message], rate: float) -> list[float]:
+    async def offer(self, messages: Sequence[Record], rate: float) -> list[float]:
         """Send at ``rate`` messages/s; returns each message's send time (epoch ms)."""
         loop = asyncio.get_running_loop()
         started = loop.time()
@@ -74,7 +86,7 @@ class Producer:
         return sent_ms
 
     async def _send_batches(
-        self, messages: Sequence[Message], timestamp_ms: int
+        self, messages: Sequence[Record], timestamp_ms: int
     ) -> list[asyncio.Future[object]]:
         batches: dict[int, Any] = {}
         deliveries = []

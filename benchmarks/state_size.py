@@ -1,9 +1,9 @@
 """Window state per user with 100,000 users, measured in fresh processes.
 
-``build`` replays synthetic events through the worker's own window code (merge + encode) and
-writes the encoded table (key, value) to a file; ``load`` reads that file into the structure
-Faust's in-memory table store keeps (a dict of bytes to bytes) and reports how much the
-process's resident memory grew and the table's size. Separate processes keep generator
+``build`` writes the encoded table (key, value) of :mod:`benchmarks.synthetic_windows` (synthetic
+events through the worker's own window code) to a file; ``load`` reads that file into the
+structure Faust's in-memory table store keeps (a dict of bytes to bytes) and reports how much
+the process's resident memory grew and the table's size. Separate processes keep generator
 garbage out of the measurement.
 """
 
@@ -17,17 +17,10 @@ from pathlib import Path
 
 import orjson
 
-from contract import ACTIONS
-from serving.data import user_sequences
-from serving.synthetic import SyntheticConfig, generate_events
-from stream.records import WindowEvent
-from stream.window import decode_window, encode_window, merge_events
+from benchmarks.synthetic_windows import synthetic_windows
+from stream.window import decode_window
 
 __all__ = ["measure_state"]
-
-# The generator's cost grows with its events, so one group of users is generated and copied
-# under new user and event ids until the table holds ``users`` distinct users.
-_GROUP_USERS = 10_000
 
 
 def measure_state(users: int, window_size: int, horizon_ms: int, workdir: Path) -> dict[str, float]:
@@ -43,19 +36,9 @@ def measure_state(users: int, window_size: int, horizon_ms: int, workdir: Path) 
 
 
 def _build(path: Path, users: int, window_size: int, horizon_ms: int) -> None:
-    config = SyntheticConfig(n_users=min(users, _GROUP_USERS), mean_events_per_user=60.0, seed=1)
-    sequences = user_sequences(generate_events(config))
     with path.open("wb") as out:
-        for copy in range(-(-users // len(sequences))):
-            for seq in sequences[: users - copy * len(sequences)]:
-                events = [
-                    WindowEvent(f"{event_id}.{copy}", item, ACTIONS[code - 1], ts)
-                    for event_id, item, code, ts in zip(
-                        seq.event_ids, seq.items, seq.actions, seq.timestamps_ms, strict=True
-                    )
-                ]
-                window = merge_events((), events, window_size, horizon_ms).window
-                out.write(orjson.dumps([f"{seq.user_id}.{copy}", encode_window(window).hex()]) + b"\n")
+        for user_id, value in synthetic_windows(users, window_size, horizon_ms):
+            out.write(orjson.dumps([user_id, value.hex()]) + b"\n")
 
 
 def _rss_bytes() -> int:

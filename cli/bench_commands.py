@@ -1,14 +1,15 @@
 """Handlers of the benchmark commands: bench (the stream), quality (the model), perf-input, chaos
-(fault injection)."""
+(fault injection), recovery (restoring the windows table)."""
 
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import sys
 
 from cli.main import EXIT_OK, EXIT_USAGE
 
-__all__ = ["bench", "chaos", "perf_input", "quality"]
+__all__ = ["bench", "chaos", "perf_input", "quality", "recovery"]
 
 
 def bench(args: argparse.Namespace) -> int:
@@ -55,4 +56,14 @@ def chaos(args: argparse.Namespace) -> int:
     )
     missed = [row.scenario for row in rows if not row.held]
     print(f"targets missed: {', '.join(missed)}" if missed else "every scenario held its targets")
+    return EXIT_OK
+
+
+def recovery(args: argparse.Namespace) -> int:
+    if importlib.util.find_spec("rocksdict") is None:
+        print("nextaction recovery: the rocksdb store needs pip install 'nextaction[disk]'", file=sys.stderr)
+        return EXIT_USAGE
+    from benchmarks.recovery import run
+
+    run(args.users, args.out)
     return EXIT_OK

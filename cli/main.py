@@ -16,6 +16,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Final
 
+from cli.argument_types import positive, scenario_numbers, user_counts
 from stream.shutdown import EXIT_SHUTDOWN_TIMED_OUT
 
 __all__ = [
@@ -189,13 +190,13 @@ def _model_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser
     train.add_argument("--format", choices=sorted(FORMATS), default="events")
     train.add_argument("--out", type=Path, required=True)
     train.add_argument(
-        "--epochs", type=_positive, help="most epochs (default 200; early stopping ends sooner)"
+        "--epochs", type=positive, help="most epochs (default 200; early stopping ends sooner)"
     )
     train.add_argument("--dropout", type=float, help="fixed dropout (default: chosen on validation)")
     train.add_argument("--time-budget", type=float, help="minutes; stops after the epoch crossing it")
     train.add_argument(
         "--max-networks",
-        type=_positive,
+        type=positive,
         help="most networks averaged, each kept only if it lifts validation NDCG@10 enough "
         "(default 2; 1 for the cheapest model to serve)",
     )
@@ -270,7 +271,7 @@ def _benchmark_commands(commands: argparse._SubParsersAction[argparse.ArgumentPa
     chaos.add_argument("--quick", action="store_true", help="small loads and short phases")
     chaos.add_argument(
         "--scenarios",
-        type=_scenario_numbers,
+        type=scenario_numbers,
         default=list(range(1, 9)),
         help="comma-separated numbers, default all: 1 fuzz, 2 Triton killed, 3 worker killed x3, "
         "4 handover, 5 broker restart, 6 SIGTERM, 7 roll-out, 8 soak",
@@ -282,19 +283,18 @@ def _benchmark_commands(commands: argparse._SubParsersAction[argparse.ArgumentPa
     chaos.add_argument("--workdir", type=Path, help="keep logs and server files here (default: temporary)")
     chaos.add_argument("--seed", type=int, default=0, help="seed of the fuzzing and the fault timings")
 
-
-def _scenario_numbers(text: str) -> list[int]:
-    try:
-        numbers = [int(part) for part in text.split(",") if part.strip()]
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected numbers like 1,3,5, got {text!r}") from None
-    if not numbers or not all(1 <= number <= 8 for number in numbers):
-        raise argparse.ArgumentTypeError(f"scenarios are numbered 1 to 8, got {text!r}")
-    return numbers
-
-
-def _positive(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
-    return value
+    recovery = _command(
+        commands,
+        "recovery",
+        "cli.bench_commands:recovery",
+        "how long a worker takes to restore its windows table from the changelog, per million users, "
+        "with the memory and the rocksdb store, against an empty-changelog baseline (embedded servers, "
+        "trivial model; about 10 minutes on 2 cores with the default sizes)",
+    )
+    recovery.add_argument(
+        "--users",
+        type=user_counts,
+        default=[100_000, 300_000],
+        help="comma-separated user counts, one partition (default 100000,300000)",
+    )
+    recovery.add_argument("--out", type=Path, help="write the figures as JSON")

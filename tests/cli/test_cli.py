@@ -35,6 +35,7 @@ COMMANDS = [
     "quality",
     "perf-input",
     "chaos",
+    "recovery",
 ]
 
 
