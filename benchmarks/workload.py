@@ -36,13 +36,20 @@ class Message:
 
 @dataclass
 class EventSupply:
-    """Hands out never-repeating events of ``users`` users, generated in chunks as needed."""
+    """Hands out never-repeating events of ``users`` users, generated in chunks as needed.
+
+    Chunk ``n`` covers days ``first_chunk + n`` onward of event time (one chunk a day by
+    default); ``prefix`` goes before user and event ids, so that two supplies are two
+    populations.
+    """
 
     users: int
     partitions: int = 1
     span_days: float = 1.0
     events_per_user: float = 10.0  # per chunk, on average
     seed: int = 0
+    first_chunk: int = 0
+    prefix: str = ""
     _chunk: int = 0
     _buffer: list[Message] = field(default_factory=list)
     _partition_of: dict[bytes, int] = field(default_factory=dict)
@@ -54,7 +61,7 @@ class EventSupply:
         return taken
 
     def _generate(self) -> list[Message]:
-        chunk = self._chunk
+        chunk = self.first_chunk + self._chunk
         self._chunk += 1
         config = SyntheticConfig(
             n_users=self.users,
@@ -65,7 +72,8 @@ class EventSupply:
         )
         messages = []
         for event in generate_events(config):
-            event["event_id"] = f"{event['event_id']}.{chunk}"
+            event["user_id"] = f"{self.prefix}{event['user_id']}"
+            event["event_id"] = f"{self.prefix}{event['event_id']}.{chunk}"
             key, value = event_message(event)
             messages.append(Message(event["user_id"], event["event_id"], key, value, self._partition(key)))
         return messages

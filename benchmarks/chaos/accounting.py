@@ -127,17 +127,32 @@ def account(
 
 def expected_windows(inputs: Iterable[InputMessage], settings: Settings) -> dict[str, Window]:
     """Each user's window replayed from scratch: the user's valid events merged one at a time
-    in offset order (the order the worker reads them; a user's events share a partition)."""
+    in offset order (the order the worker reads them; a user's events share a partition).
+    A user idle for ``user_idle_evict_s`` behind the newest event of their partition is
+    evicted, as the worker evicts: gone at the end, or started afresh by a later event (exact
+    unless that event comes within one batch of the eviction)."""
     horizon_ms = int(settings.window_horizon_s * 1000)
-    windows: defaultdict[str, Window] = defaultdict(tuple)
+    idle_ms = int(settings.user_idle_evict_s * 1000)
+    windows: dict[str, Window] = {}
+    partition_of: dict[str, int] = {}
+    clocks: defaultdict[int, int] = defaultdict(int)
     for message in sorted(inputs, key=lambda m: (m.partition, m.offset)):
         event = valid_event(message, settings)
-        if event is not None and message.key is not None:
-            user_id = message.key.decode()
-            windows[user_id] = merge_events(
-                windows[user_id], (event,), settings.window_size, horizon_ms
-            ).window
-    return dict(windows)
+        if event is None or message.key is None:
+            continue
+        user_id, clock = message.key.decode(), clocks[message.partition]
+        window = windows.get(user_id, ())
+        if window and window[-1].ts_ms < clock - idle_ms:
+            window = ()
+        window = merge_events(window, (event,), settings.window_size, horizon_ms).window
+        windows[user_id], partition_of[user_id] = window, message.partition
+        if window:
+            clocks[message.partition] = max(clock, window[-1].ts_ms)
+    return {
+        user_id: window
+        for user_id, window in windows.items()
+        if window and window[-1].ts_ms >= clocks[partition_of[user_id]] - idle_ms
+    }
 
 
 def window_mismatches(expected: Mapping[str, Window], changelog: Iterable[OutputRecord]) -> list[str]:

@@ -1,5 +1,5 @@
 """Scenarios about the input rather than a fault: fuzzed messages among valid events, and a
-soak at half the rate one worker sustains (RSS and consumer lag over time)."""
+soak at half the rate one worker sustains (RSS and consumer lag over time, idle users evicted)."""
 
 from __future__ import annotations
 
@@ -14,11 +14,16 @@ from benchmarks.chaos.report import Row
 from benchmarks.chaos.rig import Rig, Trial, log, rss_mb
 from benchmarks.harness import Servers, drain_rate
 from benchmarks.workload import EventSupply, Message
+from serving.synthetic import DAY_MS
 from tools.worker_process import WorkerProcess
 
 __all__ = ["fuzz", "soak"]
 
 RSS_BAND = 0.10
+# The soak's second population starts this many days of event time after the first, which
+# then lies idle for longer than the worker's eviction time.
+_ACTIVE_FROM_DAY = 10
+_IDLE_EVICT_DAYS = 5
 _WAIT_S = 900.0
 _SAMPLE_S = 2.0
 
@@ -56,8 +61,10 @@ def _lag(worker: WorkerProcess, started: float, rate: float, total: int, consume
 
 def soak(rig: Rig) -> Row:
     duration_s = rig.size(45, 600)
-    trial = Trial(rig, "soak")
-    supply = EventSupply(users=int(rig.size(2000, 20_000)), seed=rig.seed + 8)
+    users = int(rig.size(2000, 20_000))
+    trial = Trial(rig, "soak", user_idle_evict_s=_IDLE_EVICT_DAYS * DAY_MS / 1000)
+    idle = EventSupply(users=users, seed=rig.seed + 80, prefix="idle-")
+    active = EventSupply(users=users, seed=rig.seed + 8, first_chunk=_ACTIVE_FROM_DAY)
     row = Row("8 soak", "-", "none")
     worker = trial.start_worker()
     with trial.abandoned_on_error():
@@ -65,16 +72,23 @@ def soak(rig: Rig) -> Row:
         servers = Servers(
             trial.settings.triton_grpc_url, rig.workdir, trial.settings, trial.settings.kafka_bootstrap
         )
-        # The first backlog fills the users' windows, the second measures: a rate drained over
-        # near-empty windows is more than the worker sustains once they fill.
-        for _ in range(2):
+        # Users who then go idle for good; a backlog that fills the active users' windows; one
+        # that measures (a rate drained over near-empty windows is more than the worker
+        # sustains once they fill).
+        idle_users: set[str] = set()
+        for supply in (idle, active, active):
             backlog = supply.take(int(rig.size(10_000, 100_000)))
             maximum = asyncio.run(drain_rate(servers, trial.settings, [worker.metrics_url], backlog))
             trial.sent.update(message.partition for message in backlog)
+            if supply is idle:
+                idle_users = {message.user_id for message in backlog}
         rate = maximum / 2
-        log(f"8: second backlog drained at {maximum:,.0f}/s; soaking at {rate:,.0f}/s for {duration_s:g} s")
+        log(
+            f"8: active users' second backlog drained at {maximum:,.0f}/s; "
+            f"soaking at {rate:,.0f}/s for {duration_s:g} s"
+        )
         consumed_before = worker.metrics().get("nextaction_events_consumed_total", 0)
-        messages = supply.take(int(rate * duration_s))
+        messages = active.take(int(rate * duration_s))
         load = trial.offer(messages, rate)
         started = time.monotonic()
         samples: list[tuple[float, float, float]] = []  # (seconds in, RSS MB, lag events)
@@ -87,8 +101,22 @@ def soak(rig: Rig) -> Row:
             )
         load.join()
         outputs = trial.collect(row, _WAIT_S)
-    row.load = f"{duration_s:g} s at {rate:,.0f}/s (half the {maximum:,.0f}/s drain rate of a second backlog)"
+        metrics = worker.metrics()
+    row.load = (
+        f"{duration_s:g} s at {rate:,.0f}/s (half the {maximum:,.0f}/s drain rate of the active users' "
+        f"second backlog), {len(idle_users):,} users idle since {_ACTIVE_FROM_DAY} days before"
+    )
     _judge_soak(row, samples, duration_s, rate)
+    evicted, stored = (
+        metrics.get("nextaction_windows_evicted_total", 0),
+        metrics.get("nextaction_windows_stored", 0),
+    )
+    row.require(
+        evicted >= len(idle_users), f"{evicted:,.0f} users evicted of the {len(idle_users):,} gone idle"
+    )
+    row.notes.append(
+        f"{evicted:,.0f} of {len(idle_users):,} idle users evicted; {stored:,.0f} windows stored at the end"
+    )
     return trial.finish(row, outputs)
 
 

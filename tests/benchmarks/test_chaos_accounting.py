@@ -94,6 +94,35 @@ def test_the_replayed_window_keeps_the_newest_valid_events_only() -> None:
     assert [e.event_id for e in windows["u1"]] == ["e2", "e3", "e4"]
 
 
+def test_the_replay_evicts_users_idle_behind_their_partitions_newest_event() -> None:
+    settings = Settings(window_size=3, user_idle_evict_s=3600)
+    minute = 60_000
+    arrivals = [  # (user, event id, minutes after TS, partition)
+        ("u1", "a", 0, 0),
+        ("u2", "b", 10, 0),
+        ("u3", "c", 20, 0),
+        ("u2", "d", 120, 0),  # the partition's clock moves two hours on: u1 and u3 are idle
+        ("u1", "e", 150, 0),  # u1 comes back after eviction: a fresh window
+        ("u4", "f", 0, 1),  # another partition keeps its own clock
+    ]
+    inputs = [
+        InputMessage(
+            partition,
+            offset,
+            user.encode(),
+            orjson.dumps(event(user, eid, TS + at * minute)),
+            TS + at * minute,
+        )
+        for offset, (user, eid, at, partition) in enumerate(arrivals)
+    ]
+    windows = expected_windows(inputs, settings)
+    assert {user: [e.event_id for e in window] for user, window in windows.items()} == {
+        "u1": ["e"],
+        "u2": ["b", "d"],
+        "u4": ["f"],
+    }
+
+
 def test_a_stored_window_that_differs_is_reported_and_the_newest_value_counts() -> None:
     expected = {"u1": (WindowEvent("e1", "i1", "view", TS),)}
     right = OutputRecord(b"u1", encode_window(expected["u1"]), {})
