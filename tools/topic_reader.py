@@ -13,18 +13,30 @@ __all__ = ["committed_offsets", "read_until_idle"]
 
 
 def read_until_idle(
-    bootstrap: str, topic: str, partitions: int, idle_s: float = 1.5
+    bootstrap: str,
+    topic: str,
+    partitions: int,
+    idle_s: float = 1.5,
+    *,
+    at_least: int = 0,
+    timeout_s: float = 300.0,
 ) -> Iterator[ConsumerRecord]:
-    """Every record of ``topic``'s ``partitions``, until none arrived for ``idle_s``."""
+    """Every record of ``topic``'s ``partitions``, until none arrived for ``idle_s`` and at
+    least ``at_least`` did (a broker slow to answer its first fetch looks idle too); raises
+    TimeoutError if ``at_least`` have not arrived within ``timeout_s``."""
     consumer = KafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
     try:
         assigned = [TopicPartition(topic, p) for p in range(partitions)]
         consumer.assign(assigned)
         consumer.seek_to_beginning(*assigned)
-        idle_since = time.monotonic()
-        while time.monotonic() - idle_since < idle_s:
+        started = idle_since = time.monotonic()
+        read = 0
+        while read < at_least or time.monotonic() - idle_since < idle_s:
+            if read < at_least and time.monotonic() - started > timeout_s:
+                raise TimeoutError(f"{topic}: {read} records read in {timeout_s:g} s, expected {at_least}")
             for records in consumer.poll(timeout_ms=200).values():
                 idle_since = time.monotonic()
+                read += len(records)
                 yield from records
     finally:
         consumer.close()

@@ -251,16 +251,26 @@ class Trial:
         return [
             OutputRecord(record.key, record.value, {name: value for name, value in record.headers})
             for record in read_until_idle(
-                self.settings.kafka_bootstrap, topic, self.settings.topic_partitions, 1.0
+                self.settings.kafka_bootstrap, topic, self.settings.topic_partitions, self._read_idle_s
             )
         ]
+
+    @property
+    def _read_idle_s(self) -> float:
+        """How long a topic must stay quiet to be read to its end: ten fetch waits (a broker
+        on S3 storage waits 500 ms a fetch), at least a second."""
+        return max(1.0, 10 * self.settings.tansu_fetch_max_wait_ms / 1000)
 
     def outputs(self) -> Outputs:
         """Everything read back and accounted for; windows checked against a replay."""
         inputs = [
             InputMessage(record.partition, record.offset, record.key, record.value, record.timestamp)
             for record in read_until_idle(
-                self.settings.kafka_bootstrap, self.settings.topic_events, self.settings.topic_partitions, 1.0
+                self.settings.kafka_bootstrap,
+                self.settings.topic_events,
+                self.settings.topic_partitions,
+                self._read_idle_s,
+                at_least=sum(self.sent.values()),  # every message the broker acknowledged
             )
         ]
         recommendations = [

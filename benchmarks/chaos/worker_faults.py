@@ -18,7 +18,8 @@ _WAIT_S = 180.0
 
 
 def _first_ack_s(trial: Trial, started: float) -> float:
-    """Seconds from ``started`` until the last started worker acknowledged its first event."""
+    """Seconds from ``started`` until the last started worker acknowledged its first event
+    (called while the load still runs: waiting for the load first would add what is left of it)."""
     trial.workers[-1].wait_acknowledged(1, timeout_s=_WAIT_S)
     return time.monotonic() - started
 
@@ -46,8 +47,8 @@ def sigkill_restarts(rig: Rig) -> Row:
             trial.kill(worker)
             started = time.monotonic()
             worker = trial.start_worker()
-            load.join()
             recoveries.append(_first_ack_s(trial, started))
+            load.join()
             trial.wait_caught_up(row, _WAIT_S)
             mismatched = trial.outputs().window_mismatches
             row.require(
@@ -114,8 +115,8 @@ def sigterm_restart(rig: Rig) -> Row:
         row.notes.append(f"exit code {code}")
         started = time.monotonic()
         trial.start_worker()
-        load.join()
         row.recovery_s = _first_ack_s(trial, started)
+        load.join()
         outputs = trial.collect(row, _WAIT_S)
     row.notes.append("recovery = restart to first acknowledged event")
     return trial.finish(row, outputs)
