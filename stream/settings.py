@@ -42,7 +42,10 @@ class Settings(BaseSettings):
         default="kafka", description="tansu = work around Tansu's quirks (stream/tansu_transport.py)"
     )
     tansu_fetch_max_wait_ms: int = Field(
-        20, ge=1, le=10_000, description="Tansu only: a fetch's wait (s3:// storage needs about 500)"
+        20,
+        ge=1,
+        le=10_000,
+        description="Tansu only: a fetch's shortest wait (doubled while Tansu answers empty)",
     )
     triton_grpc_url: str = Field("", description="host:port of Triton gRPC")
     metrics_port: int = Field(9108, ge=0, le=65535, description="0 picks a free port")

@@ -7,7 +7,12 @@
    right, so this transport takes partition ends from a Fetch instead.
 2. Tansu holds a long-poll Fetch for its whole max wait even when records arrive meanwhile,
    so Faust's fixed 1,500 ms wait becomes the stream's latency. This transport's consumer
-   waits at most ``TansuTransport.fetch_max_wait_ms`` (NEXTACTION_TANSU_FETCH_MAX_WAIT_MS).
+   waits ``TansuTransport.fetch_max_wait_ms`` (NEXTACTION_TANSU_FETCH_MAX_WAIT_MS). But Tansu
+   also looks a fetch's records up within that wait, and answers with none when the lookup
+   outlasts it, which it does more the further into a partition the fetch starts (a 20 ms
+   wait got nothing at offset 687,400 of a 1.3-million-record partition in memory storage,
+   for ever; 100 ms did; S3 storage needs about 500 ms from the start). So the wait adapts:
+   :class:`FetchWaitAdapter`.
 3. Tansu numbers a new group's first generation 0, which aiokafka takes for "not a member"
    and so sends no LeaveGroup when the consumer closes. The stopped worker then stays in the
    group until its session times out, and a worker started meanwhile is rebalanced twice
@@ -26,7 +31,7 @@ import functools
 import logging
 from collections import defaultdict
 from collections.abc import Iterable, Mapping
-from typing import ClassVar, Final, cast
+from typing import Any, ClassVar, Final, cast
 
 from aiokafka import AIOKafkaClient, AIOKafkaConsumer, TopicPartition
 from aiokafka.consumer.group_coordinator import GroupCoordinator
@@ -38,7 +43,7 @@ from faust.types import TP, ProducerT
 
 from stream.lean_transport import LeanConsumer, LeanConsumerThread, LeanTransport
 
-__all__ = ["TansuTransport", "fetch_highwaters"]
+__all__ = ["FetchWaitAdapter", "TansuTransport", "fetch_highwaters"]
 
 log = logging.getLogger(__name__)
 
@@ -48,6 +53,9 @@ _FETCH_MAX_WAIT_MS: Final = 10
 # We want the highwater, not records: brokers still return at least one batch if there is one.
 _FETCH_MAX_BYTES: Final = 1
 _READ_UNCOMMITTED: Final = 0
+# The longest a consumer's adapted fetch wait grows to: above S3 storage's ~500 ms, and far
+# below the session timeout.
+_FETCH_WAIT_CEILING_MS: Final = 2000
 
 
 async def fetch_highwaters(
@@ -97,6 +105,52 @@ def _fetch_request(parts: Iterable[tuple[TopicPartition, int]]) -> FetchRequest:
     )
 
 
+class FetchWaitAdapter:
+    """Stands in for a fetcher's client and sets the fetcher's wait from the answers: doubled
+    (up to ``ceiling_ms``) after a Fetch that brought no records for a partition whose high
+    watermark lies past the fetched offset, eased by a tenth (down to ``floor_ms``) after one
+    that brought records. Every other call goes to the client unchanged."""
+
+    def __init__(self, fetcher: Any, floor_ms: int, ceiling_ms: int = _FETCH_WAIT_CEILING_MS) -> None:
+        self._fetcher = fetcher
+        self._client: AIOKafkaClient = fetcher._client
+        self._floor_ms = floor_ms
+        self._ceiling_ms = max(floor_ms, ceiling_ms)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._client, name)
+
+    async def send(self, node_id: int, request: Any, *args: Any, **kwargs: Any) -> Any:
+        response = await self._client.send(node_id, request, *args, **kwargs)
+        if isinstance(request, FetchRequest):
+            self.observe(request, response)
+        return response
+
+    def observe(self, request: Any, response: Any) -> None:
+        offsets = {
+            (topic, partition): offset
+            for topic, partitions in request.topics
+            for partition, offset, *_ in partitions
+        }
+        starved = fed = False
+        for topic, partitions in response.topics:
+            for partition, error_code, highwater, *data in partitions:
+                if error_code:
+                    continue
+                if data[-1]:
+                    fed = True
+                elif highwater > offsets.get((topic, partition), highwater):
+                    starved = True
+        wait = self._fetcher._fetch_max_wait_ms
+        if starved:
+            wait = min(self._ceiling_ms, wait * 2)
+            if wait != self._fetcher._fetch_max_wait_ms:
+                log.info("Tansu fetched nothing short of the partition end: fetch wait now %d ms", wait)
+        elif fed:
+            wait = max(self._floor_ms, int(wait * 0.9))
+        self._fetcher._fetch_max_wait_ms = wait
+
+
 async def _leave_group(coordinator: GroupCoordinator) -> None:
     """aiokafka's ``GroupCoordinator._maybe_leave_group`` for brokers whose generations start at
     0: leave whenever a generation was joined (aiokafka's "none" is -1), then forget it."""
@@ -119,9 +173,13 @@ class _TansuConsumerThread(LeanConsumerThread):
 
     async def on_start(self) -> None:
         await super().on_start()
-        coordinator = self._ensure_consumer()._coordinator
-        # The coordinator exists once the consumer has started; it leaves the group on close.
+        consumer = self._ensure_consumer()
+        # The coordinator and the fetcher exist once the consumer has started; the coordinator
+        # leaves the group on close, and the fetcher looks its client up for every request.
+        coordinator = consumer._coordinator
         coordinator._maybe_leave_group = functools.partial(_leave_group, coordinator)
+        fetcher = consumer._fetcher
+        fetcher._client = FetchWaitAdapter(fetcher, TansuTransport.fetch_max_wait_ms)
 
     async def highwaters(self, *partitions: TP) -> Mapping[TP, int]:
         if self.consumer.in_transaction:
