@@ -21,9 +21,11 @@ __all__ = ["fuzz", "soak"]
 
 RSS_BAND = 0.10
 # The soak's second population starts this many days of event time after the first, which
-# then lies idle for longer than the worker's eviction time.
-_ACTIVE_FROM_DAY = 10
-_IDLE_EVICT_DAYS = 5
+# then lies idle for longer than the worker's eviction time. The supply's days overlap (a
+# user's later sessions run days past the day the user started), so the limit stays well
+# above that overlap: active users are not evicted.
+_ACTIVE_FROM_DAY = 40
+_IDLE_EVICT_DAYS = 20
 _WAIT_S = 900.0
 _SAMPLE_S = 2.0
 
