@@ -1,5 +1,5 @@
-"""Read a whole topic from its start until it stays idle (partition ends are not asked for,
-since the embedded broker under-reports them), and a consumer group's committed offsets."""
+"""Read a whole topic from its start to its end (taken from Fetch responses: the embedded
+broker under-reports ListOffsets), and a consumer group's committed offsets."""
 
 from __future__ import annotations
 
@@ -11,6 +11,8 @@ from kafka.consumer.fetcher import ConsumerRecord
 
 __all__ = ["committed_offsets", "read_until_idle"]
 
+_FETCH_BYTES = 8 * 1024 * 1024  # a partition's records per fetch: the broker answers slowly
+
 
 def read_until_idle(
     bootstrap: str,
@@ -21,27 +23,42 @@ def read_until_idle(
     at_least: int = 0,
     timeout_s: float = 300.0,
 ) -> Iterator[ConsumerRecord]:
-    """Every record of ``topic``'s ``partitions``, until none arrived for ``idle_s`` and at
-    least ``at_least`` did (a broker slow to answer its first fetch looks idle too); raises
-    TimeoutError if ``at_least`` have not arrived within ``timeout_s``."""
+    """Every record of ``topic``'s ``partitions``: until each partition is read to the high
+    watermark its Fetch responses report and none arrived for ``idle_s``, and at least
+    ``at_least`` arrived. Quiet alone is not the end: far into a large partition the embedded
+    broker answers fetches empty for a while. TimeoutError after ``timeout_s``."""
     # kafka-python checks CRCs in pure Python unless the crc32c package is there: minutes for a
     # million records. The broker checked them when they were produced.
-    consumer = KafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False, check_crcs=False)
+    consumer = KafkaConsumer(
+        bootstrap_servers=bootstrap,
+        enable_auto_commit=False,
+        check_crcs=False,
+        max_partition_fetch_bytes=_FETCH_BYTES,
+    )
     try:
         assigned = [TopicPartition(topic, p) for p in range(partitions)]
         consumer.assign(assigned)
         consumer.seek_to_beginning(*assigned)
         started = idle_since = time.monotonic()
         read = 0
-        while read < at_least or time.monotonic() - idle_since < idle_s:
-            if read < at_least and time.monotonic() - started > timeout_s:
-                raise TimeoutError(f"{topic}: {read} records read in {timeout_s:g} s, expected {at_least}")
+        while not (
+            read >= at_least
+            and time.monotonic() - idle_since >= idle_s
+            and all(_read_to_end(consumer, tp) for tp in assigned)
+        ):
+            if time.monotonic() - started > timeout_s:
+                raise TimeoutError(f"{topic}: {read} records read in {timeout_s:g} s, not to its end")
             for records in consumer.poll(timeout_ms=200).values():
                 idle_since = time.monotonic()
                 read += len(records)
                 yield from records
     finally:
         consumer.close()
+
+
+def _read_to_end(consumer: KafkaConsumer, tp: TopicPartition) -> bool:
+    end = consumer.highwater(tp)
+    return end is not None and consumer.position(tp) >= end
 
 
 def committed_offsets(bootstrap: str, group: str, topic: str, partitions: int) -> list[int]:
