@@ -23,13 +23,23 @@ __all__ = [
     "ACTION_CODES",
     "ATTRIBUTIONS",
     "FIRST_ITEM_INDEX",
+    "HEAD_SHARE",
     "INPUTS",
     "ITEM_IDS",
+    "ITEM_ORIGINS",
+    "LEARNED_ORIGIN",
     "N_GAP_BUCKETS",
     "ONNX_INPUTS",
     "ONNX_OUTPUTS",
     "OUTPUTS",
     "PAD_INDEX",
+    "POPULARITY",
+    "POPULARITY_ADJUSTMENT",
+    "SIGNALS",
+    "SIGNAL_CODES",
+    "SIGNAL_KINDS",
+    "SIMILARITIES",
+    "TEXT_ORIGIN",
     "TIMESTAMPS",
     "TOP_ITEMS",
     "TOP_SCORES",
@@ -64,36 +74,73 @@ _FIRST_TIMED_GAP: Final = 2
 @dataclass(frozen=True)
 class TensorSpec:
     """One Triton tensor: its name, types on each side, and its dims without the batch
-    dimension, written as ``window`` (W) and ``top_k`` (K)."""
+    dimension, written as ``window`` (W), ``top_k`` (K) or ``one`` (1)."""
 
     name: str
     config_type: str  # config.pbtxt data_type
     client_type: str  # tritonclient datatype
     dtype: type[np.generic]
     dims: tuple[str, ...]
+    optional: bool = False  # a request may leave the input out
 
     def shape(self, window: int, top_k: int) -> list[int]:
-        sizes = {"window": window, "top_k": top_k}
+        sizes = {"window": window, "top_k": top_k, "one": 1}
         return [sizes[dim] for dim in self.dims]
 
 
-# Inputs: the window, oldest to newest, left-padded with "" / 0 / 0.
+# Inputs: the window, oldest to newest, left-padded with "" / 0 / 0, and the strength of the
+# popularity correction for this window (optional, 0 when left out: workers older than it
+# keep working; see the README's model section).
 ITEM_IDS: Final = TensorSpec("ITEM_IDS", "TYPE_STRING", "BYTES", np.object_, ("window",))
 WINDOW_ACTIONS: Final = TensorSpec("ACTIONS", "TYPE_INT32", "INT32", np.int32, ("window",))
 TIMESTAMPS: Final = TensorSpec("TIMESTAMPS", "TYPE_INT64", "INT64", np.int64, ("window",))
-# Outputs: the best items first, their probabilities, and per item the weight of each window
-# position (0 on padding and on events older than those the model explains).
+POPULARITY_ADJUSTMENT: Final = TensorSpec(
+    "POPULARITY_ADJUSTMENT", "TYPE_FP32", "FP32", np.float32, ("one",), optional=True
+)
+# Outputs: the best items first, their probabilities, per item the weight of each window
+# position (0 on padding and on events older than those the model explains), the items'
+# pairwise cosine similarity, how each window event relates to each item (SIGNAL_CODES),
+# each item's popularity as the share of the catalogue at least as popular (0 = the most),
+# and where each item's embedding came from.
 TOP_ITEMS: Final = TensorSpec("TOP_ITEMS", "TYPE_STRING", "BYTES", np.object_, ("top_k",))
 TOP_SCORES: Final = TensorSpec("TOP_SCORES", "TYPE_FP32", "FP32", np.float32, ("top_k",))
 ATTRIBUTIONS: Final = TensorSpec("ATTRIBUTIONS", "TYPE_FP32", "FP32", np.float32, ("top_k", "window"))
-INPUTS: Final = (ITEM_IDS, WINDOW_ACTIONS, TIMESTAMPS)
-OUTPUTS: Final = (TOP_ITEMS, TOP_SCORES, ATTRIBUTIONS)
+SIMILARITIES: Final = TensorSpec("SIMILARITIES", "TYPE_FP32", "FP32", np.float32, ("top_k", "top_k"))
+SIGNALS: Final = TensorSpec("SIGNALS", "TYPE_INT8", "INT8", np.int8, ("top_k", "window"))
+POPULARITY: Final = TensorSpec("POPULARITY", "TYPE_FP32", "FP32", np.float32, ("top_k",))
+ITEM_ORIGINS: Final = TensorSpec("ITEM_ORIGINS", "TYPE_INT8", "INT8", np.int8, ("top_k",))
+INPUTS: Final = (ITEM_IDS, WINDOW_ACTIONS, TIMESTAMPS, POPULARITY_ADJUSTMENT)
+OUTPUTS: Final = (TOP_ITEMS, TOP_SCORES, ATTRIBUTIONS, SIMILARITIES, SIGNALS, POPULARITY, ITEM_ORIGINS)
+# Where an item's embedding came from (ITEM_ORIGINS): learned from interactions, or predicted
+# from its text after training (cold start, until a retraining learns it).
+LEARNED_ORIGIN: Final = 0
+TEXT_ORIGIN: Final = 1
+
+# How a window event relates to a recommended item; 0 = padding. ``sequence_pattern``: the
+# item often followed the event's item in the training data; ``similar_item``: their
+# embeddings are among the closest pairs of the catalogue; ``context``: neither, the event
+# weighs through the pattern of the whole window. The order is part of the contract.
+SIGNAL_KINDS: Final[tuple[str, ...]] = ("same_item", "sequence_pattern", "similar_item", "context")
+SIGNAL_CODES: Final[dict[str, int]] = {name: code for code, name in enumerate(SIGNAL_KINDS, start=1)}
+
+# The most popular share of the catalogue (by training interactions); everything else is the
+# long tail, in evaluation and in the stream's exploration alike.
+HEAD_SHARE: Final = 0.2
 
 # The exported ONNX graph: vocabulary indices, action codes and gap buckets, int64 [B, W'] with
-# W' between the explained positions and W; out come indices [B, K], probabilities [B, K] and
-# attributions [B, K, W'].
-ONNX_INPUTS: Final = ("items", "actions", "gap_buckets")
-ONNX_OUTPUTS: Final = ("top_indices", "top_scores", "attributions")
+# W' between the explained positions and W, and the popularity correction float [B, 1]; out
+# come indices [B, K], probabilities [B, K], attributions [B, K, W'], similarities [B, K, K],
+# signals int8 [B, K, W'], popularity [B, K] and item origins int8 [B, K].
+ONNX_INPUTS: Final = ("items", "actions", "gap_buckets", "popularity_adjustment")
+ONNX_OUTPUTS: Final = (
+    "top_indices",
+    "top_scores",
+    "attributions",
+    "similarities",
+    "signals",
+    "popularity",
+    "item_origins",
+)
 
 
 _EPOCH: Final = datetime(1970, 1, 1, tzinfo=timezone.utc)  # noqa: UP017 (runs on Python 3.10 too)

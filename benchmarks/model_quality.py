@@ -20,6 +20,7 @@ from serving.data import UserSequence
 from serving.datasets import FORMATS, load_dataset
 from serving.evaluation import leave_one_out
 from serving.export import export
+from serving.serving_module import EXPLAIN_POSITIONS
 from serving.train import TrainConfig, train
 from serving.triton_backend import NextActionPredictor
 
@@ -54,11 +55,14 @@ class DataSpec:
         return cls(data_format, Path(path))
 
 
-def serving_cost(checkpoint_dir: Path, inputs: list[UserSequence]) -> dict[str, float]:
-    """Export the checkpoint as the stream serves it (top-k + in-graph explanations) and time
-    onnxruntime on one CPU thread, as a Triton instance runs it, at batch 1 and 32."""
+def serving_cost(
+    checkpoint_dir: Path, inputs: list[UserSequence], explain_positions: int = EXPLAIN_POSITIONS
+) -> dict[str, float]:
+    """Export the checkpoint as the stream serves it (top-k + in-graph explanations of the
+    newest ``explain_positions`` events) and time onnxruntime on one CPU thread, as a Triton
+    instance runs it, at batch 1 and 32."""
     repository = checkpoint_dir / "repository"
-    version_dir = export(checkpoint_dir, repository)
+    version_dir = export(checkpoint_dir, repository, explain_positions=explain_positions)
     predictor = NextActionPredictor(version_dir, threads=1)
     window = predictor.window
     seconds: dict[str, float] = {}

@@ -66,7 +66,13 @@ def load_checkpoint(checkpoint_dir: Path) -> Checkpoint:
     hparams = json.loads((checkpoint_dir / HPARAMS).read_text())
     try:
         model = NextActionModel(ModelConfig(**hparams["model"]))
-        model.load_state_dict(torch.load(checkpoint_dir / WEIGHTS, weights_only=True))
+        missing, unexpected = model.load_state_dict(
+            torch.load(checkpoint_dir / WEIGHTS, weights_only=True), strict=False
+        )
+        # Checkpoints from before the popularity correction lack only its table: they load with
+        # uniform popularity, which makes the correction a no-op.
+        if unexpected or set(missing) - {"log_popularity"}:
+            raise RuntimeError(f"missing {missing}, unexpected {unexpected}")
     except (TypeError, RuntimeError) as exc:  # unknown settings / weights of another shape
         raise CheckpointError(
             f"{checkpoint_dir} was trained by an older model version: retrain it with this "

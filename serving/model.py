@@ -13,6 +13,7 @@ Shapes: B batch, W window, D hidden, V vocabulary (items + pad + unknown).
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import replace
 from typing import cast
@@ -24,13 +25,21 @@ from contract import PAD_INDEX, UNKNOWN_INDEX
 from serving.model_config import ModelConfig
 from serving.network import ItemNetwork
 
-__all__ = ["PRIOR_DECAY", "PRIOR_HISTORY", "ModelConfig", "NextActionModel"]
+__all__ = ["PRIOR_DECAY", "PRIOR_HISTORY", "ModelConfig", "NextActionModel", "log_popularity"]
 
 # Newest window events whose observed successors the transition prior adds, each counting
 # PRIOR_DECAY times the next newer one: the newest events say most about what follows, and
 # a few of them beat the newest alone on validation (docs/2026-11-model-experiments.md).
 PRIOR_HISTORY = 3
 PRIOR_DECAY = 0.5
+
+
+def log_popularity(counts: torch.Tensor) -> torch.Tensor:
+    """float [V]: the log share of each item in the training interactions ``counts`` [V].
+    Add-one smoothing keeps an item the data never showed finite: the least exposed, not
+    impossible."""
+    smoothed = counts.double() + 1.0
+    return torch.log(smoothed / smoothed.sum()).float()
 
 
 class NextActionModel(nn.Module):
@@ -43,6 +52,7 @@ class NextActionModel(nn.Module):
     successor_items: torch.Tensor  # int64 [V, S] buffer, pad where an item has fewer successors
     successor_scores: torch.Tensor  # float [V, S] buffer, log(1 + count); 0 on pad entries
     prior_weight: torch.Tensor  # float [] buffer
+    log_popularity: torch.Tensor  # float [V] buffer: log share of training interactions, smoothed
 
     def __init__(self, config: ModelConfig) -> None:
         super().__init__()
@@ -59,6 +69,9 @@ class NextActionModel(nn.Module):
         )
         self.register_buffer("successor_scores", torch.zeros(config.n_items, config.successors))
         self.register_buffer("prior_weight", torch.zeros(()))
+        # Popularity the training data exposed each item with: what a popularity correction
+        # subtracts (``popularity_adjusted``). Uniform until training sets it.
+        self.register_buffer("log_popularity", torch.full((config.n_items,), -math.log(config.n_items or 1)))
 
     @property
     def item_networks(self) -> list[ItemNetwork]:
@@ -109,6 +122,17 @@ class NextActionModel(nn.Module):
             self.successor_scores.copy_(torch.log1p(counts.float()))
             self.prior_weight.fill_(weight)
 
+    def set_popularity(self, counts: torch.Tensor) -> None:
+        """Training interactions per vocabulary index, int64 [V]."""
+        with torch.no_grad():
+            self.log_popularity.copy_(log_popularity(counts))
+
+    def popularity_adjusted(self, logits: torch.Tensor, strength: torch.Tensor) -> torch.Tensor:
+        """logits [N, V] less ``strength`` [N, 1] times log popularity: a causal correction that
+        removes the exposure effect popularity had on the logged data (logit adjustment,
+        Menon et al. 2021; popularity deconfounding, Zhang et al. 2021). 0 leaves them as is."""
+        return logits - strength * self.log_popularity
+
     def add_transition_prior(self, logits: torch.Tensor, recent: torch.Tensor) -> torch.Tensor:
         """logits [N, V] plus the transition prior of newest-first items [N, H] (H <=
         PRIOR_HISTORY, pads allowed): weight * sum over h of PRIOR_DECAY^h * log(1 + times
@@ -118,8 +142,12 @@ class NextActionModel(nn.Module):
         values = self.successor_scores[recent] * (self.prior_weight * decay)[None, :, None]  # [N, H, S]
         return logits.scatter_add(1, self.successor_items[recent].flatten(1), values.flatten(1))
 
-    def predict(self, items: torch.Tensor, actions: torch.Tensor, gaps: torch.Tensor) -> torch.Tensor:
-        """Inference: next-item logits after the newest event, [B, V]."""
+    def predict(
+        self, items: torch.Tensor, actions: torch.Tensor, gaps: torch.Tensor, seen: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """Inference: next-item logits after the newest event, [B, V]. ``seen`` (indices
+        [B, S]) replaces the window's items as the items excluded, e.g. to keep a window's
+        candidates when some of its events are deleted."""
         logits = self.item_logits(self.newest_hidden(items, actions, gaps))
         logits = self.add_transition_prior(logits, items[:, -PRIOR_HISTORY:].flip(1))
-        return self.exclude(logits, items)
+        return self.exclude(logits, items if seen is None else seen)

@@ -23,6 +23,9 @@ class ModelConfig:
     successors: int = 32
     # Networks trained apart whose scores are averaged (see TrainConfig.max_networks).
     networks: int = 1
+    # Vocabulary indices from this one on were added from their texts after training
+    # (serving.cold_start); 0: every item was learned from interactions.
+    learned_items: int = 0
 
     def to_dict(self) -> dict[str, int | float | str]:
         return asdict(self)

@@ -1,19 +1,30 @@
 """The exported graph: top-k items, their probabilities and leave-one-event-out attributions,
-computed in one batched pass (``ServingModule``).
+and what the stream needs to re-rank them and word their explanations (the items' mutual
+similarity, how each window event relates to each item, their popularity), computed in one
+batched pass (``ServingModule``).
 
 Shapes: B batch, W window, D hidden, V vocabulary, K top-k, P explained (occluded) positions.
 """
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import torch
 from torch import nn
 
-from contract import PAD_INDEX
+from contract import FIRST_ITEM_INDEX, PAD_INDEX, SIGNAL_CODES
 from serving.model import PRIOR_HISTORY, NextActionModel
 from serving.network import ItemNetwork, LowPass, key_mask
 
-__all__ = ["EXPLAIN_POSITIONS", "MIN_DROP", "ServingModule"]
+__all__ = [
+    "EXPLAIN_POSITIONS",
+    "MIN_DROP",
+    "SIMILAR_SHARE",
+    "ServedOutputs",
+    "ServingModule",
+    "similar_cosine",
+]
 
 # Newest window events whose removal is measured by default. The stream cites at most 5 events;
 # the occluded windows cost (P - 1)^2 trunk columns besides 2W, so each position beyond these
@@ -23,6 +34,9 @@ EXPLAIN_POSITIONS = 8
 # Noise floor (nats) subtracted from log-probability drops in attributions: about a 0.1%
 # change of probability, far above float32 rounding and far below any real effect.
 MIN_DROP = 1e-3
+
+# Share of random item pairs whose embeddings are close enough to call the items similar.
+SIMILAR_SHARE = 0.02
 
 
 def _tail_offsets(explain_positions: int) -> torch.Tensor:
@@ -52,6 +66,39 @@ def _recent_offsets(explain_positions: int) -> torch.Tensor:
     return torch.tensor([*rows, list(range(PRIOR_HISTORY))])
 
 
+class ServedOutputs(NamedTuple):
+    """What the graph returns per window (``contract.ONNX_OUTPUTS``, in this order)."""
+
+    top_indices: torch.Tensor  # int64 [B, K]
+    top_scores: torch.Tensor  # float [B, K] probabilities
+    attributions: torch.Tensor  # float [B, K, W]
+    similarities: torch.Tensor  # float [B, K, K] cosine of the top items' embeddings
+    signals: torch.Tensor  # int8 [B, K, W] contract.SIGNAL_CODES
+    popularity: torch.Tensor  # float [B, K] share of the catalogue at least as popular
+    item_origins: torch.Tensor  # int8 [B, K] contract.LEARNED_ORIGIN or TEXT_ORIGIN
+
+
+def similar_cosine(model: NextActionModel, pairs: int = 20_000, seed: int = 0) -> float:
+    """The cosine above which two items count as similar: that of the closest
+    ``SIMILAR_SHARE`` of random item pairs, so the bar is the same for every data set."""
+    generator = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        return _closest_share_cosine(model, pairs, generator)
+
+
+def _closest_share_cosine(model: NextActionModel, pairs: int, generator: torch.Generator) -> float:
+    known = model.config.n_items - FIRST_ITEM_INDEX
+    if known < 2:
+        return 1.0
+    picks = torch.randint(FIRST_ITEM_INDEX, model.config.n_items, (2, pairs), generator=generator)
+    joined = [
+        torch.cat([network.item_embedding.weight[side] for network in model.item_networks], dim=-1)
+        for side in picks
+    ]
+    cosine = nn.functional.cosine_similarity(joined[0], joined[1], dim=-1)
+    return float(torch.quantile(cosine[picks[0] != picks[1]], 1.0 - SIMILAR_SHARE))
+
+
 class ServingModule(nn.Module):
     """Top-k items with probabilities and leave-one-event-out attributions, all in one graph.
 
@@ -70,6 +117,9 @@ class ServingModule(nn.Module):
 
     tail_offsets: torch.Tensor  # int64 [P - 1, P - 1] buffer, see last_hidden
     recent_offsets: torch.Tensor  # int64 [P + 1, PRIOR_HISTORY] buffer, see _recent_offsets
+    popularity_rank: torch.Tensor  # float [V] buffer: share of the catalogue at least as popular
+    similar_cosine: torch.Tensor  # float [] buffer, see similar_cosine()
+    text_items: torch.Tensor  # bool [V] buffer: items added from their texts after training
 
     def __init__(
         self, model: NextActionModel, top_k: int = 20, explain_positions: int = EXPLAIN_POSITIONS
@@ -88,6 +138,12 @@ class ServingModule(nn.Module):
         # Occluded windows but the last (the shifted window itself), see last_hidden.
         self.register_buffer("tail_offsets", _tail_offsets(explain_positions), persistent=False)
         self.register_buffer("recent_offsets", _recent_offsets(explain_positions), persistent=False)
+        # The vocabulary is ordered by training count, most frequent first.
+        rank = (torch.arange(model.config.n_items) - FIRST_ITEM_INDEX + 1).clamp(min=0)
+        self.register_buffer("popularity_rank", rank.float() / (model.config.n_items - FIRST_ITEM_INDEX))
+        self.register_buffer("similar_cosine", torch.tensor(similar_cosine(model)))
+        learned = model.config.learned_items or model.config.n_items
+        self.register_buffer("text_items", torch.arange(model.config.n_items) >= learned)
 
     def last_hidden(
         self, items: torch.Tensor, actions: torch.Tensor, gaps: torch.Tensor
@@ -135,10 +191,17 @@ class ServingModule(nn.Module):
         return torch.cat([*occluded, last[:, :1]], dim=1).flatten(0, 1)
 
     def forward(
-        self, items: torch.Tensor, actions: torch.Tensor, gap_buckets: torch.Tensor
-    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        self,
+        items: torch.Tensor,
+        actions: torch.Tensor,
+        gap_buckets: torch.Tensor,
+        popularity_adjustment: torch.Tensor | None = None,
+    ) -> ServedOutputs:
+        """``popularity_adjustment`` float [B, 1]: the strength of the popularity correction
+        per window (0 when not given)."""
         batch, window = items.shape
         variants = self.explain_positions + 1
+        strength = popularity_adjustment if popularity_adjustment is not None else items.new_zeros(batch, 1)
         hidden = self.last_hidden(items, actions, gap_buckets)  # [B*(P+1), D]
         # Every variant keeps the whole window's candidate set: a removed event must not bring
         # its own item back and dilute the others' probabilities.
@@ -149,6 +212,7 @@ class ServingModule(nn.Module):
         newest_first = newest_first[:, -(PRIOR_HISTORY + 1) :].flip(1)  # [B, H + 1]
         recent = newest_first[:, self.recent_offsets].flatten(0, 1)  # [B*(P+1), H]
         logits = self.model.add_transition_prior(self.model.item_logits(hidden), recent)
+        logits = self.model.popularity_adjusted(logits, strength.float().repeat_interleave(variants, dim=0))
         logits = self.model.exclude(logits, seen)
         log_probs = torch.log_softmax(logits, dim=-1)  # [B*(P+1), V]
         log_probs = log_probs.reshape(batch, variants, -1)  # [B, P+1, V]
@@ -166,4 +230,37 @@ class ServingModule(nn.Module):
         weights = torch.where(total > 0, drop / total.clamp(min=1e-12), torch.zeros_like(drop))
         older = drop.new_zeros(batch, window - self.explain_positions, self.top_k)
         attributions = torch.cat([older, weights], dim=1).transpose(1, 2)  # [B, K, W]
-        return top_indices, top_log_probs.exp(), attributions
+        top_vectors = self._unit_embeddings(top_indices)  # [B, K, D']
+        return ServedOutputs(
+            top_indices,
+            top_log_probs.exp(),
+            attributions,
+            top_vectors @ top_vectors.transpose(1, 2),
+            self._signals(items, top_indices, top_vectors),
+            self.popularity_rank[top_indices],
+            self.text_items[top_indices].to(torch.int8),
+        )
+
+    def _unit_embeddings(self, indices: torch.Tensor) -> torch.Tensor:
+        """Items' embeddings of every network side by side, scaled to unit length: their dot
+        products are cosine similarities the networks agree on. [..., D * networks]."""
+        joined = torch.cat([network.item_embedding(indices) for network in self.model.item_networks], dim=-1)
+        return joined / joined.norm(dim=-1, keepdim=True).clamp(min=1e-12)
+
+    def _signals(self, items: torch.Tensor, top: torch.Tensor, top_vectors: torch.Tensor) -> torch.Tensor:
+        """int8 [B, K, W]: how each window event relates to each top item (``contract.SIGNALS``)."""
+        same = items.unsqueeze(1) == top.unsqueeze(2)  # [B, K, W]
+        followers = self.model.successor_items[items]  # [B, W, S]
+        # Pad entries of the successor table are index 0, which is never a top item.
+        observed = (followers.unsqueeze(1) == top[:, :, None, None]).any(dim=-1)
+        similar = top_vectors @ self._unit_embeddings(items).transpose(1, 2) >= self.similar_cosine
+        kinds = torch.where(
+            same,
+            SIGNAL_CODES["same_item"],
+            torch.where(
+                observed,
+                SIGNAL_CODES["sequence_pattern"],
+                torch.where(similar, SIGNAL_CODES["similar_item"], SIGNAL_CODES["context"]),
+            ),
+        )
+        return torch.where(items.unsqueeze(1) != PAD_INDEX, kinds, 0).to(torch.int8)

@@ -128,6 +128,7 @@ def train(
     model, network_race, member_histories = add_networks(
         winner, samples, validation, generator, config, started, progress
     )
+    model.set_popularity(torch.from_numpy(catalogue.counts))
     prior_race = choose_prior_weight(model, split.train, validation, catalogue, config.prior_weights)
     train_seconds = time.monotonic() - started
 

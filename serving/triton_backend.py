@@ -4,6 +4,9 @@ Each version folder also holds the ``contract.py`` it was exported with; this fi
 only that, numpy, onnxruntime and the standard library (``triton_python_backend_utils`` only
 when Triton runs it), because Triton loads it from the model repository, where the project
 may not be installed. Tensors: :data:`contract.INPUTS` and :data:`contract.OUTPUTS`.
+
+Longer than 300 lines: Triton loads this one file from the version folder, so the predictor,
+the configuration checks and the entry points cannot be split into modules of the project.
 """
 
 from __future__ import annotations
@@ -13,7 +16,7 @@ import os
 import sys
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import onnxruntime as ort
@@ -35,7 +38,7 @@ from contract import (
     read_vocab_items,
 )
 
-__all__ = ["EncodedBatch", "NextActionPredictor", "TritonPythonModel", "trt_profile_shapes"]
+__all__ = ["EncodedBatch", "ModelOutputs", "NextActionPredictor", "TritonPythonModel", "trt_profile_shapes"]
 
 
 def trt_profile_shapes(batch_max: int, window: int, min_window: int) -> dict[str, str]:
@@ -43,7 +46,8 @@ def trt_profile_shapes(batch_max: int, window: int, min_window: int) -> dict[str
     batches of up to ``batch_max`` windows cut to ``min_window``..``window`` columns."""
 
     def shapes(batch: int, width: int) -> str:
-        return ",".join(f"{name}:{batch}x{width}" for name in ONNX_INPUTS)
+        *windows, adjustment = ONNX_INPUTS
+        return ",".join([*(f"{name}:{batch}x{width}" for name in windows), f"{adjustment}:{batch}x1"])
 
     return {
         "min": shapes(1, min_window),
@@ -54,11 +58,12 @@ def trt_profile_shapes(batch_max: int, window: int, min_window: int) -> dict[str
 
 @dataclass(frozen=True)
 class EncodedBatch:
-    """Model-ready inputs, int64 [B, W] each."""
+    """Model-ready inputs: int64 [B, W] windows and the popularity correction float32 [B, 1]."""
 
     items: np.ndarray
     actions: np.ndarray
     gap_buckets: np.ndarray
+    popularity_adjustment: np.ndarray
 
     @staticmethod
     def concatenate(batches: list[EncodedBatch]) -> EncodedBatch:
@@ -66,7 +71,20 @@ class EncodedBatch:
             np.concatenate([b.items for b in batches]),
             np.concatenate([b.actions for b in batches]),
             np.concatenate([b.gap_buckets for b in batches]),
+            np.concatenate([b.popularity_adjustment for b in batches]),
         )
+
+
+class ModelOutputs(NamedTuple):
+    """The graph's outputs (``contract.ONNX_OUTPUTS``), window columns restored to W."""
+
+    indices: np.ndarray  # int64 [B, K]
+    scores: np.ndarray  # float32 [B, K]
+    attributions: np.ndarray  # float32 [B, K, W]
+    similarities: np.ndarray  # float32 [B, K, K]
+    signals: np.ndarray  # int8 [B, K, W]
+    popularity: np.ndarray  # float32 [B, K]
+    item_origins: np.ndarray  # int8 [B, K]
 
 
 class NextActionPredictor:
@@ -106,11 +124,27 @@ class NextActionPredictor:
             providers=providers or ["CPUExecutionProvider"],
         )
 
-    def encode(self, item_ids: np.ndarray, actions: np.ndarray, timestamps_ms: np.ndarray) -> EncodedBatch:
-        """Validate one request's [B, W] tensors and map them to model inputs."""
+    def encode(
+        self,
+        item_ids: np.ndarray,
+        actions: np.ndarray,
+        timestamps_ms: np.ndarray,
+        popularity_adjustment: np.ndarray | None = None,
+    ) -> EncodedBatch:
+        """Validate one request's [B, W] tensors (and [B, 1] correction, 0 when not given)
+        and map them to model inputs."""
         item_ids = np.asarray(item_ids, dtype=object)
         actions = np.asarray(actions)
         timestamps_ms = np.asarray(timestamps_ms)
+        adjustment = (
+            np.zeros((item_ids.shape[0], 1), dtype=np.float32)
+            if popularity_adjustment is None
+            else np.asarray(popularity_adjustment, dtype=np.float32)
+        )
+        if adjustment.shape != (item_ids.shape[0], 1) or not np.all(np.isfinite(adjustment)):
+            raise ValueError(
+                f"popularity adjustment: expected finite values [B, 1], got {list(adjustment.shape)}"
+            )
         for name, array in (("items", item_ids), ("actions", actions), ("timestamps", timestamps_ms)):
             if array.ndim != 2 or array.shape != (item_ids.shape[0], self.window):
                 raise ValueError(f"{name}: expected shape [B, {self.window}], got {list(array.shape)}")
@@ -125,29 +159,36 @@ class NextActionPredictor:
         valid = items != PAD_INDEX
         if np.any(valid != (actions != 0)):
             raise ValueError("padding mismatch: an empty item id needs action 0 and vice versa")
-        return EncodedBatch(items, actions.astype(np.int64), gap_buckets(timestamps_ms, valid))
+        return EncodedBatch(items, actions.astype(np.int64), gap_buckets(timestamps_ms, valid), adjustment)
 
-    def run(self, batch: EncodedBatch) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """Model outputs: indices int64 [B, K], probabilities float32 [B, K], weights [B, K, W]."""
+    def run(self, batch: EncodedBatch) -> ModelOutputs:
         # Leading columns that are padding in every row cost compute and change no output
         # (positions count back from the newest event): cut them, keeping the explained ones.
         occupied = np.flatnonzero((batch.items != PAD_INDEX).any(axis=0))
         start = min(int(occupied[0]) if occupied.size else self.window, self.window - self.explain_positions)
-        inputs = (batch.items, batch.actions, batch.gap_buckets)
-        feeds = {name: array[:, start:] for name, array in zip(ONNX_INPUTS, inputs, strict=True)}
-        indices, scores, attributions = self._session.run(None, feeds)
-        return indices, scores, np.pad(attributions, ((0, 0), (0, 0), (start, 0)))
+        windows = (batch.items, batch.actions, batch.gap_buckets)
+        feeds = {name: array[:, start:] for name, array in zip(ONNX_INPUTS, windows, strict=False)}
+        feeds[ONNX_INPUTS[-1]] = batch.popularity_adjustment
+        outputs = ModelOutputs(*self._session.run(None, feeds))
+        restore = ((0, 0), (0, 0), (start, 0))
+        return outputs._replace(
+            attributions=np.pad(outputs.attributions, restore), signals=np.pad(outputs.signals, restore)
+        )
 
     def item_ids(self, indices: np.ndarray, as_bytes: bool = False) -> np.ndarray:
         """Object array of item ids (str, or bytes for Triton BYTES outputs) of model indices."""
         return (self._item_bytes if as_bytes else self._item_str)[indices]
 
     def predict(
-        self, item_ids: np.ndarray, actions: np.ndarray, timestamps_ms: np.ndarray
-    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """Top items (object array of str [B, K]), probabilities [B, K], attributions [B, K, W]."""
-        indices, scores, attributions = self.run(self.encode(item_ids, actions, timestamps_ms))
-        return self.item_ids(indices), scores, attributions
+        self,
+        item_ids: np.ndarray,
+        actions: np.ndarray,
+        timestamps_ms: np.ndarray,
+        popularity_adjustment: np.ndarray | None = None,
+    ) -> tuple[np.ndarray, ModelOutputs]:
+        """Top items (object array of str [B, K]) and every output of the graph."""
+        outputs = self.run(self.encode(item_ids, actions, timestamps_ms, popularity_adjustment))
+        return self.item_ids(outputs.indices), outputs
 
 
 def _check_config_tensors(model_config: dict[str, Any], window: int, top_k: int) -> None:
@@ -231,9 +272,16 @@ class TritonPythonModel:
         owners: list[int] = []
         for position, request in enumerate(requests):
             try:
+                items, actions, stamps, adjustment = (
+                    pb_utils.get_input_tensor_by_name(request, spec.name) for spec in INPUTS
+                )
                 encoded.append(
                     self._predictor.encode(
-                        *(pb_utils.get_input_tensor_by_name(request, spec.name).as_numpy() for spec in INPUTS)
+                        items.as_numpy(),
+                        actions.as_numpy(),
+                        stamps.as_numpy(),
+                        # An optional input a client left out arrives as None.
+                        None if adjustment is None else adjustment.as_numpy(),
                     )
                 )
                 owners.append(position)
@@ -242,13 +290,13 @@ class TritonPythonModel:
                 error = pb_utils.TritonError(str(exc), pb_utils.TritonError.INVALID_ARG)
                 responses[position] = pb_utils.InferenceResponse(output_tensors=[], error=error)
         if encoded:
-            indices, scores, attributions = self._predictor.run(EncodedBatch.concatenate(encoded))
-            top_items = self._predictor.item_ids(indices, as_bytes=True)
+            served = self._predictor.run(EncodedBatch.concatenate(encoded))
+            top_items = self._predictor.item_ids(served.indices, as_bytes=True)
             start = 0
             for position, batch in zip(owners, encoded, strict=True):
                 rows = slice(start, start + batch.items.shape[0])
                 start = rows.stop
-                outputs = (top_items[rows], scores[rows], attributions[rows])
+                outputs = (top_items[rows], *(output[rows] for output in served[1:]))
                 responses[position] = pb_utils.InferenceResponse(
                     output_tensors=[
                         pb_utils.Tensor(spec.name, output)

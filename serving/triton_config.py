@@ -43,7 +43,9 @@ def model_config_text(
     def tensors(specs: Sequence[TensorSpec]) -> str:
         return ",\n".join(
             f'  {{ name: "{spec.name}" data_type: {spec.config_type} '
-            f"dims: [ {', '.join(map(str, spec.shape(window, top_k)))} ] }}"
+            f"dims: [ {', '.join(map(str, spec.shape(window, top_k)))} ]"
+            + (" optional: true" if spec.optional else "")
+            + " }"
             for spec in specs
         )
 

@@ -95,19 +95,20 @@ def test_predictor_matches_the_torch_model(
     # while torch below runs the whole width.
     padding_columns = (batch.item_ids == "").all(axis=0).sum()
     assert (len(cases) >= 20 and padding_columns >= WINDOW // 2) if short else len(cases) == 200
-    items, scores, attributions = predictor.predict(batch.item_ids, batch.actions, batch.timestamps_ms)
+    items, served = predictor.predict(batch.item_ids, batch.actions, batch.timestamps_ms)
 
     module = ServingModule(checkpoint.model, top_k=TOP_K).eval()
     with torch.no_grad():
-        indices, torch_scores, torch_attributions = module(
-            *(torch.from_numpy(a) for a in encode_windows(cases, checkpoint.vocab, WINDOW))
-        )
-    expected = np.array([[item_of(checkpoint.vocab, int(i)) for i in row] for row in indices], dtype=object)
-    np.testing.assert_array_equal(items, expected)
-    np.testing.assert_allclose(scores, torch_scores.numpy(), atol=1e-5)
-    np.testing.assert_allclose(attributions, torch_attributions.numpy(), atol=2e-3)
-    assert items.shape == (len(cases), TOP_K) and attributions.shape == (len(cases), TOP_K, WINDOW)
-    assert scores.dtype == np.float32 and attributions.dtype == np.float32
+        expected = module(*(torch.from_numpy(a) for a in encode_windows(cases, checkpoint.vocab, WINDOW)))
+    names = [[item_of(checkpoint.vocab, int(i)) for i in row] for row in expected.top_indices]
+    np.testing.assert_array_equal(items, np.array(names, dtype=object))
+    np.testing.assert_allclose(served.scores, expected.top_scores.numpy(), atol=1e-5)
+    np.testing.assert_allclose(served.attributions, expected.attributions.numpy(), atol=2e-3)
+    np.testing.assert_allclose(served.similarities, expected.similarities.numpy(), atol=1e-4)
+    np.testing.assert_array_equal(served.popularity, expected.popularity.numpy())
+    assert np.mean(served.signals != expected.signals.numpy()) < 1e-3
+    assert items.shape == (len(cases), TOP_K) and served.attributions.shape == (len(cases), TOP_K, WINDOW)
+    assert served.scores.dtype == np.float32 and served.attributions.dtype == np.float32
 
 
 def test_unknown_items_and_padding(predictor: NextActionPredictor) -> None:
@@ -118,7 +119,8 @@ def test_unknown_items_and_padding(predictor: NextActionPredictor) -> None:
     item_ids[2, -1:] = [known[2].encode()]  # Triton hands over bytes
     actions = np.where(item_ids != "", 1, 0).astype(np.int32)
     timestamps = np.where(item_ids != "", 1_700_000_000_000 + np.arange(WINDOW) * 1000, 0)
-    top_items, scores, attributions = predictor.predict(item_ids, actions, timestamps)
+    top_items, served = predictor.predict(item_ids, actions, timestamps)
+    scores, attributions = served.scores, served.attributions
     # Both unseen ids are the same unknown item to the model.
     np.testing.assert_array_equal(top_items[0], top_items[1])
     np.testing.assert_allclose(scores[0], scores[1])

@@ -41,7 +41,7 @@ def served(checkpoint: Checkpoint, planted: dict[str, PlantedCases]) -> dict[str
             cases.windows[:CASES_PER_RULE], checkpoint.vocab, checkpoint.model.config.window
         )
         with torch.no_grad():
-            indices, _, attributions = module(*(torch.from_numpy(a) for a in (items, actions, gaps)))
+            indices, _, attributions = module(*(torch.from_numpy(a) for a in (items, actions, gaps)))[:3]
         expected = checkpoint.vocab.indices(cases.expected[:CASES_PER_RULE])
         result[rule] = Served(items, actions, indices.numpy(), attributions.numpy(), expected)
     return result

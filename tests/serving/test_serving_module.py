@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from contract import PAD_INDEX, UNKNOWN_INDEX
+from contract import PAD_INDEX, SIGNAL_CODES, UNKNOWN_INDEX
 from serving.export import ATTRIBUTION_TOLERANCE
 from serving.model import PRIOR_HISTORY, ModelConfig, NextActionModel
 from serving.network import LowPass, decayed_sums, key_mask
@@ -97,7 +97,7 @@ def test_without_removes_one_position_and_pads_left() -> None:
 def test_top_k_are_real_items_with_sorted_probabilities(model: NextActionModel) -> None:
     module = ServingModule(model, top_k=12, explain_positions=EXPLAIN).eval()  # every known item
     with torch.no_grad():
-        indices, scores, _ = module(*windows())
+        indices, scores, _ = module(*windows())[:3]
     assert indices.dtype == torch.int64 and scores.dtype == torch.float32
     assert not torch.isin(indices, torch.tensor([PAD_INDEX, UNKNOWN_INDEX])).any()
     assert torch.all(scores[:, :-1] >= scores[:, 1:])
@@ -108,7 +108,7 @@ def test_attributions_are_normalised_drops_of_removing_each_event(model: NextAct
     module = ServingModule(model, top_k=TOP_K, explain_positions=EXPLAIN).eval()
     items, actions, gaps = windows()
     with torch.no_grad():
-        indices, _, attributions = module(items, actions, gaps)
+        indices, _, attributions = module(items, actions, gaps)[:3]
         assert attributions.shape == (3, TOP_K, WINDOW)
         for row in range(3):
             base = torch.log_softmax(
@@ -150,7 +150,7 @@ def test_attributions_zero_on_pads_and_old_events_and_sum_to_one_or_zero(model: 
     module = ServingModule(model, top_k=TOP_K, explain_positions=EXPLAIN).eval()
     items, actions, gaps = windows()
     with torch.no_grad():
-        _, _, attributions = module(items, actions, gaps)
+        _, _, attributions = module(items, actions, gaps)[:3]
     assert torch.all(attributions >= 0)
     assert torch.all(attributions[:, :, : WINDOW - EXPLAIN] == 0)
     assert torch.all(attributions[1, :, items[1] == PAD_INDEX] == 0)
@@ -163,7 +163,9 @@ def test_a_single_event_window_and_a_shorter_serving_window(model: NextActionMod
     module = ServingModule(model, top_k=TOP_K, explain_positions=3).eval()
     items = torch.tensor([[0, 0, 0, 5], [2, 3, 4, 5]])
     with torch.no_grad():
-        _, scores, attributions = module(items, torch.where(items > 0, 1, 0), torch.where(items > 0, 2, 0))
+        _, scores, attributions = module(items, torch.where(items > 0, 1, 0), torch.where(items > 0, 2, 0))[
+            :3
+        ]
     assert torch.isfinite(scores).all() and torch.isfinite(attributions).all()
     assert torch.all(attributions[0, :, :3] == 0)
     with pytest.raises(ValueError):
@@ -191,7 +193,7 @@ def test_a_model_that_excludes_seen_items_never_serves_one_and_keeps_their_mass_
     items, actions, gaps = windows()
     module = ServingModule(excluding, top_k=TOP_K, explain_positions=EXPLAIN).eval()
     with torch.no_grad():
-        indices, _, attributions = module(items, actions, gaps)
+        indices, _, attributions = module(items, actions, gaps)[:3]
         logits = excluding.predict(items, actions, gaps)
         plain = model.predict(items, actions, gaps)
     for row in range(items.shape[0]):
@@ -225,3 +227,64 @@ def test_the_transition_prior_adds_the_newest_events_successors(model: NextActio
     real[:, [PAD_INDEX, UNKNOWN_INDEX]] = False
     torch.testing.assert_close(added[real].reshape(3, -1), expected[real].reshape(3, -1))
     assert (expected[real] > 0).any()
+
+
+def test_signals_say_how_each_event_relates_to_each_item(model: NextActionModel) -> None:
+    module = ServingModule(model, top_k=TOP_K, explain_positions=EXPLAIN).eval()
+    items, actions, gaps = windows()
+    with torch.no_grad():
+        served = module(items, actions, gaps)
+    signals, top = served.signals, served.top_indices
+    assert signals.dtype == torch.int8 and signals.shape == (3, TOP_K, WINDOW)
+    vectors = torch.cat([n.item_embedding.weight for n in model.item_networks], dim=1).detach()
+    vectors = vectors / vectors.norm(dim=1, keepdim=True).clamp(min=1e-12)
+    for row in range(3):
+        for k in range(TOP_K):
+            item = int(top[row, k])
+            for column in range(WINDOW):
+                event = int(items[row, column])
+                if event == PAD_INDEX:
+                    expected = 0
+                elif event == item:
+                    expected = SIGNAL_CODES["same_item"]
+                elif item in model.successor_items[event].tolist():
+                    expected = SIGNAL_CODES["sequence_pattern"]
+                elif float(vectors[event] @ vectors[item]) >= float(module.similar_cosine):
+                    expected = SIGNAL_CODES["similar_item"]
+                else:
+                    expected = SIGNAL_CODES["context"]
+                assert int(signals[row, k, column]) == expected
+    # The top items' similarities are the same cosines, 1 with themselves.
+    torch.testing.assert_close(served.similarities, vectors[top] @ vectors[top].transpose(1, 2))
+    torch.testing.assert_close(torch.diagonal(served.similarities, dim1=1, dim2=2), torch.ones(3, TOP_K))
+
+
+def test_popularity_is_the_vocabulary_rank_and_the_correction_demotes_popular_items(
+    model: NextActionModel,
+) -> None:
+    counts = torch.zeros(14, dtype=torch.int64)
+    counts[2:] = torch.arange(120, 0, -10)  # index order is popularity order, as trained
+    corrected = NextActionModel(model.config)
+    corrected.load_state_dict(model.state_dict())
+    corrected.eval().set_popularity(counts)
+    module = ServingModule(corrected, top_k=TOP_K, explain_positions=EXPLAIN).eval()
+    items, actions, gaps = windows()
+    with torch.no_grad():
+        plain = module(items, actions, gaps)
+        strong = module(items, actions, gaps, torch.full((3, 1), 4.0))
+    torch.testing.assert_close(plain.popularity, (plain.top_indices - 1).float() / 12)
+    assert strong.popularity.mean() > plain.popularity.mean()
+    # The correction is per window: a zero row is served exactly as without it.
+    mixed = module(items, actions, gaps, torch.tensor([[0.0], [4.0], [0.0]]))
+    torch.testing.assert_close(mixed.top_indices[[0, 2]], plain.top_indices[[0, 2]])
+    torch.testing.assert_close(mixed.top_indices[1], strong.top_indices[1])
+
+
+def test_items_added_after_training_are_marked_as_from_text(model: NextActionModel) -> None:
+    added = NextActionModel(replace(model.config, learned_items=10))
+    added.load_state_dict(model.state_dict())
+    module = ServingModule(added.eval(), top_k=12, explain_positions=EXPLAIN).eval()
+    with torch.no_grad():
+        served = module(*windows())
+    assert torch.equal(served.item_origins, (served.top_indices >= 10).to(torch.int8))
+    assert served.item_origins.any() and not served.item_origins.all()

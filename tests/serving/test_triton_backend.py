@@ -61,21 +61,24 @@ def pb_utils(monkeypatch: pytest.MonkeyPatch) -> types.ModuleType:
     module.Tensor = FakeTensor  # type: ignore[attr-defined]
     module.InferenceResponse = FakeResponse  # type: ignore[attr-defined]
     module.TritonError = FakeTritonError  # type: ignore[attr-defined]
-    module.get_input_tensor_by_name = lambda r, n: FakeTensor(n, r.inputs[n])  # type: ignore[attr-defined]
+    # Triton hands an optional input the request left out as None.
+    module.get_input_tensor_by_name = (  # type: ignore[attr-defined]
+        lambda r, n: FakeTensor(n, r.inputs[n]) if n in r.inputs else None
+    )
     monkeypatch.setitem(sys.modules, "triton_python_backend_utils", module)
     return module
 
 
 def model_config(dims: dict[str, list[int]] | None = None) -> dict[str, Any]:
     """The JSON Triton passes to initialize (dims as strings, as protobuf JSON writes int64)."""
-    shapes = {"TOP_ITEMS": [TOP_K], "TOP_SCORES": [TOP_K], "ATTRIBUTIONS": [TOP_K, WINDOW]} | (dims or {})
+    shapes = {spec.name: spec.shape(WINDOW, TOP_K) for spec in INPUTS + OUTPUTS} | (dims or {})
 
     def tensors(specs: tuple[TensorSpec, ...]) -> list[dict[str, Any]]:
         return [
             {
                 "name": s.name,
                 "data_type": s.config_type,
-                "dims": [str(d) for d in shapes.get(s.name, [WINDOW])],
+                "dims": [str(d) for d in shapes[s.name]],
             }
             for s in specs
         ]
@@ -100,10 +103,16 @@ def load(version_dir: Path, config: dict[str, Any]) -> TritonPythonModel:
     return model
 
 
-def request(predictor: NextActionPredictor, rows: int, action: int = 1) -> FakeRequest:
+def request(
+    predictor: NextActionPredictor, rows: int, action: int = 1, adjustment: float | None = None
+) -> FakeRequest:
     items = predictor.item_ids(np.arange(2, 2 + WINDOW * rows) % 40 + 2, as_bytes=True).reshape(rows, WINDOW)
+    optional = (
+        {} if adjustment is None else {"POPULARITY_ADJUSTMENT": np.full((rows, 1), adjustment, np.float32)}
+    )
     return FakeRequest(
-        {
+        optional
+        | {
             "ITEM_IDS": items,
             "ACTIONS": np.full((rows, WINDOW), action, dtype=np.int32),
             "TIMESTAMPS": np.arange(rows * WINDOW, dtype=np.int64).reshape(rows, WINDOW) * 60_000,
@@ -114,16 +123,27 @@ def request(predictor: NextActionPredictor, rows: int, action: int = 1) -> FakeR
 def test_batch_of_requests_gets_one_response_each(version_dir: Path, pb_utils: types.ModuleType) -> None:
     model = load(version_dir, model_config())
     predictor = NextActionPredictor(version_dir)
-    requests = [request(predictor, 1), request(predictor, 3), request(predictor, 2, action=7)]
+    requests = [
+        request(predictor, 1),
+        request(predictor, 3, adjustment=1.0),
+        request(predictor, 2, action=7),
+    ]
     responses = model.execute(requests)
     assert len(responses) == 3
     for response, req in zip(responses[:2], requests[:2], strict=True):
         assert response.error is None
-        items, scores, attributions = predictor.predict(*req.inputs.values())
+        assert set(response.outputs) == {spec.name for spec in OUTPUTS}
+        items, served = predictor.predict(*(req.inputs.get(spec.name) for spec in INPUTS))
         np.testing.assert_array_equal(response.outputs["TOP_ITEMS"], [[i.encode() for i in r] for r in items])
         assert isinstance(response.outputs["TOP_ITEMS"][0, 0], bytes)
-        np.testing.assert_allclose(response.outputs["TOP_SCORES"], scores, atol=1e-6)
-        assert response.outputs["ATTRIBUTIONS"].shape == attributions.shape == (len(items), TOP_K, WINDOW)
+        np.testing.assert_allclose(response.outputs["TOP_SCORES"], served.scores, atol=1e-6)
+        assert (
+            response.outputs["ATTRIBUTIONS"].shape == served.attributions.shape == (len(items), TOP_K, WINDOW)
+        )
+        assert response.outputs["SIGNALS"].dtype == np.int8
+    # The correction pushes popular items down: the list with it is less popular.
+    _, uncorrected = predictor.predict(*(requests[1].inputs.get(spec.name) for spec in INPUTS[:3]))
+    assert responses[1].outputs["POPULARITY"].mean() > uncorrected.popularity.mean()
     assert responses[2].error == FakeTritonError(
         "actions: codes must lie in 0..4", FakeTritonError.INVALID_ARG
     )
