@@ -1,5 +1,5 @@
-"""Handlers of the benchmark commands: bench (the stream), quality (the model), perf-input, chaos
-(fault injection), recovery (restoring the windows table)."""
+"""Handlers of the benchmark commands: bench (the stream), quality (the model), beyond (beyond
+accuracy), perf-input, chaos (fault injection), recovery (restoring the windows table)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import sys
 
 from cli.main import EXIT_OK, EXIT_USAGE
 
-__all__ = ["bench", "chaos", "perf_input", "quality", "recovery"]
+__all__ = ["bench", "beyond", "chaos", "perf_input", "quality", "recovery"]
 
 
 def bench(args: argparse.Namespace) -> int:
@@ -28,6 +28,19 @@ def quality(args: argparse.Namespace) -> int:
         print(f"nextaction quality: {exc}", file=sys.stderr)
         return EXIT_USAGE
     run_all(specs, time_budget_min=args.time_budget, out=args.out, checkpoints=args.checkpoints)
+    return EXIT_OK
+
+
+def beyond(args: argparse.Namespace) -> int:
+    from benchmarks.beyond_accuracy import run
+    from benchmarks.model_quality import DataSpec
+
+    try:
+        specs = [DataSpec.parse(text) for text in args.data]
+    except ValueError as exc:
+        print(f"nextaction beyond: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    run(specs, out=args.out, checkpoints=args.checkpoints, time_budget_min=args.time_budget, cases=args.cases)
     return EXIT_OK
 
 

@@ -1,5 +1,5 @@
-"""Handlers of the model's commands: generate, train, export. Training and export import torch
-when they run; generating synthetic data does not."""
+"""Handlers of the model's commands: generate, train, export, add-items. Training, export and
+adding items import torch when they run; generating synthetic data does not."""
 
 from __future__ import annotations
 
@@ -8,9 +8,15 @@ import json
 from dataclasses import replace
 
 from cli.main import EXIT_OK, InputFileError, require_file
-from serving.synthetic import SyntheticConfig, generate_events, planted_pairs, write_events_jsonl
+from serving.synthetic import (
+    SyntheticConfig,
+    generate_events,
+    item_catalogue,
+    planted_pairs,
+    write_events_jsonl,
+)
 
-__all__ = ["export", "generate", "train"]
+__all__ = ["add_items", "export", "generate", "train"]
 
 
 def generate(args: argparse.Namespace) -> int:
@@ -25,6 +31,9 @@ def generate(args: argparse.Namespace) -> int:
     if args.pairs_out:
         args.pairs_out.write_text(json.dumps(planted_pairs(config), indent=2) + "\n")
     print(f"wrote {count} events for {config.n_users} users to {args.out}")
+    if args.catalogue:
+        items = write_events_jsonl(item_catalogue(config), args.catalogue)
+        print(f"wrote the titles and texts of {items} items to {args.catalogue}")
     return EXIT_OK
 
 
@@ -71,4 +80,20 @@ def export(args: argparse.Namespace) -> int:
         **chosen,
     )
     print(f"exported {version_dir}")
+    return EXIT_OK
+
+
+def add_items(args: argparse.Namespace) -> int:
+    from serving.cold_start import ROW_SCALE
+    from serving.cold_start_checkpoint import add_items_to_checkpoint
+
+    if not (args.checkpoint / "hparams.json").is_file():
+        raise InputFileError(f"{args.checkpoint} is not a checkpoint directory (no hparams.json)")
+    row_scale = ROW_SCALE if args.row_scale is None else args.row_scale
+    done = add_items_to_checkpoint(args.checkpoint, require_file(args.items), args.out, row_scale)
+    mapping = "fitted on the known items' texts" if done.mapping_fitted else "reused from the checkpoint"
+    print(
+        f"added {done.added} item(s), {done.skipped} already known, in {done.seconds:.1f} s; text mapping "
+        f"{mapping} (explains {done.explained:.0%} of the item rows' variance); checkpoint in {args.out}"
+    )
     return EXIT_OK
