@@ -58,6 +58,7 @@ def naive_agent(parts: StreamApp, settings: Settings) -> Callable[[StreamT], Awa
                 model_name=settings.triton_model_name,
                 top_k=settings.published_top_k,
                 now_ms=int(time.time() * 1000),
+                presentation=parts.presentation,
             )
             await parts.topics.recommendations.send(
                 key=event.user_id.encode(), value=encode_recommendation(record)

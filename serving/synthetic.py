@@ -22,7 +22,14 @@ from typing import Any, Final
 
 import numpy as np
 
-__all__ = ["DAY_MS", "SyntheticConfig", "generate_events", "planted_pairs", "write_events_jsonl"]
+__all__ = [
+    "DAY_MS",
+    "SyntheticConfig",
+    "generate_events",
+    "item_catalogue",
+    "planted_pairs",
+    "write_events_jsonl",
+]
 
 DAY_MS: Final = 24 * 3600 * 1000
 
@@ -84,6 +91,30 @@ def _catalogue(config: SyntheticConfig) -> _Catalogue:
     targets = rng.choice(others, n_pairs, replace=False)
     pairs = {int(a): int(b) for a, b in zip(sources, targets, strict=True)}
     return _Catalogue(category_items, category_cdf, pairs)
+
+
+_KINDS: Final = (
+    "running shoes", "tent", "backpack", "rain jacket", "water bottle", "headlamp", "sleeping bag",
+    "trail map", "camping stove", "fleece", "hiking poles", "sunglasses", "gloves", "wool socks",
+    "compass", "hammock", "first-aid kit", "cooler", "camp chair", "bike helmet",
+)  # fmt: skip
+_QUALITIES: Final = ("Light", "Classic", "Pro", "Compact", "Rugged", "Eco", "Trail", "Urban")
+
+
+def item_catalogue(config: SyntheticConfig) -> list[dict[str, str]]:
+    """A title and a short text per item, from its category, so explanations and cold start
+    have a catalogue to read: ``{"item_id", "title", "text"}`` in item order."""
+    catalogue = _catalogue(config)
+    category = np.zeros(config.n_items, dtype=np.int64)
+    for c, items in enumerate(catalogue.category_items):
+        category[items] = c
+    entries = []
+    for index in range(config.n_items):
+        kind = _KINDS[int(category[index]) % len(_KINDS)]
+        title = f"{_QUALITIES[index % len(_QUALITIES)]} {kind} {index}"
+        text = f"{title}: a {kind} from collection {int(category[index])}."
+        entries.append({"item_id": _item_id(index), "title": title, "text": text})
+    return entries
 
 
 def planted_pairs(config: SyntheticConfig) -> dict[str, str]:

@@ -60,7 +60,7 @@ class RecommendAgent:
         self._dead_letter_log = SampledLog(log)
         self._reader: EventReader | None = None
         self._short_versions: set[str] = set()  # versions known to serve fewer items than published
-        self._fallback = FallbackRecommender() if settings.fallback_enabled else None
+        self._fallback = FallbackRecommender(parts.presentation.titles) if settings.fallback_enabled else None
         self._circuit = CircuitBreaker(
             settings.triton_outage_after_s if settings.fallback_enabled else math.inf,
             settings.triton_probe_interval_s,
@@ -202,6 +202,7 @@ class RecommendAgent:
                 model_name=settings.triton_model_name,
                 top_k=settings.published_top_k,
                 now_ms=now_ms,
+                presentation=parts.presentation,
             )
             batch.deliveries.extend(await parts.outputs.recommendations(records))
         elif windows:

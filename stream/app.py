@@ -16,10 +16,13 @@ from stream.failure import FailFast
 from stream.inference import TritonScorer
 from stream.metrics import StreamMetrics
 from stream.outputs import OutputPublisher
-from stream.settings import Settings
+from stream.recommendations import Presentation
+from stream.rerank import RerankPolicy
+from stream.settings import Settings, SettingsError
 from stream.tables import WindowStore, declare_windows
 from stream.topics import Topics, declare_topics
 from stream.transports import faust_broker_url, register_transports
+from stream.wording import ItemTitles, load_item_titles
 
 __all__ = ["StreamApp", "create_app"]
 
@@ -36,6 +39,7 @@ class StreamApp:
     scorer: TritonScorer
     outputs: OutputPublisher
     metrics: StreamMetrics
+    presentation: Presentation = field(default_factory=Presentation)
     failure: FailFast = field(default_factory=FailFast)
 
     def attach_agent(self, run: Callable[[StreamT], Awaitable[None]]) -> None:
@@ -67,6 +71,7 @@ def create_app(settings: Settings, metrics: StreamMetrics) -> StreamApp:
         settings.triton_model_name,
         timeout_s=settings.triton_timeout_s,
         max_in_flight=settings.triton_max_in_flight,
+        popularity_adjustment=settings.popularity_adjustment,
     )
 
     # Faust signal receivers get the assigned partitions positionally.
@@ -83,7 +88,19 @@ def create_app(settings: Settings, metrics: StreamMetrics) -> StreamApp:
         scorer=scorer,
         outputs=OutputPublisher(app, settings),
         metrics=metrics,
+        presentation=presentation(settings),
     )
+
+
+def presentation(settings: Settings) -> Presentation:
+    """The re-ranking policy and the catalogue's titles; a catalogue that cannot be read stops
+    the start with the reason."""
+    try:
+        titles = load_item_titles(settings.catalogue_path) if settings.catalogue_path else ItemTitles()
+    except ValueError as exc:
+        raise SettingsError(str(exc)) from None
+    policy = RerankPolicy(settings.diversity, settings.exploration_slots, seed=settings.rerank_seed)
+    return Presentation(policy, titles)
 
 
 def _credentials(settings: Settings) -> faust.types.auth.CredentialsT | None:

@@ -9,33 +9,46 @@ become Python objects.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Final
 
 import numpy as np
 
-from stream.records import ExplainedEvent, Explanation, Window
+from contract import HEAD_SHARE, SIGNAL_CODES, SIGNAL_KINDS
+from stream.records import ExplainedEvent, Explanation, ItemSource, Window
+from stream.wording import ItemTitles, reason_sentence
 
-__all__ = ["MAX_EVENTS", "MIN_WEIGHT", "explain_batch"]
+__all__ = ["MAX_EVENTS", "MIN_WEIGHT", "ItemFacts", "explain_batch"]
 
 MAX_EVENTS: Final = 5
 MIN_WEIGHT: Final = 0.01
-_DEEDS: Final = {
-    "view": "viewed {}",
-    "click": "clicked {}",
-    "add_to_cart": "added {} to your cart",
-    "purchase": "bought {}",
-}
+_CONTEXT_CODE: Final = SIGNAL_CODES["context"]
+
+
+@dataclass(frozen=True)
+class ItemFacts:
+    """What the model says about each served item besides its weights, row b for window b;
+    None where the served version predates it."""
+
+    signals: np.ndarray | None  # int8 [B, K, L] contract.SIGNAL_CODES
+    popularity: np.ndarray | None  # float32 [B, K] share of the catalogue at least as popular
 
 
 def explain_batch(
-    windows: Sequence[Window], item_ids: Sequence[Sequence[str]], attributions: np.ndarray
+    windows: Sequence[Window],
+    item_ids: Sequence[Sequence[str]],
+    sources: Sequence[Sequence[ItemSource]],
+    attributions: np.ndarray,
+    facts: ItemFacts,
+    titles: ItemTitles,
+    now_ms: int,
 ) -> list[list[Explanation]]:
-    """Explanations of ``item_ids[b][k]`` for window b.
+    """Explanations of ``item_ids[b][k]``, placed by ``sources[b][k]``, for window b.
 
-    ``attributions[b, k, j]`` weighs event ``windows[b][len(windows[b]) - L + j]`` (L columns:
-    the model sees each window's newest L events, left-padded). Each explanation cites at most
-    ``MAX_EVENTS`` events of weight at least ``MIN_WEIGHT``, strongest first, newer first
-    among equals.
+    ``attributions[b, k, j]`` (and ``facts.signals[b, k, j]``) concern event
+    ``windows[b][len(windows[b]) - L + j]`` (L columns: the model sees each window's newest
+    L events, left-padded). Each explanation cites at most ``MAX_EVENTS`` events of weight at
+    least ``MIN_WEIGHT``, strongest first, newer first among equals.
     """
     n_items = max((len(items) for items in item_ids), default=0)
     weights = attributions[:, :n_items, :]
@@ -53,9 +66,21 @@ def explain_batch(
     cited_counts = cited.sum(axis=2).tolist()
     cited_columns = strongest[cited].tolist()
     cited_weights = np.round(top_weights[cited].astype(np.float64), 4).tolist()
+    cited_signals = (
+        [_CONTEXT_CODE] * len(cited_columns)
+        if facts.signals is None
+        else np.take_along_axis(facts.signals[:, :n_items, :], strongest, axis=2)[cited].tolist()
+    )
+    popular = (
+        np.zeros((len(windows), n_items), dtype=bool)
+        if facts.popularity is None
+        else facts.popularity[:, :n_items] <= HEAD_SHARE
+    ).tolist()
     batch = []
     start = 0
-    for window, items, counts in zip(windows, item_ids, cited_counts, strict=True):
+    for window, items, row_sources, counts, row_popular in zip(
+        windows, item_ids, sources, cited_counts, popular, strict=True
+    ):
         offset = len(window) - length
         explanations: list[Explanation] = []
         for k, count in enumerate(counts):  # every item column, so ``start`` stays aligned
@@ -71,24 +96,25 @@ def explain_batch(
                     "action": event.action,
                     "ts_ms": event.ts_ms,
                     "weight": weight,
+                    "signal": "same_item" if event.item_id == item_id else SIGNAL_KINDS[code - 1],
                 }
-                for column, weight in zip(cited_columns[start:end], cited_weights[start:end], strict=True)
+                for column, weight, code in zip(
+                    cited_columns[start:end], cited_weights[start:end], cited_signals[start:end], strict=True
+                )
             ]
             start = end
-            explanations.append({"sentence": _sentence(item_id, drivers), "events": drivers})
+            reason = _reason(row_sources[k], drivers, row_popular[k])
+            sentence = reason_sentence(
+                item_id, reason, drivers if reason in SIGNAL_KINDS else (), titles, now_ms
+            )
+            explanations.append({"sentence": sentence, "reason": reason, "events": drivers})
         batch.append(explanations)
     return batch
 
 
-def _sentence(item_id: str, drivers: Sequence[ExplainedEvent]) -> str:
-    if not drivers:
-        return f"{item_id}: no single recent event drives this; it reflects your activity overall."
-    first = drivers[0]
-    text = f"{item_id}: mostly because you {_deed(first, item_id)} ({first['weight']:.0%} of the evidence)"
-    if len(drivers) > 1:
-        text += f", also because you {_deed(drivers[1], item_id)} ({drivers[1]['weight']:.0%})"
-    return text + "."
-
-
-def _deed(event: ExplainedEvent, item_id: str) -> str:
-    return _DEEDS[event["action"]].format("it" if event["item_id"] == item_id else event["item_id"])
+def _reason(source: ItemSource, drivers: Sequence[ExplainedEvent], popular: bool) -> str:
+    if source in ("exploration", "cold_start"):
+        return source
+    if drivers:
+        return drivers[0]["signal"]
+    return "popular" if popular else "overall"

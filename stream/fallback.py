@@ -27,6 +27,7 @@ from stream.records import (
     WindowEvent,
     recommendation_id,
 )
+from stream.wording import ItemTitles, reason_sentence
 
 __all__ = ["FallbackRecommender"]
 
@@ -35,16 +36,11 @@ _MAX_ITEMS: Final = 20_000  # items whose followers are kept (least recently fol
 _MAX_FOLLOWERS: Final = 20  # followers kept per item
 _HALF_LIFE_EVENTS: Final = 20_000
 _POPULAR_WEIGHT: Final = 0.1  # popularity's weight against a follower share of 1
-_DEEDS: Final = {
-    "view": "viewed",
-    "click": "clicked",
-    "add_to_cart": "added to your cart",
-    "purchase": "bought",
-}
 
 
 class FallbackRecommender:
-    def __init__(self) -> None:
+    def __init__(self, titles: ItemTitles | None = None) -> None:
+        self._titles = titles if titles is not None else ItemTitles()
         self._followers: OrderedDict[str, Counter[str]] = OrderedDict()
         self._popularity: dict[str, float] = defaultdict(float)
         self._increment = 1.0  # grows so that older counts weigh half every half-life
@@ -102,9 +98,13 @@ class FallbackRecommender:
         return [
             {
                 "item_id": item,
+                "title": self._titles.get(item),
                 "rank": rank,
                 "score": round(score, 6),
-                "explanation": _explanation(item, score, evidence.get(item, {}), recent, now_ms),
+                "source": "fallback",
+                "explanation": _explanation(
+                    item, score, evidence.get(item, {}), recent, self._titles, now_ms
+                ),
             }
             for rank, (item, score) in enumerate(ranked, start=1)
         ]
@@ -141,8 +141,15 @@ class FallbackRecommender:
 
 
 def _explanation(
-    item_id: str, score: float, evidence: dict[int, float], recent: Sequence[WindowEvent], now_ms: int
+    item_id: str,
+    score: float,
+    evidence: dict[int, float],
+    recent: Sequence[WindowEvent],
+    titles: ItemTitles,
+    now_ms: int,
 ) -> Explanation:
+    """Followers of the user's events are sequence patterns the stream saw itself; the rest is
+    what is popular in it right now."""
     cited: list[ExplainedEvent] = [
         {
             "event_id": (event := recent[position]).event_id,
@@ -150,24 +157,14 @@ def _explanation(
             "action": event.action,
             "ts_ms": event.ts_ms,
             "weight": round(share / score, 4),
+            "signal": "sequence_pattern",
         }
         for position, share in sorted(evidence.items(), key=lambda entry: (-entry[1], -entry[0]))
     ]
-    if cited:
-        first = cited[0]
-        reason = (
-            f"{item_id} often comes after {first['item_id']}, which you "
-            f"{_DEEDS[first['action']]} {_ago(now_ms - first['ts_ms'])}"
-        )
-    else:
-        reason = f"{item_id} is popular right now"
-    return {"sentence": f"{reason} (the model is unavailable; this is a fallback).", "events": cited}
-
-
-def _ago(elapsed_ms: int) -> str:
-    seconds = max(0, elapsed_ms) // 1000
-    for unit, size in (("day", 86_400), ("hour", 3600), ("minute", 60)):
-        if seconds >= size:
-            count = seconds // size
-            return f"{count} {unit}{'s' if count > 1 else ''} ago"
-    return "just now"
+    reason = "sequence_pattern" if cited else "popular_now"
+    sentence = reason_sentence(item_id, reason, cited, titles, now_ms)
+    return {
+        "sentence": f"{sentence[:-1]} (the model is unavailable; this is a fallback).",
+        "reason": reason,
+        "events": cited,
+    }

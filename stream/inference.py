@@ -23,23 +23,22 @@ from contract import (
     ATTRIBUTIONS,
     ITEM_IDS,
     OUTPUTS,
+    POPULARITY_ADJUSTMENT,
     TIMESTAMPS,
     TOP_ITEMS,
     TOP_SCORES,
     WINDOW_ACTIONS,
 )
 from stream.records import Window
+from stream.scored_batch import MALFORMED_RESPONSE, OPTIONAL_OUTPUTS, ScoredBatch, checked_response
 from stream.triton_codec import decode_strings, encode_windows
 
 __all__ = [
-    "MALFORMED_RESPONSE",
     "VERSION_CHANGED",
     "ModelShape",
-    "ScoredBatch",
     "TritonScorer",
     "TritonUnavailable",
     "check_model_ready",
-    "checked_response",
     "split_requests",
 ]
 
@@ -47,8 +46,6 @@ log = logging.getLogger(__name__)
 
 #: Status of the retryable error raised when a roll-out splits one batch between versions.
 VERSION_CHANGED: Final = "VERSION_CHANGED"
-#: Status of the error raised for a response that does not fit its request.
-MALFORMED_RESPONSE: Final = "MALFORMED_RESPONSE"
 _CHANNEL_ARGS: Final = [
     ("grpc.max_send_message_length", MAX_GRPC_MESSAGE_SIZE),
     ("grpc.max_receive_message_length", MAX_GRPC_MESSAGE_SIZE),
@@ -72,33 +69,10 @@ class ModelShape:
     served_top_k: int  # items the model returns per window; the worker publishes a prefix
     max_batch_size: int
     instances: int = 1  # model instances Triton runs at once
-
-
-@dataclass(frozen=True, slots=True)
-class ScoredBatch:
-    """Model output for a batch of windows, row b for window b.
-
-    ``attributions[b, k, j]`` weighs, for item k, event ``window[len(window) - L + j]`` of
-    window b, where L is the model's window length (columns left of a shorter window are
-    padding and weigh 0).
-    """
-
-    model_version: str
-    items: list[list[str]]  # [B][K] item ids, best first
-    scores: np.ndarray  # float32 [B, K]
-    attributions: np.ndarray  # float32 [B, K, L]
-
-    def __len__(self) -> int:
-        return len(self.items)
-
-    @staticmethod
-    def concatenate(parts: Sequence[ScoredBatch]) -> ScoredBatch:
-        return ScoredBatch(
-            model_version=parts[0].model_version,
-            items=[row for part in parts for row in part.items],
-            scores=np.concatenate([part.scores for part in parts]),
-            attributions=np.concatenate([part.attributions for part in parts]),
-        )
+    # Tensors the configuration declares: versions exported before an optional tensor of the
+    # contract existed lack it, and a roll-back to one must keep the stream running.
+    outputs: frozenset[str] = frozenset(spec.name for spec in OUTPUTS)
+    takes_popularity_adjustment: bool = True
 
 
 class _SerializedInput(grpcclient.InferInput):
@@ -127,8 +101,10 @@ class TritonScorer:
         *,
         timeout_s: float,
         max_in_flight: int,
+        popularity_adjustment: float = 0.0,
     ) -> None:
         self._url = url
+        self._popularity_adjustment = np.float32(popularity_adjustment)
         self._model_name = model_name
         self._timeout_s = timeout_s
         self._slots = asyncio.Semaphore(max_in_flight)
@@ -171,6 +147,8 @@ class TritonScorer:
             served_top_k=dims[TOP_ITEMS.name][0],
             max_batch_size=int(config.get("max_batch_size", 0)) or 1,
             instances=sum(int(group.get("count", 1)) for group in config.get("instance_group", [])) or 1,
+            outputs=frozenset(dims),
+            takes_popularity_adjustment=POPULARITY_ADJUSTMENT.name in inputs,
         )
 
     async def close(self) -> None:
@@ -211,7 +189,17 @@ class TritonScorer:
             ),
             grpcclient.InferInput(TIMESTAMPS.name, shape, TIMESTAMPS.client_type).set_data_from_numpy(stamps),
         ]
-        outputs = [grpcclient.InferRequestedOutput(spec.name) for spec in OUTPUTS]
+        if self.shape.takes_popularity_adjustment:
+            strength = np.full(
+                (len(windows), 1), self._popularity_adjustment, dtype=POPULARITY_ADJUSTMENT.dtype
+            )
+            inputs.append(
+                grpcclient.InferInput(
+                    POPULARITY_ADJUSTMENT.name, [len(windows), 1], POPULARITY_ADJUSTMENT.client_type
+                ).set_data_from_numpy(strength)
+            )
+        served = self.shape.outputs
+        outputs = [grpcclient.InferRequestedOutput(spec.name) for spec in OUTPUTS if spec.name in served]
         async with self._slots:
             result = await self._client.infer(
                 self._model_name, inputs, outputs=outputs, client_timeout=self._timeout_s
@@ -223,32 +211,11 @@ class TritonScorer:
             decode_strings(_raw_output(response, TOP_ITEMS.name)),
             result.as_numpy(TOP_SCORES.name),
             result.as_numpy(ATTRIBUTIONS.name),
+            **{
+                field: result.as_numpy(spec.name) if spec.name in served else None
+                for field, spec in OPTIONAL_OUTPUTS.items()
+            },
         )
-
-
-def checked_response(
-    rows: int, version: str, top_items: list[str], scores: np.ndarray | None, attributions: np.ndarray | None
-) -> ScoredBatch:
-    """The response to a request of ``rows`` windows, split into rows by the response's own
-    top-k (a version rolled out since the start may serve another number of items); anything
-    that does not fit the request is refused, so a row can never hold another user's items."""
-    if scores is None or attributions is None or scores.ndim != 2 or attributions.ndim != 3:
-        raise InferenceServerException(
-            msg="the response lacks scores or attributions", status=MALFORMED_RESPONSE
-        )
-    top_k = scores.shape[1]
-    if scores.shape[0] != rows or attributions.shape[:2] != (rows, top_k) or len(top_items) != rows * top_k:
-        raise InferenceServerException(
-            msg=f"a response for {rows} windows has scores {scores.shape}, attributions "
-            f"{attributions.shape} and {len(top_items)} items",
-            status=MALFORMED_RESPONSE,
-        )
-    return ScoredBatch(
-        model_version=version,
-        items=[top_items[row * top_k : (row + 1) * top_k] for row in range(rows)],
-        scores=scores,
-        attributions=attributions,
-    )
 
 
 def split_requests(windows: Sequence[Window], max_batch_size: int, instances: int) -> list[Sequence[Window]]:

@@ -1,17 +1,68 @@
-"""Build and encode the output records: one recommendation per scored user."""
+"""Build and encode the output records: one recommendation per scored user.
+
+The model serves K candidates per window; the published list takes ``top_k`` of them in the
+order the deployment's re-ranking policy gives (:mod:`stream.rerank`), and says of each item
+which mechanism placed it.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 
 import numpy as np
 import orjson
 
-from stream.explain import explain_batch
-from stream.inference import ScoredBatch
-from stream.records import Recommendation, UserUpdate, Watermark, recommendation_id
+from contract import HEAD_SHARE, TEXT_ORIGIN
+from stream.explain import ItemFacts, explain_batch
+from stream.records import ItemSource, Recommendation, UserUpdate, Watermark, recommendation_id
+from stream.rerank import MECHANISMS, RerankPolicy, rerank
+from stream.scored_batch import ScoredBatch
+from stream.wording import ItemTitles
 
-__all__ = ["build_recommendations", "encode_recommendation", "watermark"]
+__all__ = ["Presentation", "build_recommendations", "encode_recommendation", "watermark"]
+
+
+@dataclass
+class Presentation:
+    """What the deployment adds to the model's answer: its re-ranking and item titles."""
+
+    policy: RerankPolicy = field(default_factory=RerankPolicy)
+    titles: ItemTitles = field(default_factory=ItemTitles)
+
+    def __post_init__(self) -> None:
+        self.rng = self.policy.generator()
+
+
+def _choose(
+    scored: ScoredBatch, top_k: int, presentation: Presentation
+) -> tuple[np.ndarray, list[list[ItemSource]]]:
+    """Candidate columns [B, n] in publishing order, and the mechanism of each."""
+    batch, served = scored.scores.shape
+    n = min(top_k, served)
+    policy = presentation.policy
+    departs = policy.diversity > 0 or policy.exploration_slots > 0
+    if not departs or scored.similarities is None or scored.popularity is None:
+        # A version that predates similarities and popularity is published in its own order.
+        return np.broadcast_to(np.arange(n), (batch, n)), [["model"] * n for _ in range(batch)]
+    chosen = rerank(
+        scored.scores, scored.similarities, scored.popularity > HEAD_SHARE, n, policy, presentation.rng
+    )
+    names: tuple[ItemSource, ...] = MECHANISMS
+    return chosen.columns, [[names[code] for code in row] for row in chosen.mechanisms.tolist()]
+
+
+def _mark_cold_start(
+    sources: list[list[ItemSource]], columns: np.ndarray, origins: np.ndarray | None
+) -> list[list[ItemSource]]:
+    """Items whose embedding came from their text are cold-start items, however placed."""
+    if origins is None or not origins.any():
+        return sources
+    from_text = (np.take_along_axis(origins, columns, axis=1) == TEXT_ORIGIN).tolist()
+    return [
+        ["cold_start" if text else source for source, text in zip(row, texts, strict=True)]
+        for row, texts in zip(sources, from_text, strict=True)
+    ]
 
 
 def build_recommendations(
@@ -21,12 +72,31 @@ def build_recommendations(
     model_name: str,
     top_k: int,
     now_ms: int,
+    presentation: Presentation,
 ) -> list[Recommendation]:
-    """One record per update, from row b of ``scored``, with the ``top_k`` best of the
-    items the model served."""
-    item_ids = [items[:top_k] for items in scored.items]
-    explanations = explain_batch([update.window for update in updates], item_ids, scored.attributions)
-    scores = np.round(scored.scores[:, :top_k].astype(np.float64), 6).tolist()
+    """One record per update, from row b of ``scored``, with ``top_k`` of the items the model
+    served."""
+    columns, sources = _choose(scored, top_k, presentation)
+    sources = _mark_cold_start(sources, columns, scored.item_origins)
+    item_ids = [[row[c] for c in picked] for row, picked in zip(scored.items, columns.tolist(), strict=True)]
+
+    def picked(array: np.ndarray | None) -> np.ndarray | None:
+        if array is None:
+            return None
+        index = columns.reshape(columns.shape + (1,) * (array.ndim - 2))
+        return np.take_along_axis(array, index, axis=1)
+
+    explanations = explain_batch(
+        [update.window for update in updates],
+        item_ids,
+        sources,
+        np.take_along_axis(scored.attributions, columns[:, :, None], axis=1),
+        ItemFacts(picked(scored.signals), picked(scored.popularity)),
+        presentation.titles,
+        now_ms,
+    )
+    scores = np.round(np.take_along_axis(scored.scores, columns, axis=1).astype(np.float64), 6).tolist()
+    titles = presentation.titles
     return [
         {
             "recommendation_id": recommendation_id(update.user_id, update.trigger_event_id),
@@ -38,14 +108,21 @@ def build_recommendations(
             "model_version": scored.model_version,
             "watermark": watermark(update),
             "items": [
-                {"item_id": item_id, "rank": rank, "score": score, "explanation": explanation}
-                for rank, (item_id, score, explanation) in enumerate(
-                    zip(items, row_scores, row_explanations, strict=True), start=1
+                {
+                    "item_id": item_id,
+                    "title": titles.get(item_id),
+                    "rank": rank,
+                    "score": score,
+                    "source": source,
+                    "explanation": explanation,
+                }
+                for rank, (item_id, score, source, explanation) in enumerate(
+                    zip(items, row_scores, row_sources, row_explanations, strict=True), start=1
                 )
             ],
         }
-        for update, items, row_scores, row_explanations in zip(
-            updates, item_ids, scores, explanations, strict=True
+        for update, items, row_scores, row_sources, row_explanations in zip(
+            updates, item_ids, scores, sources, explanations, strict=True
         )
     ]
 

@@ -15,6 +15,7 @@ __all__ = [
     "Event",
     "ExplainedEvent",
     "Explanation",
+    "ItemSource",
     "Recommendation",
     "RecommendedItem",
     "UserUpdate",
@@ -74,24 +75,37 @@ class UserUpdate:
 
 
 class ExplainedEvent(TypedDict):
-    """A window event that drove a recommended item, with its attribution weight."""
+    """A window event that drove a recommended item: its attribution weight, and how it
+    relates to the item (``contract.SIGNAL_KINDS``)."""
 
     event_id: str
     item_id: str
     action: str
     ts_ms: int
     weight: float
+    signal: str
 
 
 class Explanation(TypedDict):
+    """``reason``: the strongest event's signal kind, or for an item no event drives
+    ``popular``, ``overall``, ``exploration``, ``cold_start`` or (the fallback's)
+    ``popular_now``."""
+
     sentence: str
+    reason: str
     events: list[ExplainedEvent]
+
+
+# Which mechanism placed an item in the list.
+ItemSource = Literal["model", "exploration", "cold_start", "fallback"]
 
 
 class RecommendedItem(TypedDict):
     item_id: str
+    title: str | None  # from the catalogue, where it has one
     rank: int
     score: float
+    source: ItemSource
     explanation: Explanation
 
 

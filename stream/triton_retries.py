@@ -12,9 +12,10 @@ from typing import Final
 from tritonclient.utils import InferenceServerException
 
 from stream.circuit import CircuitBreaker
-from stream.inference import VERSION_CHANGED, ScoredBatch, TritonScorer
+from stream.inference import VERSION_CHANGED, TritonScorer
 from stream.metrics import StreamMetrics
 from stream.records import Window
+from stream.scored_batch import ScoredBatch
 
 __all__ = ["OUTAGE_STATUSES", "TRANSIENT_STATUSES", "score_until_answered"]
 

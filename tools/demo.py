@@ -13,12 +13,13 @@ import time
 from collections import defaultdict
 from contextlib import ExitStack
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import orjson
 from kafka import KafkaConsumer, TopicPartition
 
-from serving.synthetic import DAY_MS, SyntheticConfig, generate_events
+from serving.synthetic import DAY_MS, SyntheticConfig, generate_events, item_catalogue, write_events_jsonl
 from stream.admin import ensure_topics
 from stream.settings import Settings
 from tools.demo_model import ensure_model
@@ -58,11 +59,14 @@ def run_demo(settings: Settings, *, users: int, rate_per_s: float, show: int) ->
         bootstrap = settings.kafka_bootstrap
         print(f"[demo] broker on {bootstrap}, Triton on {settings.triton_grpc_url}")
         ensure_topics(bootstrap, settings)
+        data_dir = Path(tempfile.mkdtemp(prefix="nextaction-worker-"))
         overrides = {
             "kafka_bootstrap": bootstrap,
             "triton_grpc_url": settings.triton_grpc_url,
             "kafka_broker_kind": settings.kafka_broker_kind,
-            "data_dir": tempfile.mkdtemp(prefix="nextaction-worker-"),
+            "data_dir": str(data_dir),
+            # Explanations name the synthetic shop's items by their titles.
+            "catalogue_path": str(_write_catalogue(data_dir / "catalogue.jsonl")),
         }
         log_path = settings.embedded_dir / "logs" / "demo-worker.log"
         worker = stack.enter_context(WorkerProcess(overrides, log_path, loglevel="warning"))
@@ -107,6 +111,12 @@ def _synthetic_events(users: int) -> list[dict[str, Any]]:
     now_ms = int(time.time() * 1000)
     config = SyntheticConfig(n_users=users, seed=_SYNTHETIC_SEED, start_ms=now_ms - _HISTORY_DAYS * DAY_MS)
     return generate_events(config)
+
+
+def _write_catalogue(path: Path) -> Path:
+    """The synthetic shop's titles (they depend on the seed and the catalogue's size only)."""
+    write_events_jsonl(item_catalogue(SyntheticConfig(seed=_SYNTHETIC_SEED)), path)
+    return path
 
 
 def _with_invalid(events: list[dict[str, Any]]) -> list[tuple[bytes, bytes]]:
@@ -175,6 +185,9 @@ def render_recommendation(doc: dict[str, Any]) -> str:
         f"(model {doc['model_name']} v{doc['model_version']}):"
     ]
     for item in doc["items"][:3]:
-        lines.append(f"    {item['rank']}. {item['item_id']}  score {item['score']:.3f}  ")
+        name = item.get("title") or item["item_id"]
+        lines.append(
+            f"    {item['rank']}. {name}  score {item['score']:.3f}  ({item.get('source', 'model')})"
+        )
         lines.append(f"       {item['explanation']['sentence']}")
     return "\n".join(lines)

@@ -9,8 +9,9 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from cli.main import main
-from stream.inference import ScoredBatch, TritonScorer
+from stream.inference import TritonScorer
 from stream.records import Window
+from stream.scored_batch import ScoredBatch
 
 _FAILING_CALL = 1
 _marker = Path(os.environ["FAULTY_WORKER_MARKER"])

@@ -12,7 +12,13 @@ import pytest
 
 from contract import ACTIONS
 from serving.data import read_events_jsonl
-from serving.synthetic import SyntheticConfig, generate_events, planted_pairs, write_events_jsonl
+from serving.synthetic import (
+    SyntheticConfig,
+    generate_events,
+    item_catalogue,
+    planted_pairs,
+    write_events_jsonl,
+)
 
 pytestmark = pytest.mark.unit
 
@@ -92,3 +98,15 @@ def test_json_lines_round_trip(events: list[dict[str, Any]], tmp_path: Path) -> 
     path = tmp_path / "events.jsonl"
     assert write_events_jsonl(events[:100], path) == 100
     assert list(read_events_jsonl(path)) == events[:100]
+
+
+def test_the_catalogue_titles_every_item_once_by_its_category() -> None:
+    config = SyntheticConfig(n_users=50, n_items=60, n_categories=4, seed=2)
+    catalogue = item_catalogue(config)
+    used = {event["item_id"] for event in generate_events(config)}
+    assert used <= {entry["item_id"] for entry in catalogue}
+    assert len({entry["title"] for entry in catalogue}) == len(catalogue) == 60
+    # Items of one category share its kind of product, which their text names.
+    kinds = {entry["text"].split(": a ")[1].split(" from")[0] for entry in catalogue}
+    assert len(kinds) == 4
+    assert all(entry["text"].startswith(entry["title"]) for entry in catalogue)

@@ -20,18 +20,12 @@ from stream.agents import RecommendAgent
 from stream.app import StreamApp
 from stream.batches import EventBatch
 from stream.circuit import CircuitBreaker
-from stream.inference import (
-    MALFORMED_RESPONSE,
-    VERSION_CHANGED,
-    ModelShape,
-    ScoredBatch,
-    TritonScorer,
-    checked_response,
-)
+from stream.inference import VERSION_CHANGED, ModelShape, TritonScorer
 from stream.input_queue import InputQueue
 from stream.metrics import StreamMetrics
 from stream.outputs import OutputPublisher
 from stream.records import Window
+from stream.scored_batch import MALFORMED_RESPONSE, ScoredBatch, checked_response
 from stream.settings import Settings
 from stream.triton_retries import score_until_answered
 from tools.hostile import hostile_message

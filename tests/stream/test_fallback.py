@@ -41,7 +41,11 @@ def test_items_that_followed_the_users_newest_events_come_first_with_the_events_
     top = items[0]["explanation"]
     assert [event["event_id"] for event in top["events"]] == ["e1-tent"]
     assert 0.9 < top["events"][0]["weight"] <= 1.0  # the rest is the item's popularity
-    assert "stove often comes after tent, which you viewed 9 minutes ago" in top["sentence"]
+    assert top["sentence"].startswith(
+        "stove: you viewed tent 9 minutes ago, and people who did often choose it next"
+    )
+    assert top["reason"] == "sequence_pattern" and top["events"][0]["signal"] == "sequence_pattern"
+    assert {item["source"] for item in items} == {"fallback"}
     assert "fallback" in top["sentence"]
 
 
@@ -52,6 +56,7 @@ def test_without_followers_the_popular_items_fill_the_list_and_say_so() -> None:
     assert [item["item_id"] for item in record["items"]] == ["b", "c"]
     assert record["items"][0]["explanation"]["events"] == []
     assert "b is popular right now" in record["items"][0]["explanation"]["sentence"]
+    assert record["items"][0]["explanation"]["reason"] == "popular_now"
 
 
 def test_the_item_just_seen_is_not_recommended_back() -> None:

@@ -3,12 +3,15 @@ import orjson
 import pytest
 from tritonclient.utils import deserialize_bytes_tensor
 
-from stream.inference import ScoredBatch
+from contract import SIGNAL_CODES
 from stream.outputs import dead_letter_headers
-from stream.recommendations import build_recommendations, encode_recommendation
-from stream.records import UserUpdate, WindowEvent, recommendation_id
+from stream.recommendations import Presentation, build_recommendations, encode_recommendation
+from stream.records import Recommendation, UserUpdate, WindowEvent, recommendation_id
+from stream.rerank import RerankPolicy
+from stream.scored_batch import ScoredBatch
 from stream.triton_codec import decode_strings, encode_windows
 from stream.validation import InvalidEvent
+from stream.wording import ItemTitles
 
 pytestmark = pytest.mark.unit
 
@@ -37,6 +40,7 @@ def test_recommendation_record_carries_ranked_explained_items() -> None:
         model_name="nextaction",
         top_k=2,
         now_ms=42,
+        presentation=Presentation(),
     )
     assert rec["recommendation_id"] == recommendation_id("u1", "e3")
     assert rec["model_version"] == "3"
@@ -61,13 +65,20 @@ def test_recommendation_record_carries_ranked_explained_items() -> None:
         "action": "add_to_cart",
         "ts_ms": 3_000,
         "weight": 0.9,
+        "signal": "same_item",
     }
+    assert doc["items"][0]["source"] == "model" and doc["items"][0]["title"] is None
 
 
 def test_attributions_over_a_window_tail_map_to_the_newest_events() -> None:
     # The model saw only the last two events; weight 1.0 belongs to e3.
     [rec] = build_recommendations(
-        [UserUpdate("u1", "e3", WINDOW, 0, 7)], scored(["x"], [[0.0, 1.0]]), model_name="m", top_k=5, now_ms=0
+        [UserUpdate("u1", "e3", WINDOW, 0, 7)],
+        scored(["x"], [[0.0, 1.0]]),
+        model_name="m",
+        top_k=5,
+        now_ms=0,
+        presentation=Presentation(),
     )
     assert [e["event_id"] for e in rec["items"][0]["explanation"]["events"]] == ["e3"]
 
@@ -80,6 +91,7 @@ def test_padding_columns_are_never_cited_and_equal_weights_cite_newer_first() ->
         model_name="m",
         top_k=1,
         now_ms=0,
+        presentation=Presentation(),
     )
     assert [e["event_id"] for e in rec["items"][0]["explanation"]["events"]] == ["e3", "e2"]
 
@@ -108,3 +120,121 @@ def test_windows_are_left_padded_to_the_model_length_newest_last() -> None:
     assert decode_strings(items) == ["socks", "laces", "", "shoes"]
     assert actions.tolist() == [[2, 3], [0, 1]]
     assert stamps.dtype == np.int64 and stamps.tolist() == [[2_000, 3_000], [0, 1_000]]
+
+
+def described(
+    items: list[str],
+    attributions: list[list[float]],
+    *,
+    similarities: list[list[float]],
+    signals: list[list[int]],
+    popularity: list[float],
+) -> ScoredBatch:
+    """One window's output from a version that serves similarities, signals and popularity."""
+    base = scored(items, attributions)
+    return ScoredBatch(
+        model_version=base.model_version,
+        items=base.items,
+        scores=base.scores,
+        attributions=base.attributions,
+        similarities=np.array([similarities], dtype=np.float32),
+        signals=np.array([signals], dtype=np.int8),
+        popularity=np.array([popularity], dtype=np.float32),
+    )
+
+
+def recommend(batch: ScoredBatch, presentation: Presentation, top_k: int = 3) -> Recommendation:
+    [rec] = build_recommendations(
+        [UserUpdate("u1", "e3", WINDOW, 0, 7)],
+        batch,
+        model_name="m",
+        top_k=top_k,
+        now_ms=3_000 + 3 * 60_000,
+        presentation=presentation,
+    )
+    return rec
+
+
+SIMILAR, PATTERN, CONTEXT = (
+    SIGNAL_CODES["similar_item"],
+    SIGNAL_CODES["sequence_pattern"],
+    SIGNAL_CODES["context"],
+)
+
+
+def test_explanations_name_titles_say_how_long_ago_and_what_kind_of_signal() -> None:
+    batch = described(
+        ["boots", "hats", "gloves"],
+        [[0.0, 0.2, 0.8], [0.9, 0.1, 0.0], [0.0, 0.0, 0.0]],
+        similarities=[[1.0, 0.1, 0.1], [0.1, 1.0, 0.1], [0.1, 0.1, 1.0]],
+        signals=[[CONTEXT, CONTEXT, SIMILAR], [PATTERN, CONTEXT, CONTEXT], [CONTEXT] * 3],
+        popularity=[0.5, 0.6, 0.05],
+    )
+    titles = ItemTitles(boots="Trail boots", laces="Red laces", shoes="Running shoes", gloves="Wool gloves")
+    rec = recommend(batch, Presentation(RerankPolicy(diversity=0.0, exploration_slots=0), titles))
+    boots, hats, gloves = (item["explanation"] for item in rec["items"])
+    assert rec["items"][0]["title"] == "Trail boots" and rec["items"][1]["title"] is None
+    assert boots["reason"] == "similar_item" and [e["signal"] for e in boots["events"]] == [
+        "similar_item",
+        "context",
+    ]
+    assert boots["sentence"].startswith(
+        "Trail boots: it is similar to Red laces; you added it to your cart 3 minutes ago (80%"
+    )
+    assert hats["reason"] == "sequence_pattern"
+    assert hats["sentence"].startswith(
+        "hats: you viewed Running shoes 3 minutes ago, and people who did often choose it next"
+    )
+    # Nothing in the window drives gloves, and they are in the popular head.
+    assert gloves["events"] == [] and gloves["reason"] == "popular"
+    assert "Wool gloves is one of the most popular items" in gloves["sentence"]
+
+
+def test_diversity_replaces_a_near_duplicate_and_exploration_takes_the_last_slot() -> None:
+    items = ["a", "a-twin", "b", "tail"]
+    batch = described(
+        items,
+        [[0.0, 0.0, 1.0]] * 4,
+        similarities=[
+            [1.0, 0.99, 0.1, 0.1],
+            [0.99, 1.0, 0.1, 0.1],
+            [0.1, 0.1, 1.0, 0.1],
+            [0.1, 0.1, 0.1, 1.0],
+        ],
+        signals=[[CONTEXT] * 3] * 4,
+        popularity=[0.01, 0.02, 0.1, 0.9],
+    )
+    batch = ScoredBatch(
+        model_version="3",
+        items=batch.items,
+        scores=np.array([[0.4, 0.35, 0.2, 0.05]], dtype=np.float32),
+        attributions=np.repeat(batch.attributions, 4, axis=1)[:, :4],
+        similarities=batch.similarities,
+        signals=np.repeat(batch.signals, 4, axis=1)[:, :4],
+        popularity=batch.popularity,
+    )
+    plain = recommend(batch, Presentation(RerankPolicy(diversity=0.0, exploration_slots=0)), top_k=2)
+    assert [i["item_id"] for i in plain["items"]] == ["a", "a-twin"]
+    diverse = recommend(batch, Presentation(RerankPolicy(diversity=0.5, exploration_slots=0)), top_k=2)
+    assert [i["item_id"] for i in diverse["items"]] == ["a", "b"]
+    assert {i["source"] for i in diverse["items"]} == {"model"}
+    explored = recommend(
+        batch, Presentation(RerankPolicy(diversity=0.5, exploration_slots=1, seed=1)), top_k=2
+    )
+    assert [(i["item_id"], i["source"]) for i in explored["items"]] == [
+        ("a", "model"),
+        ("tail", "exploration"),
+    ]
+    assert explored["items"][1]["explanation"]["reason"] == "exploration"
+    assert [i["rank"] for i in explored["items"]] == [1, 2]
+
+
+def test_a_version_without_similarities_is_published_in_its_own_order() -> None:
+    rec = recommend(
+        scored(["a", "b", "c"], [[0.0, 0.0, 1.0]] * 3), Presentation(RerankPolicy(0.9, exploration_slots=1))
+    )
+    assert [(i["item_id"], i["source"]) for i in rec["items"]] == [
+        ("a", "model"),
+        ("b", "model"),
+        ("c", "model"),
+    ]

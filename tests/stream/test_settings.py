@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
-from stream.app import create_app
+from stream.app import create_app, presentation
 from stream.metrics import StreamMetrics
 from stream.settings import Settings, SettingsError, reject_unknown_variables
 
@@ -60,3 +62,22 @@ def test_outputs_are_produced_with_acks_all_and_idempotence_where_the_broker_has
     assert app.producer.acks == (-1 if acks == "all" else 1)
     assert dict(app.producer._settings_extra()).get("enable_idempotence", False) is idempotent
     assert app.conf.topic_replication_factor == 3  # the windows changelog's too
+
+
+def test_the_presentation_follows_the_settings_and_a_bad_catalogue_stops_the_start(tmp_path: Path) -> None:
+    catalogue = tmp_path / "catalogue.jsonl"
+    catalogue.write_text(
+        '{"item_id": "i1", "title": "Red tent"}\n\n{"item_id": "i2", "title": "Blue tent"}\n'
+    )
+    chosen = presentation(
+        Settings(catalogue_path=catalogue, diversity=0.2, exploration_slots=2, rerank_seed=4)
+    )
+    assert chosen.titles == {"i1": "Red tent", "i2": "Blue tent"}
+    assert (chosen.policy.diversity, chosen.policy.exploration_slots, chosen.policy.seed) == (0.2, 2, 4)
+    catalogue.write_text('{"item_id": "i1", "title": "Red tent"}\n{"item_id": "i2"}\n')
+    with pytest.raises(SettingsError, match=r"catalogue.jsonl:2: expected"):
+        presentation(Settings(catalogue_path=catalogue))
+    with pytest.raises(SettingsError, match="NEXTACTION_CATALOGUE_PATH"):
+        presentation(Settings(catalogue_path=tmp_path / "missing.jsonl"))
+    with pytest.raises(ValueError, match="exploration_slots cannot exceed published_top_k"):
+        Settings(exploration_slots=3, published_top_k=2)

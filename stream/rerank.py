@@ -1,0 +1,138 @@
+"""Choose the n published items of a window's K model candidates: diversity and exploration.
+
+Two mechanisms act on a whole scored batch at once (numpy over [B, K], a Python loop only
+over the n slots, never over windows):
+
+- MMR (maximal marginal relevance): each slot takes the candidate maximising
+  ``(1 - diversity) * relevance - diversity * (its highest similarity to those already
+  taken)``. Relevance is scale-free per row, so one weight means the same for a confident
+  window and a flat one: ``"ratio"`` is probability / the row's highest probability,
+  ``"rank"`` is 1 - model rank / (K - 1). With ``diversity == 0`` the model's order is kept.
+- Exploration: the last ``exploration_slots`` slots go to long-tail candidates not already
+  taken, drawn by Thompson sampling from the model's own distribution restricted to them.
+  Adding Gumbel noise to log-probabilities and taking the largest is an exact sample of the
+  softmax (several slots: the top ones, a sample without replacement), so a long-tail item
+  is shown as often as the model believes in it among the long tail. A window without such
+  a candidate left fills the slot by MMR.
+
+Slots placed by MMR or in the model's order are marked ``"model"`` (the model's scores
+chose them; MMR only reorders within its candidates), the sampled ones ``"exploration"``, so
+that clicks on explored items can be told apart when measuring.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Final, Literal
+
+import numpy as np
+
+__all__ = [
+    "EXPLORATION",
+    "MECHANISMS",
+    "MODEL",
+    "Relevance",
+    "RerankPolicy",
+    "Reranked",
+    "long_tail_mask",
+    "rerank",
+]
+
+MECHANISMS: Final = ("model", "exploration")
+MODEL: Final = 0
+EXPLORATION: Final = 1
+
+Relevance = Literal["ratio", "rank"]
+
+
+@dataclass(frozen=True)
+class RerankPolicy:
+    """How the published list departs from the model's order.
+
+    The defaults are the one setting that, on both MovieLens 100K and Amazon Beauty with 50
+    candidates, raised the long-tail share (+93%, +232%) and intra-list diversity (+25%,
+    +26%) of the top 10 for at most 5% NDCG@10 (+4.6% +- 3.5%, -3.8% +- 0.8%); with 20
+    candidates the same setting costs no NDCG@10 (+1.9% +- 1.9%, +0.1% +- 0.5%) and raises the
+    long-tail share by 39% and 73%, but diversity only by 6-9%: 20 candidates are too alike
+    (``benchmarks/exploration.py``). Rank relevance, because probability ratios fall so
+    steeply that a diversity weight swamps them: with 50 candidates and weights 0.1-0.5, ratio
+    relevance lost 5-15% NDCG@10 on Beauty, rank relevance 0-4%.
+    """
+
+    diversity: float = 0.5  # MMR weight in [0, 1]; 0 keeps the model's order
+    exploration_slots: int = 1  # last slots of the list given to a sampled long-tail candidate
+    relevance: Relevance = "rank"
+    seed: int | None = None  # of the sampling generator; None: fresh entropy per process
+
+    def __post_init__(self) -> None:
+        if not 0.0 <= self.diversity <= 1.0:
+            raise ValueError(f"diversity must lie in [0, 1], got {self.diversity}")
+        if self.exploration_slots < 0:
+            raise ValueError(f"exploration_slots must be >= 0, got {self.exploration_slots}")
+
+    def generator(self) -> np.random.Generator:
+        return np.random.default_rng(self.seed)
+
+
+@dataclass(frozen=True)
+class Reranked:
+    columns: np.ndarray  # int64 [B, n]: candidate columns (of the K) in publishing order
+    mechanisms: np.ndarray  # int8 [B, n]: index into MECHANISMS of what placed each slot
+
+
+def long_tail_mask(popularity: np.ndarray, head_cut: float) -> np.ndarray:
+    """bool [B, K]: candidates less popular than the head's least popular item (``head_cut``,
+    a training-interaction share); ties at the cut count as head."""
+    return popularity < head_cut
+
+
+def _relevance(probabilities: np.ndarray, kind: Relevance) -> np.ndarray:
+    if kind == "ratio":
+        top = probabilities.max(axis=1, keepdims=True)
+        return probabilities / np.where(top > 0, top, 1)
+    k = probabilities.shape[1]
+    ranks = np.argsort(np.argsort(-probabilities, axis=1, kind="stable"), axis=1, kind="stable")
+    return 1.0 - ranks / max(k - 1, 1)
+
+
+def rerank(
+    probabilities: np.ndarray,
+    similarity: np.ndarray,
+    long_tail: np.ndarray,
+    n: int,
+    policy: RerankPolicy,
+    rng: np.random.Generator,
+) -> Reranked:
+    """Pick and order ``n`` of each window's K candidates.
+
+    ``probabilities`` float [B, K] (the model's, any order), ``similarity`` float [B, K, K]
+    (cosine of item embeddings), ``long_tail`` bool [B, K].
+    """
+    batch, k = probabilities.shape
+    n = min(n, k)
+    rows = np.arange(batch)
+    relevance = _relevance(probabilities, policy.relevance)
+    first_explored = n - min(policy.exploration_slots, n)
+    if first_explored < n:
+        with np.errstate(divide="ignore"):
+            sampled = np.log(probabilities) + rng.gumbel(size=probabilities.shape)
+        # A candidate the model gives no chance is no sample of its distribution.
+        long_tail = long_tail & (probabilities > 0)
+    available = np.ones((batch, k), dtype=bool)
+    closest = np.zeros((batch, k))  # highest similarity to a taken candidate; 0 before any
+    columns = np.empty((batch, n), dtype=np.int64)
+    mechanisms = np.full((batch, n), MODEL, dtype=np.int8)
+    for slot in range(n):
+        mmr = (1.0 - policy.diversity) * relevance - policy.diversity * closest
+        picked = np.where(available, mmr, -np.inf).argmax(axis=1)
+        if slot >= first_explored:
+            explorable = available & long_tail
+            explored = np.where(explorable, sampled, -np.inf).argmax(axis=1)
+            explores = explorable.any(axis=1)
+            picked = np.where(explores, explored, picked)
+            mechanisms[explores, slot] = EXPLORATION
+        columns[:, slot] = picked
+        available[rows, picked] = False
+        taken = similarity[rows, picked]
+        closest = taken if slot == 0 else np.maximum(closest, taken)
+    return Reranked(columns, mechanisms)
