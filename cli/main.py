@@ -210,6 +210,13 @@ def _model_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser
         help="most networks averaged, each kept only if it lifts validation NDCG@10 enough "
         "(default 2; 1 for the cheapest model to serve)",
     )
+    train.add_argument(
+        "--logit-adjustment",
+        type=float,
+        default=0.0,
+        help="train on logits + this x log popularity and serve the raw ones: a popularity-bias "
+        "correction at training (default 0: off)",
+    )
     train.add_argument("--window", type=int, default=50)
     train.add_argument("--hidden", type=int, default=64)
     train.add_argument("--layers", type=int, default=2)

@@ -45,7 +45,7 @@ def train(args: argparse.Namespace) -> int:
 
     budget_s = None if args.time_budget is None else args.time_budget * 60.0
     model = ModelConfig(window=args.window, hidden=args.hidden, layers=args.layers, heads=args.heads)
-    training = TrainConfig(time_budget_s=budget_s, seed=args.seed)
+    training = TrainConfig(time_budget_s=budget_s, seed=args.seed, logit_adjustment=args.logit_adjustment)
     if args.max_networks is not None:
         training = replace(training, max_networks=args.max_networks)
     if args.epochs is not None:

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from contract import FIRST_ITEM_INDEX
+from contract import FIRST_ITEM_INDEX, HEAD_SHARE
 from serving.data import UserSequence
 from serving.vocab import ItemVocab
 
@@ -29,12 +29,12 @@ __all__ = [
     "ScoreFn",
     "Split",
     "evaluate",
+    "exclude_inputs",
     "leave_one_out",
 ]
 
 CUTOFFS = (5, 10, 20)
 LIST_LENGTH = 10  # the recommendation list that coverage and long-tail share look at
-HEAD_SHARE = 0.2  # the most popular share of the catalogue; everything else is the long tail
 
 # Inputs of a batch of users -> float scores [B, V] by vocabulary index (pad/unknown ignored).
 ScoreFn = Callable[[Sequence[UserSequence]], np.ndarray]
@@ -117,7 +117,7 @@ class Metrics:
         return flat
 
 
-def _exclude_inputs(scores: np.ndarray, inputs: Sequence[UserSequence], vocab: ItemVocab) -> np.ndarray:
+def exclude_inputs(scores: np.ndarray, inputs: Sequence[UserSequence], vocab: ItemVocab) -> np.ndarray:
     """float64 [B, V]: pad, unknown and every item of the user's input at -inf."""
     scores = scores.astype(np.float64, copy=True)
     scores[:, :FIRST_ITEM_INDEX] = -np.inf
@@ -149,7 +149,7 @@ def evaluate(score: ScoreFn, cases: Cases, catalogue: Catalogue, batch_size: int
     ranks, recommended = [], []
     for start in range(0, len(cases), batch_size):
         inputs = cases.inputs[start : start + batch_size]
-        scores = _exclude_inputs(score(inputs), inputs, catalogue.vocab)
+        scores = exclude_inputs(score(inputs), inputs, catalogue.vocab)
         targets = catalogue.vocab.indices(cases.targets[start : start + batch_size])
         ranks.append(_ranks(scores, targets))
         recommended.extend(_top(scores, LIST_LENGTH))

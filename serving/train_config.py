@@ -36,6 +36,12 @@ class TrainConfig:
     # ``network_min_gain`` to be kept.
     max_networks: int = 2
     network_min_gain: float = 0.01
+    # Logit-adjusted loss (Menon et al., ICLR 2021): the loss sees logits + this * log(each
+    # item's share of training interactions), serving sees the raw logits. Popularity
+    # confounds what users were shown and so what they chose (PDA, Zhang et al., SIGIR 2021);
+    # the raw logits then learn how much the window, not the item's popularity, speaks for an
+    # item. 0: the plain loss.
+    logit_adjustment: float = 0.0
     patience: int = 10  # epochs without a better validation NDCG@10 before stopping
     plateau_epochs: int = 3  # epochs without a better one before the learning rate is halved
     time_budget_s: float | None = None  # stop after the epoch that crosses it

@@ -13,7 +13,7 @@ from torch.nn import functional as F
 from contract import PAD_INDEX, UNKNOWN_INDEX
 from serving.data import TrainingSamples, UserSequence, encode_windows
 from serving.evaluation import Cases, Catalogue, ScoreFn, evaluate
-from serving.model import NextActionModel
+from serving.model import NextActionModel, log_popularity
 from serving.train_config import TrainConfig
 from serving.vocab import ItemVocab
 
@@ -64,7 +64,9 @@ def train_epoch(
     optimizer: torch.optim.Optimizer,
     config: TrainConfig,
     generator: torch.Generator,
+    loss_offset: torch.Tensor,
 ) -> float:
+    """One pass over the samples; ``loss_offset`` [V] is added to the logits the loss sees."""
     model.train()
     total = 0.0
     for batch in _batches(samples, config.batch_size, generator):
@@ -73,7 +75,8 @@ def train_epoch(
         # Full softmax over all items; the window's items are out as in serving, but for
         # the target itself where it repeats one of them.
         seen = items.masked_fill(items == targets.unsqueeze(1), PAD_INDEX)
-        loss = F.cross_entropy(model.exclude(model.item_logits(hidden), seen), targets)
+        logits = model.item_logits(hidden) + loss_offset
+        loss = F.cross_entropy(model.exclude(logits, seen), targets)
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()
@@ -89,6 +92,7 @@ class TrainingRun:
         self.config = config
         self.catalogue = catalogue
         self.score = model_scorer(model, catalogue.vocab)
+        self.loss_offset = config.logit_adjustment * log_popularity(torch.from_numpy(catalogue.counts))
         self.optimizer = torch.optim.AdamW(
             model.parameters(), lr=config.learning_rate, weight_decay=config.weight_decay
         )
@@ -104,7 +108,7 @@ class TrainingRun:
         self, samples: TrainingSamples, validation: Cases, generator: torch.Generator, seconds: float
     ) -> None:
         """One epoch, then validation; remembers the best state."""
-        loss = train_epoch(self.model, samples, self.optimizer, self.config, generator)
+        loss = train_epoch(self.model, samples, self.optimizer, self.config, generator, self.loss_offset)
         result = evaluate(self.score, validation, self.catalogue)
         record = EpochRecord(len(self.history) + 1, loss, result.hit_rate[10], result.ndcg[10], seconds)
         self.history.append(record)

@@ -1,0 +1,44 @@
+"""Deletion tests on the session's synthetic model, whose planted rule says what drives an item."""
+
+from __future__ import annotations
+
+import pytest
+from serving_fixtures import PlantedCases
+
+from serving.checkpoint import Checkpoint
+from serving.faithfulness import METHODS, deletion_test, explained_share
+
+pytestmark = pytest.mark.unit
+
+
+def test_deleting_the_cited_event_of_a_planted_rule_removes_the_item(
+    checkpoint: Checkpoint, planted: dict[str, PlantedCases]
+) -> None:
+    """After a view of A the model ranks B first because of that view: the served attribution
+    must find it, so deleting its strongest event loses the item far more often than chance."""
+    cases = planted["pair"].windows[:200]
+    outcomes = {
+        (o.method, o.deleted): o
+        for o in deletion_test(checkpoint.model, checkpoint.vocab, cases, sizes=(1, 2))
+    }
+    assert {method for method, _ in outcomes} == set(METHODS)
+    occlusion, chance = outcomes["occlusion", 1], outcomes["random", 1]
+    assert occlusion.cases == chance.cases > 100
+    assert occlusion.left_top_n > 0.8
+    assert occlusion.left_top_n > 2 * chance.left_top_n
+    assert occlusion.log_prob_drop > chance.log_prob_drop
+    # Deleting more of the strongest events can only take more away.
+    assert outcomes["occlusion", 2].log_prob_drop >= occlusion.log_prob_drop - 1e-6
+
+
+def test_the_explained_positions_account_for_a_share_of_the_prediction(
+    checkpoint: Checkpoint, planted: dict[str, PlantedCases]
+) -> None:
+    cases = planted["pair"].windows[:100]
+    few, many = (
+        explained_share(checkpoint.model, checkpoint.vocab, cases, positions) for positions in (1, 8)
+    )
+    assert 0 < few.events_in_reach < many.events_in_reach <= 1
+    # The planted cause is the newest event: one position already carries most of the effect.
+    assert few.effect_share > 0.5
+    assert many.effect_share >= few.effect_share - 0.05
