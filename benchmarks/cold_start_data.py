@@ -27,17 +27,6 @@ class ColdSplit:
     warm_test: Cases  # last events whose target is not
 
 
-def _without(seq: UserSequence, dropped: frozenset[str]) -> UserSequence:
-    kept = [i for i, item in enumerate(seq.items) if item not in dropped]
-    return UserSequence(
-        seq.user_id,
-        tuple(seq.event_ids[i] for i in kept),
-        tuple(seq.items[i] for i in kept),
-        tuple(seq.actions[i] for i in kept),
-        tuple(seq.timestamps_ms[i] for i in kept),
-    )
-
-
 def cold_split(sequences: Sequence[UserSequence], cold_share: float) -> ColdSplit:
     first_seen: dict[str, int] = {}
     for seq in sequences:
@@ -50,7 +39,7 @@ def cold_split(sequences: Sequence[UserSequence], cold_share: float) -> ColdSpli
     warm_rows = [seq for seq in evaluated if seq.items[-1] not in cold]
     return ColdSplit(
         cold_items=cold,
-        train=[_without(seq, cold) for seq in sequences],
+        train=[seq.keeping(i for i, item in enumerate(seq.items) if item not in cold) for seq in sequences],
         cold_test=Cases([s.head(len(s) - 1) for s in cold_rows], [s.items[-1] for s in cold_rows]),
         warm_test=Cases([s.head(len(s) - 1) for s in warm_rows], [s.items[-1] for s in warm_rows]),
     )

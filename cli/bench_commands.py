@@ -6,8 +6,12 @@ from __future__ import annotations
 import argparse
 import importlib.util
 import sys
+from typing import TYPE_CHECKING
 
 from cli.main import EXIT_OK, EXIT_USAGE
+
+if TYPE_CHECKING:
+    from benchmarks.model_quality import DataSpec
 
 __all__ = ["bench", "beyond", "chaos", "perf_input", "quality", "recovery"]
 
@@ -19,13 +23,22 @@ def bench(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def quality(args: argparse.Namespace) -> int:
-    from benchmarks.model_quality import DataSpec, run_all
+def _data_specs(command: str, texts: list[str]) -> list[DataSpec] | None:
+    """The FORMAT:PATH arguments, or None after saying which one is wrong."""
+    from benchmarks.model_quality import DataSpec
 
     try:
-        specs = [DataSpec.parse(text) for text in args.data]
+        return [DataSpec.parse(text) for text in texts]
     except ValueError as exc:
-        print(f"nextaction quality: {exc}", file=sys.stderr)
+        print(f"nextaction {command}: {exc}", file=sys.stderr)
+        return None
+
+
+def quality(args: argparse.Namespace) -> int:
+    from benchmarks.model_quality import run_all
+
+    specs = _data_specs("quality", args.data)
+    if specs is None:
         return EXIT_USAGE
     run_all(specs, time_budget_min=args.time_budget, out=args.out, checkpoints=args.checkpoints)
     return EXIT_OK
@@ -33,12 +46,9 @@ def quality(args: argparse.Namespace) -> int:
 
 def beyond(args: argparse.Namespace) -> int:
     from benchmarks.beyond_accuracy import run
-    from benchmarks.model_quality import DataSpec
 
-    try:
-        specs = [DataSpec.parse(text) for text in args.data]
-    except ValueError as exc:
-        print(f"nextaction beyond: {exc}", file=sys.stderr)
+    specs = _data_specs("beyond", args.data)
+    if specs is None:
         return EXIT_USAGE
     run(specs, out=args.out, checkpoints=args.checkpoints, time_budget_min=args.time_budget, cases=args.cases)
     return EXIT_OK

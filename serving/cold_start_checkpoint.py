@@ -15,7 +15,7 @@ from pathlib import Path
 
 from serving.checkpoint import HPARAMS, Checkpoint, load_checkpoint, save_checkpoint
 from serving.cold_start import ROW_SCALE, add_items, fit_text_mapping
-from serving.data import DataFormatError
+from serving.data import DataFormatError, json_lines
 from serving.item_text import TextEncoder
 from serving.text_mapping import MAPPING, MIN_ITEMS, TextMapping
 
@@ -38,20 +38,11 @@ class AddedItems:
 def read_item_texts(path: Path) -> dict[str, str]:
     """item id -> text, in file order; a malformed line raises DataFormatError."""
     texts: dict[str, str] = {}
-    with path.open(encoding="utf-8") as handle:
-        for line_no, line in enumerate(handle, start=1):
-            if not line.strip():
-                continue
-            try:
-                record = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise DataFormatError(path, line_no, f"invalid JSON ({exc.msg})") from exc
-            item, text = (
-                record.get(key) if isinstance(record, dict) else None for key in ("item_id", "text")
-            )
-            if not isinstance(item, str | int) or str(item) == "" or not isinstance(text, str):
-                raise DataFormatError(path, line_no, 'expected {"item_id": "...", "text": "..."}')
-            texts[str(item)] = text
+    for line_no, record in json_lines(path):
+        item, text = (record.get(key) if isinstance(record, dict) else None for key in ("item_id", "text"))
+        if not isinstance(item, str | int) or str(item) == "" or not isinstance(text, str):
+            raise DataFormatError(path, line_no, 'expected {"item_id": "...", "text": "..."}')
+        texts[str(item)] = text
     return texts
 
 

@@ -23,6 +23,7 @@ __all__ = [
     "TrainingSamples",
     "UserSequence",
     "encode_windows",
+    "json_lines",
     "read_events_jsonl",
     "training_samples",
     "user_sequences",
@@ -52,6 +53,17 @@ class UserSequence:
             self.timestamps_ms[:n],
         )
 
+    def keeping(self, positions: Iterable[int]) -> UserSequence:
+        """Only the events at ``positions`` (in order): as if the others never happened."""
+        kept = list(positions)
+        return UserSequence(
+            self.user_id,
+            tuple(self.event_ids[i] for i in kept),
+            tuple(self.items[i] for i in kept),
+            tuple(self.actions[i] for i in kept),
+            tuple(self.timestamps_ms[i] for i in kept),
+        )
+
 
 # Fields of an input event that training reads.
 _REQUIRED_FIELDS = frozenset({"event_id", "user_id", "item_id", "action", "ts"})
@@ -64,25 +76,31 @@ class DataFormatError(ValueError):
         super().__init__(f"{path}:{line_no}: {reason}")
 
 
-def read_events_jsonl(path: Path) -> Iterator[dict[str, Any]]:
-    """Events from a JSON-lines file (blank lines skipped); a malformed line raises DataFormatError."""
+def json_lines(path: Path) -> Iterator[tuple[int, Any]]:
+    """(line number, decoded value) of each non-blank line; invalid JSON raises DataFormatError."""
     with path.open(encoding="utf-8") as handle:
         for line_no, line in enumerate(handle, start=1):
             if not line.strip():
                 continue
             try:
-                event = json.loads(line)
+                value = json.loads(line)
             except json.JSONDecodeError as exc:
                 raise DataFormatError(path, line_no, f"invalid JSON ({exc.msg})") from exc
-            if not isinstance(event, dict) or not event.keys() >= _REQUIRED_FIELDS:
-                raise DataFormatError(path, line_no, f"expected an object with {sorted(_REQUIRED_FIELDS)}")
-            if event["action"] not in ACTION_CODES:
-                raise DataFormatError(path, line_no, f"unknown action {event['action']!r}")
-            try:
-                event["ts"] = _file_time_ms(event["ts"])
-            except (TypeError, ValueError) as exc:
-                raise DataFormatError(path, line_no, str(exc)) from None
-            yield event
+            yield line_no, value
+
+
+def read_events_jsonl(path: Path) -> Iterator[dict[str, Any]]:
+    """Events from a JSON-lines file (blank lines skipped); a malformed line raises DataFormatError."""
+    for line_no, event in json_lines(path):
+        if not isinstance(event, dict) or not event.keys() >= _REQUIRED_FIELDS:
+            raise DataFormatError(path, line_no, f"expected an object with {sorted(_REQUIRED_FIELDS)}")
+        if event["action"] not in ACTION_CODES:
+            raise DataFormatError(path, line_no, f"unknown action {event['action']!r}")
+        try:
+            event["ts"] = _file_time_ms(event["ts"])
+        except (TypeError, ValueError) as exc:
+            raise DataFormatError(path, line_no, str(exc)) from None
+        yield event
 
 
 def _file_time_ms(value: Any) -> int:

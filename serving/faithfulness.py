@@ -174,25 +174,15 @@ def _strongest_columns(weights: np.ndarray, real: np.ndarray, k: int) -> np.ndar
     return width - 1 - np.argsort(-weights[:, ::-1], axis=1, kind="stable")[:, :k]
 
 
-def _without(sequence: UserSequence, drop: set[int]) -> UserSequence:
-    keep = [i for i in range(len(sequence)) if i not in drop]
-    return UserSequence(
-        sequence.user_id,
-        tuple(sequence.event_ids[i] for i in keep),
-        tuple(sequence.items[i] for i in keep),
-        tuple(sequence.actions[i] for i in keep),
-        tuple(sequence.timestamps_ms[i] for i in keep),
-    )
-
-
 def _delete_columns(
     sequences: Sequence[UserSequence], columns: Sequence[np.ndarray] | np.ndarray, window: int
 ) -> list[UserSequence]:
     """Each sequence without the events at the given window columns (window = newest W)."""
-    return [
-        _without(seq, {len(seq) - window + int(c) for c in row})
-        for seq, row in zip(sequences, columns, strict=True)
-    ]
+    remaining = []
+    for seq, row in zip(sequences, columns, strict=True):
+        deleted = {len(seq) - window + int(c) for c in row}
+        remaining.append(seq.keeping(i for i in range(len(seq)) if i not in deleted))
+    return remaining
 
 
 def _batches(cases: Sequence[UserSequence], batch_size: int) -> Iterator[Sequence[UserSequence]]:

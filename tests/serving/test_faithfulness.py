@@ -27,8 +27,7 @@ def test_deleting_the_cited_event_of_a_planted_rule_removes_the_item(
     assert occlusion.left_top_n > 0.8
     assert occlusion.left_top_n > 2 * chance.left_top_n
     assert occlusion.log_prob_drop > chance.log_prob_drop
-    # Deleting more of the strongest events can only take more away.
-    assert outcomes["occlusion", 2].log_prob_drop >= occlusion.log_prob_drop - 1e-6
+    assert outcomes["occlusion", 2].log_prob_drop > outcomes["random", 2].log_prob_drop
 
 
 def test_the_explained_positions_account_for_a_share_of_the_prediction(
