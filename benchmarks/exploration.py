@@ -74,7 +74,7 @@ class Setting:
     exploration_slots: int
 
     def policy(self) -> RerankPolicy:
-        return RerankPolicy(self.diversity, self.exploration_slots, self.relevance, seed=0)
+        return RerankPolicy(self.diversity, self.exploration_slots, self.relevance)
 
     @property
     def family(self) -> str:
@@ -114,7 +114,7 @@ def reranked(scored: Scored, setting: Setting) -> tuple[np.ndarray, float, float
     """The published lists int64 [N, LIST_LENGTH], the share of slots exploration filled and
     the re-ranking's microseconds per window."""
     policy, head = setting.policy(), scored.catalogue.head()
-    rng = policy.generator()
+    rng = np.random.default_rng(0)
     lists, explored, seconds = [], 0, 0.0
     for start in range(0, len(scored.cases.targets), BATCH):
         candidates = scored.cases.candidates[start : start + BATCH, : setting.k]
@@ -122,7 +122,8 @@ def reranked(scored: Scored, setting: Setting) -> tuple[np.ndarray, float, float
         similarity = np.einsum("bkd,bjd->bkj", vectors, vectors).astype(np.float32)
         probabilities = scored.cases.probabilities[start : start + BATCH, : setting.k]
         started = time.perf_counter()
-        result = rerank(probabilities, similarity, ~head[candidates], LIST_LENGTH, policy, rng)
+        noise = rng.random(probabilities.shape)
+        result = rerank(probabilities, similarity, ~head[candidates], LIST_LENGTH, policy, noise)
         seconds += time.perf_counter() - started
         lists.append(np.take_along_axis(candidates, result.columns, axis=1))
         explored += int(np.sum(result.mechanisms == EXPLORATION))

@@ -99,7 +99,7 @@ def presentation(settings: Settings) -> Presentation:
         titles = load_item_titles(settings.catalogue_path) if settings.catalogue_path else ItemTitles()
     except ValueError as exc:
         raise SettingsError(str(exc)) from None
-    policy = RerankPolicy(settings.diversity, settings.exploration_slots, seed=settings.rerank_seed)
+    policy = RerankPolicy(settings.diversity, settings.exploration_slots)
     return Presentation(policy, titles)
 
 

@@ -7,6 +7,7 @@ which mechanism placed it.
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
@@ -16,28 +17,28 @@ import orjson
 from contract import HEAD_SHARE, TEXT_ORIGIN
 from stream.explain import ItemFacts, explain_batch
 from stream.records import ItemSource, Recommendation, UserUpdate, Watermark, recommendation_id
-from stream.rerank import MECHANISMS, RerankPolicy, rerank
+from stream.rerank import MECHANISMS, RerankPolicy, rerank, row_noise
 from stream.scored_batch import ScoredBatch
 from stream.wording import ItemTitles
 
 __all__ = ["Presentation", "build_recommendations", "encode_recommendation", "watermark"]
 
+_SEED_MASK = (1 << 64) - 1
 
-@dataclass
+
+@dataclass(frozen=True)
 class Presentation:
     """What the deployment adds to the model's answer: its re-ranking and item titles."""
 
     policy: RerankPolicy = field(default_factory=RerankPolicy)
     titles: ItemTitles = field(default_factory=ItemTitles)
 
-    def __post_init__(self) -> None:
-        self.rng = self.policy.generator()
-
 
 def _choose(
-    scored: ScoredBatch, top_k: int, presentation: Presentation
+    scored: ScoredBatch, top_k: int, presentation: Presentation, record_ids: Sequence[str]
 ) -> tuple[np.ndarray, list[list[ItemSource]]]:
-    """Candidate columns [B, n] in publishing order, and the mechanism of each."""
+    """Candidate columns [B, n] in publishing order, and the mechanism of each. Exploration
+    samples with noise seeded by each record's id: the same trigger gets the same items."""
     batch, served = scored.scores.shape
     n = min(top_k, served)
     policy = presentation.policy
@@ -45,8 +46,14 @@ def _choose(
     if not departs or scored.similarities is None or scored.popularity is None:
         # A version that predates similarities and popularity is published in its own order.
         return np.broadcast_to(np.arange(n), (batch, n)), [["model"] * n for _ in range(batch)]
+    seeds = np.fromiter((uuid.UUID(rid).int & _SEED_MASK for rid in record_ids), np.uint64, batch)
     chosen = rerank(
-        scored.scores, scored.similarities, scored.popularity > HEAD_SHARE, n, policy, presentation.rng
+        scored.scores,
+        scored.similarities,
+        scored.popularity > HEAD_SHARE,
+        n,
+        policy,
+        row_noise(seeds, served),
     )
     names: tuple[ItemSource, ...] = MECHANISMS
     return chosen.columns, [[names[code] for code in row] for row in chosen.mechanisms.tolist()]
@@ -76,7 +83,8 @@ def build_recommendations(
 ) -> list[Recommendation]:
     """One record per update, from row b of ``scored``, with ``top_k`` of the items the model
     served."""
-    columns, sources = _choose(scored, top_k, presentation)
+    record_ids = [recommendation_id(update.user_id, update.trigger_event_id) for update in updates]
+    columns, sources = _choose(scored, top_k, presentation, record_ids)
     sources = _mark_cold_start(sources, columns, scored.item_origins)
     item_ids = [[row[c] for c in picked] for row, picked in zip(scored.items, columns.tolist(), strict=True)]
 
@@ -99,7 +107,7 @@ def build_recommendations(
     titles = presentation.titles
     return [
         {
-            "recommendation_id": recommendation_id(update.user_id, update.trigger_event_id),
+            "recommendation_id": record_id,
             "user_id": update.user_id,
             "trigger_event_id": update.trigger_event_id,
             "generated_at_ms": now_ms,
@@ -121,8 +129,8 @@ def build_recommendations(
                 )
             ],
         }
-        for update, items, row_scores, row_sources, row_explanations in zip(
-            updates, item_ids, scores, sources, explanations, strict=True
+        for update, record_id, items, row_scores, row_sources, row_explanations in zip(
+            updates, record_ids, item_ids, scores, sources, explanations, strict=True
         )
     ]
 

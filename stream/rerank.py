@@ -36,9 +36,11 @@ __all__ = [
     "Reranked",
     "long_tail_mask",
     "rerank",
+    "row_noise",
 ]
 
 MECHANISMS: Final = ("model", "exploration")
+_GOLDEN_GAMMA: Final = np.uint64(0x9E3779B97F4A7C15)
 MODEL: Final = 0
 EXPLORATION: Final = 1
 
@@ -62,16 +64,12 @@ class RerankPolicy:
     diversity: float = 0.5  # MMR weight in [0, 1]; 0 keeps the model's order
     exploration_slots: int = 1  # last slots of the list given to a sampled long-tail candidate
     relevance: Relevance = "rank"
-    seed: int | None = None  # of the sampling generator; None: fresh entropy per process
 
     def __post_init__(self) -> None:
         if not 0.0 <= self.diversity <= 1.0:
             raise ValueError(f"diversity must lie in [0, 1], got {self.diversity}")
         if self.exploration_slots < 0:
             raise ValueError(f"exploration_slots must be >= 0, got {self.exploration_slots}")
-
-    def generator(self) -> np.random.Generator:
-        return np.random.default_rng(self.seed)
 
 
 @dataclass(frozen=True)
@@ -95,18 +93,30 @@ def _relevance(probabilities: np.ndarray, kind: Relevance) -> np.ndarray:
     return 1.0 - ranks / max(k - 1, 1)
 
 
+def row_noise(seeds: np.ndarray, k: int) -> np.ndarray:
+    """float [B, k] in (0, 1), a function of each row's uint64 seed alone (SplitMix64): the
+    same window state samples the same exploration, however the batch around it was formed,
+    so a redelivered or recomputed record repeats its items."""
+    state = seeds.astype(np.uint64)[:, None] + np.arange(1, k + 1, dtype=np.uint64) * _GOLDEN_GAMMA
+    state = (state ^ (state >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+    state = (state ^ (state >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+    state = state ^ (state >> np.uint64(31))
+    return ((state >> np.uint64(11)).astype(np.float64) + 0.5) / 2.0**53
+
+
 def rerank(
     probabilities: np.ndarray,
     similarity: np.ndarray,
     long_tail: np.ndarray,
     n: int,
     policy: RerankPolicy,
-    rng: np.random.Generator,
+    noise: np.ndarray,
 ) -> Reranked:
     """Pick and order ``n`` of each window's K candidates.
 
     ``probabilities`` float [B, K] (the model's, any order), ``similarity`` float [B, K, K]
-    (cosine of item embeddings), ``long_tail`` bool [B, K].
+    (cosine of item embeddings), ``long_tail`` bool [B, K], ``noise`` uniform (0, 1) [B, K]
+    that exploration samples with (:func:`row_noise`).
     """
     batch, k = probabilities.shape
     n = min(n, k)
@@ -115,7 +125,7 @@ def rerank(
     first_explored = n - min(policy.exploration_slots, n)
     if first_explored < n:
         with np.errstate(divide="ignore"):
-            sampled = np.log(probabilities) + rng.gumbel(size=probabilities.shape)
+            sampled = np.log(probabilities) - np.log(-np.log(noise))  # Gumbel-perturbed
         # A candidate the model gives no chance is no sample of its distribution.
         long_tail = long_tail & (probabilities > 0)
     available = np.ones((batch, k), dtype=bool)

@@ -106,7 +106,6 @@ class Settings(BaseSettings):
     popularity_adjustment: float = Field(
         0.5, ge=0, le=4, description="strength of the model's popularity-bias correction (0: none)"
     )
-    rerank_seed: int | None = Field(None, description="seed of exploration's sampling (default: random)")
 
     # --- inference ---
     triton_model_name: str = "nextaction"
