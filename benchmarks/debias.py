@@ -30,6 +30,7 @@ from benchmarks.model_quality import DataSpec
 from serving.checkpoint import Checkpoint
 from serving.datasets import load_dataset
 from serving.evaluation import LIST_LENGTH, Cases, Catalogue, exclude_inputs, leave_one_out
+from serving.figure import saved_figure
 from serving.list_metrics import list_ranks, list_report, ndcg_change, unit_rows
 from serving.model import log_popularity
 from serving.train import TrainConfig, train
@@ -165,26 +166,18 @@ def markdown_table(rows: list[dict[str, Any]], columns: Sequence[str]) -> str:
 
 def plot_taus(rows: dict[str, list[dict[str, Any]]], path: Path) -> None:
     """Per data set, accuracy views and the long-tail share against tau."""
-    import matplotlib
-
-    matplotlib.use("Agg")  # headless
-    from matplotlib import pyplot as plt
-
     views = (("ndcg@10", "full test"), ("ndcg@10_tail_targets", "tail targets"), ("ndcg@10_ips", "IPS"))
-    fig, axes = plt.subplots(1, len(rows), figsize=(5 * len(rows), 4), squeeze=False)
-    for axis, (name, table) in zip(axes[0], rows.items(), strict=True):
-        taus = [row["tau"] for row in table]
-        for column, label in views:
-            axis.plot(taus, [row[column] for row in table], "o-", label=f"NDCG@10 {label}")
-        twin = axis.twinx()
-        twin.plot(taus, [row["long_tail@10"] for row in table], "k--", label="long-tail share")
-        twin.set_ylabel("long-tail share of top-10")
-        axis.set(title=name, xlabel="tau (scores - tau * log popularity)", ylabel="NDCG@10")
-        axis.legend(loc="upper left", fontsize=8)
-        twin.legend(loc="upper right", fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path, dpi=90)
-    plt.close(fig)
+    with saved_figure(path, 1, len(rows), (5 * len(rows), 4)) as (_, axes):
+        for axis, (name, table) in zip(axes[0], rows.items(), strict=True):
+            taus = [row["tau"] for row in table]
+            for column, label in views:
+                axis.plot(taus, [row[column] for row in table], "o-", label=f"NDCG@10 {label}")
+            twin = axis.twinx()
+            twin.plot(taus, [row["long_tail@10"] for row in table], "k--", label="long-tail share")
+            twin.set_ylabel("long-tail share of top-10")
+            axis.set(title=name, xlabel="tau (scores - tau * log popularity)", ylabel="NDCG@10")
+            axis.legend(loc="upper left", fontsize=8)
+            twin.legend(loc="upper right", fontsize=8)
 
 
 def main(argv: Sequence[str] | None = None) -> None:

@@ -44,6 +44,7 @@ from benchmarks.model_quality import DataSpec
 from serving.checkpoint import load_checkpoint
 from serving.datasets import load_dataset
 from serving.evaluation import LIST_LENGTH, Catalogue, leave_one_out
+from serving.figure import saved_figure
 from serving.list_metrics import list_ranks, list_report, ndcg_change
 from stream.rerank import EXPLORATION, Relevance, RerankPolicy, rerank
 
@@ -231,27 +232,20 @@ def plot_curves(name: str, data: dict[str, Any], path: Path) -> None:
     """NDCG@10 against each beyond-accuracy metric, a row per K, a line per family with the
     diversity weight rising along it; ``data["grid"]`` its rows, ``data["taus"]`` (optional)
     the popularity correction's, drawn in every row (it re-ranks nothing)."""
-    import matplotlib
-
-    matplotlib.use("Agg")  # headless
-    from matplotlib import pyplot as plt
-
-    fig, axes = plt.subplots(len(KS), len(BEYOND), figsize=(4.2 * len(BEYOND), 3.6 * len(KS)))
-    for row_axes, k in zip(axes, KS, strict=True):
-        rows = [row for row in data["grid"] if row["k"] == k]
-        families = sorted({Setting(**_setting(row)).family for row in rows})
-        for axis, metric in zip(row_axes, BEYOND, strict=True):
-            for family in families:
-                line = [row for row in rows if Setting(**_setting(row)).family == family]
-                style = ("o-", "s--")[family.startswith("rank")]
-                axis.plot([r[metric] for r in line], [r["ndcg@10"] for r in line], style, ms=3, label=family)
-            taus = data.get("taus", [])
-            axis.plot([r[metric] for r in taus], [r["ndcg@10"] for r in taus], "k^:", ms=3, label="tau")
-            axis.set(title=f"{name}, K={k}", xlabel=metric, ylabel="NDCG@10")
-        row_axes[0].legend(fontsize=6)
-    fig.tight_layout()
-    fig.savefig(path, dpi=90)
-    plt.close(fig)
+    with saved_figure(path, len(KS), len(BEYOND), (4.2 * len(BEYOND), 3.6 * len(KS))) as (_, axes):
+        for row_axes, k in zip(axes, KS, strict=True):
+            rows = [row for row in data["grid"] if row["k"] == k]
+            families = sorted({Setting(**_setting(row)).family for row in rows})
+            for axis, metric in zip(row_axes, BEYOND, strict=True):
+                for family in families:
+                    line = [row for row in rows if Setting(**_setting(row)).family == family]
+                    style = ("o-", "s--")[family.startswith("rank")]
+                    ndcg = [r["ndcg@10"] for r in line]
+                    axis.plot([r[metric] for r in line], ndcg, style, ms=3, label=family)
+                taus = data.get("taus", [])
+                axis.plot([r[metric] for r in taus], [r["ndcg@10"] for r in taus], "k^:", ms=3, label="tau")
+                axis.set(title=f"{name}, K={k}", xlabel=metric, ylabel="NDCG@10")
+            row_axes[0].legend(fontsize=6)
 
 
 def main(argv: Sequence[str] | None = None) -> None:

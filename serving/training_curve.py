@@ -3,18 +3,20 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
+
+from serving.figure import saved_figure
 
 __all__ = ["plot_training_curve"]
 
 
 def plot_training_curve(histories: list[list[dict[str, float]]], path: Path) -> None:
     """Loss and validation HR/NDCG@10 per epoch, one line style per network trained."""
-    import matplotlib
+    with saved_figure(path, 1, 2, (9, 3.5), dpi=80) as (_, axes):
+        _draw(histories, *axes[0])
 
-    matplotlib.use("Agg")  # headless: no display on training machines
-    from matplotlib import pyplot as plt
 
-    fig, (left, right) = plt.subplots(1, 2, figsize=(9, 3.5))
+def _draw(histories: list[list[dict[str, float]]], left: Any, right: Any) -> None:
     for number, history in enumerate(histories, start=1):
         epochs = [h["epoch"] for h in history]
         suffix = f" (network {number})" if len(histories) > 1 else ""
@@ -27,6 +29,3 @@ def plot_training_curve(histories: list[list[dict[str, float]]], path: Path) -> 
         left.legend(fontsize="small")
     right.set(title="validation (leave-one-out)", xlabel="epoch", ylim=(0, 1))
     right.legend(fontsize="small")
-    fig.tight_layout()
-    fig.savefig(path, dpi=80)
-    plt.close(fig)
