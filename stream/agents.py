@@ -64,11 +64,15 @@ class RecommendAgent:
         self._circuit = CircuitBreaker(
             settings.triton_outage_after_s if settings.fallback_enabled else math.inf,
             settings.triton_probe_interval_s,
-            on_change=lambda is_open: parts.metrics.triton_circuit_open.set(int(is_open)),
+            on_change=self._circuit_changed,
         )
 
     def attach(self) -> None:
         self._parts.attach_agent(self.run)
+
+    def _circuit_changed(self, is_open: bool) -> None:
+        self._parts.metrics.triton_circuit_open.set(int(is_open))
+        self._parts.health.circuit(is_open)
 
     async def run(self, stream: StreamT) -> None:
         """Process batches until the stream ends. A failure stops the worker (see
@@ -85,6 +89,7 @@ class RecommendAgent:
 
     async def _process(self, stream: StreamT, in_flight: deque[asyncio.Future[None]]) -> None:
         await self._parts.scorer.start(self._settings.triton_ready_timeout_s)
+        self._parts.health.model_ready()
         self._reader = reader = EventReader(
             stream,
             self._settings.batch_max_events,
@@ -92,6 +97,7 @@ class RecommendAgent:
             downstream_idle=lambda: all(pending.done() for pending in in_flight),
         )
         self._parts.metrics.input_held_bytes.set_function(lambda: reader.held_bytes)
+        self._parts.metrics.oldest_unacknowledged_age.set_function(reader.oldest_unacknowledged_age_s)
         while taken := await reader.next_batch():
             batch = await self.prepare(taken)
             previous = in_flight[-1] if in_flight else None
@@ -196,6 +202,7 @@ class RecommendAgent:
         now_ms = int(time.time() * 1000)
         if scored is not None:
             self._check_served_items(scored.model_version, scored.scores.shape[1])
+            parts.metrics.model.info({"name": settings.triton_model_name, "version": scored.model_version})
             records = build_recommendations(
                 batch.updates,
                 scored,
@@ -217,6 +224,7 @@ class RecommendAgent:
             batch.deliveries.extend(await parts.outputs.recommendations(records))
         await asyncio.gather(*batch.deliveries)
         batch.taken.acknowledge()
+        parts.lag.acknowledged(batch.taken.events)
         parts.metrics.observe_published(len(batch.taken), batch.valid, len(batch.updates))
 
     def _check_served_items(self, version: str, served: int) -> None:

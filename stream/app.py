@@ -13,8 +13,10 @@ from faust.types import TP, StreamT
 from mode import BaseSignalT
 
 from stream.failure import FailFast
+from stream.health import Health
 from stream.inference import TritonScorer
 from stream.metrics import StreamMetrics
+from stream.monitor import ConsumerLag, Monitor
 from stream.outputs import OutputPublisher
 from stream.recommendations import Presentation
 from stream.rerank import RerankPolicy
@@ -39,12 +41,18 @@ class StreamApp:
     scorer: TritonScorer
     outputs: OutputPublisher
     metrics: StreamMetrics
+    health: Health
+    lag: ConsumerLag
     presentation: Presentation = field(default_factory=Presentation)
     failure: FailFast = field(default_factory=FailFast)
 
     def attach_agent(self, run: Callable[[StreamT], Awaitable[None]]) -> None:
         """Make ``run`` the app's one agent over the events topic."""
         self.app.agent(self.topics.events, name="recommend")(run)
+
+    def monitor(self) -> Monitor:
+        """The heartbeat and lag timer, to run beside the app (:func:`stream.worker.run_app`)."""
+        return Monitor(self.app, self.health, self.lag)
 
 
 def create_app(settings: Settings, metrics: StreamMetrics) -> StreamApp:
@@ -74,13 +82,27 @@ def create_app(settings: Settings, metrics: StreamMetrics) -> StreamApp:
         popularity_adjustment=settings.popularity_adjustment,
     )
 
-    # Faust signal receivers get the assigned partitions positionally.
+    failure = FailFast()
+    health = Health(failure, settings.liveness_timeout_s)
+    metrics.ready.set_function(lambda: health.ready().ok)
+
+    # Faust signal receivers get the partitions positionally.
+    async def track_revocation(sender: Any, /, *args: Any, signal: BaseSignalT[Any], **kwargs: Any) -> None:
+        health.rebalancing()
+
     async def track_assignment(sender: Any, /, *args: Any, signal: BaseSignalT[Any], **kwargs: Any) -> None:
         assigned: set[TP] = args[0]
         owned = sum(1 for tp in assigned if tp.topic == settings.topic_events)
         metrics.assigned_partitions.set(owned)
+        health.assigned(owned)
 
+    # Sent once the rebalance's table recovery is done, before input is read again.
+    async def track_recovery(sender: Any, /, *args: Any, signal: BaseSignalT[Any], **kwargs: Any) -> None:
+        health.recovered()
+
+    app.on_partitions_revoked.connect(track_revocation)
     app.on_partitions_assigned.connect(track_assignment)
+    app.on_rebalance_complete.connect(track_recovery)
     return StreamApp(
         app=app,
         topics=declare_topics(app, settings),
@@ -88,7 +110,10 @@ def create_app(settings: Settings, metrics: StreamMetrics) -> StreamApp:
         scorer=scorer,
         outputs=OutputPublisher(app, settings),
         metrics=metrics,
+        health=health,
+        lag=ConsumerLag(metrics.consumer_lag, settings.topic_events),
         presentation=presentation(settings),
+        failure=failure,
     )
 
 

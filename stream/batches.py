@@ -24,8 +24,10 @@ dropped by the generation check above instead.
 from __future__ import annotations
 
 import asyncio
+import time
+from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TypeVar, cast
 
 from faust.types import ChannelT, EventT, StreamT
@@ -64,12 +66,14 @@ async def take_batch(
     return taken
 
 
-@dataclass(frozen=True)
+@dataclass
 class EventBatch:
     """Events taken together from the stream, tracked until the batch acknowledges itself."""
 
     events: list[EventT]
     queue: InputQueue
+    taken_at: float = field(default_factory=time.monotonic)
+    acknowledged: bool = False
 
     def __len__(self) -> int:
         return len(self.events)
@@ -79,6 +83,7 @@ class EventBatch:
         for event in self.events:
             event.ack()
         self.queue.release(self.events)
+        self.acknowledged = True
 
 
 class EventReader:
@@ -104,6 +109,7 @@ class EventReader:
         self._max_events = max_events
         self._max_wait_s = max_wait_s
         self._downstream_idle = downstream_idle
+        self._in_flight: deque[EventBatch] = deque()  # taken, in order; acknowledged ones leave
 
     async def next_batch(self) -> EventBatch | None:
         """The next non-empty batch of current events (waits for the first one); None once
@@ -126,12 +132,24 @@ class EventReader:
                     message.tracked = True
                     self._unacked.add(message)
             if batch:
-                return EventBatch(batch, self._queue)
+                while self._in_flight and self._in_flight[0].acknowledged:
+                    self._in_flight.popleft()
+                taken_batch = EventBatch(batch, self._queue)
+                self._in_flight.append(taken_batch)
+                return taken_batch
 
     @property
     def held_bytes(self) -> int:
         """Input bytes fetched and not yet acknowledged (see :mod:`stream.input_queue`)."""
         return self._queue.held_bytes
+
+    def oldest_unacknowledged_age_s(self) -> float:
+        """Seconds since the oldest batch not yet acknowledged was taken (0 when none is).
+        Batches are acknowledged in order, so a growing age is a batch stuck in flight."""
+        now = time.monotonic()
+        # A copy: a scrape reads this from another thread while the loop appends.
+        pending = [batch for batch in list(self._in_flight) if not batch.acknowledged]
+        return now - pending[0].taken_at if pending else 0.0
 
     def release_unacknowledged(self) -> None:
         """Stop tracking the events taken and not acknowledged, after a failure: the shutdown

@@ -1,15 +1,26 @@
-"""Prometheus metrics of the worker, served on their own HTTP port (see README for names)."""
+"""Prometheus metrics of the worker, served by :mod:`stream.endpoint` (docs/observe.md says what
+each means and what to do when it moves)."""
 
 from __future__ import annotations
 
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
+from importlib import metadata
 
 from faust.types import EventT
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    GCCollector,
+    Histogram,
+    Info,
+    PlatformCollector,
+    ProcessCollector,
+)
 
-__all__ = ["StreamMetrics", "serve_metrics"]
+__all__ = ["StreamMetrics", "package_version"]
 
 _LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.15, 0.25, 0.5, 1, 2.5, 5, 10, 30)
 _BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024)
@@ -36,10 +47,23 @@ class StreamMetrics:
     windows_evicted: Counter
     fallback_recommendations: Counter
     input_held_bytes: Gauge
+    oldest_unacknowledged_age: Gauge
+    consumer_lag: Gauge
+    last_publication: Gauge
+    ready: Gauge
+    build: Info
+    model: Info
 
     @classmethod
     def create(cls, registry: CollectorRegistry | None = None) -> StreamMetrics:
         registry = registry or CollectorRegistry()
+        # Memory, CPU, open files and the collector's pauses, as prometheus_client's default
+        # registry has them; the worker serves its own registry only.
+        ProcessCollector(registry=registry)
+        PlatformCollector(registry=registry)
+        GCCollector(registry=registry)
+        build = Info("nextaction_build", "The worker's package version", registry=registry)
+        build.info({"version": package_version()})
         return cls(
             registry=registry,
             events_consumed=Counter(
@@ -136,6 +160,35 @@ class StreamMetrics:
                 "(fetching pauses at NEXTACTION_INPUT_BUFFER_MAX_BYTES)",
                 registry=registry,
             ),
+            oldest_unacknowledged_age=Gauge(
+                "nextaction_oldest_unacknowledged_age_seconds",
+                "Seconds since the oldest batch taken from the input and not yet acknowledged was taken "
+                "(0 when none is)",
+                registry=registry,
+            ),
+            consumer_lag=Gauge(
+                "nextaction_consumer_lag_records",
+                "Records of an owned input partition after the last one acknowledged (its highwater "
+                "less the next offset to acknowledge)",
+                ["topic", "partition"],
+                registry=registry,
+            ),
+            last_publication=Gauge(
+                "nextaction_last_publication_timestamp_seconds",
+                "Unix time of the last batch that published recommendations (0: none yet)",
+                registry=registry,
+            ),
+            ready=Gauge(
+                "nextaction_ready",
+                "1 while /readyz answers 200: partitions assigned, windows restored, model ready",
+                registry=registry,
+            ),
+            build=build,
+            model=Info(
+                "nextaction_model",
+                "The Triton model and version that scored this worker's latest batch",
+                registry=registry,
+            ),
         )
 
     def observe_published(self, batch_events: int, valid: Sequence[EventT], recommendations: int) -> None:
@@ -145,12 +198,15 @@ class StreamMetrics:
         # batch's other counters complete.
         self.recommendations_published.inc(recommendations)
         now = time.time()
+        if recommendations:
+            self.last_publication.set(now)
         for source in valid:
             self.event_to_publication.observe(max(0.0, now - source.message.timestamp))
         self.events_acknowledged.inc(batch_events)
 
 
-def serve_metrics(metrics: StreamMetrics, host: str, port: int) -> int:
-    """Start the /metrics HTTP endpoint in a daemon thread; returns the bound port."""
-    server, _thread = start_http_server(port, addr=host, registry=metrics.registry)
-    return int(server.server_port)
+def package_version() -> str:
+    try:
+        return metadata.version("nextaction")
+    except metadata.PackageNotFoundError:  # run from a checkout that was never installed
+        return "unknown"

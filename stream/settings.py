@@ -50,6 +50,9 @@ class Settings(BaseSettings):
     triton_grpc_url: str = Field("", description="host:port of Triton gRPC")
     metrics_port: int = Field(9108, ge=0, le=65535, description="0 picks a free port")
     metrics_host: str = "127.0.0.1"
+    liveness_timeout_s: float = Field(
+        30.0, gt=0, le=3600, description="/livez answers 503 once the event loop has not ticked this long"
+    )
 
     # --- topics ---
     topic_events: str = "events"

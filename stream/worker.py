@@ -1,4 +1,5 @@
-"""Run one stream worker: checks, topics, the metrics endpoint, the Faust app and its agent.
+"""Run one stream worker: checks, topics, the Faust app and its agent, the HTTP endpoint
+(metrics and probes) and the monitor beside the app.
 
 The worker needs the addresses of an existing broker and Triton; it never starts servers.
 """
@@ -15,8 +16,9 @@ import faust
 from stream.admin import ensure_topics
 from stream.agents import RecommendAgent
 from stream.app import StreamApp, create_app
+from stream.endpoint import serve_metrics
 from stream.inference import check_model_ready
-from stream.metrics import StreamMetrics, serve_metrics
+from stream.metrics import StreamMetrics
 from stream.settings import Settings, SettingsError
 from stream.shutdown import ShutdownDeadline
 
@@ -40,8 +42,8 @@ def run_worker(settings: Settings, loglevel: str = "info") -> None:
 
 def prepare_worker(settings: Settings) -> StreamApp:
     """Everything but the agent: fail fast on what would stop the worker later (no address, no
-    model, a published top-k the model does not serve), then create the topics, start the
-    metrics endpoint and build the app."""
+    model, a published top-k the model does not serve), then create the topics, build the app
+    and start its HTTP endpoint."""
     settings.require_addresses()
     if settings.table_store.startswith("rocksdb") and importlib.util.find_spec("rocksdict") is None:
         raise SettingsError(
@@ -65,16 +67,18 @@ def prepare_worker(settings: Settings) -> StreamApp:
         settings.published_top_k,
     )
     ensure_topics(settings.kafka_bootstrap, settings)
-    metrics = StreamMetrics.create()
+    parts = create_app(settings, StreamMetrics.create())
     try:
-        port = serve_metrics(metrics, settings.metrics_host, settings.metrics_port)
+        port = serve_metrics(
+            parts.metrics.registry, parts.health, settings.metrics_host, settings.metrics_port
+        )
     except OSError as exc:
         raise SettingsError(
             f"cannot serve metrics on {settings.metrics_host}:{settings.metrics_port} ({exc}): set "
             "NEXTACTION_METRICS_PORT to a free port (0 picks one), one per worker on a host"
         ) from None
-    log.info("metrics on http://%s:%d/metrics", settings.metrics_host, port)
-    return create_app(settings, metrics)
+    log.info("metrics on http://%s:%d/metrics, probes on /livez and /readyz", settings.metrics_host, port)
+    return parts
 
 
 class _Worker(faust.Worker):
@@ -92,7 +96,7 @@ class _Worker(faust.Worker):
 def run_app(parts: StreamApp, loglevel: str, deadline: ShutdownDeadline) -> None:
     """Run the app as a Faust worker in this process until it is stopped; WorkerFailed if it
     stopped because a batch failed."""
-    worker = _Worker(parts.app, loglevel=loglevel, quiet=True, deadline=deadline)
+    worker = _Worker(parts.app, parts.monitor(), loglevel=loglevel, quiet=True, deadline=deadline)
     worker.spinner = None  # a terminal spinner only garbles logs collected by a supervisor
     try:
         worker.execute_from_commandline()

@@ -20,9 +20,11 @@ from stream.agents import RecommendAgent
 from stream.app import StreamApp
 from stream.batches import EventBatch
 from stream.circuit import CircuitBreaker
+from stream.health import Health
 from stream.inference import VERSION_CHANGED, ModelShape, TritonScorer
 from stream.input_queue import InputQueue
 from stream.metrics import StreamMetrics
+from stream.monitor import ConsumerLag
 from stream.outputs import OutputPublisher
 from stream.records import Window
 from stream.scored_batch import MALFORMED_RESPONSE, ScoredBatch, checked_response
@@ -150,6 +152,7 @@ def agent_with(
 ) -> tuple[RecommendAgent, StreamMetrics, Windows]:
     app = cast(Any, type("App", (), {"producer": producer})())
     metrics, windows = StreamMetrics.create(), Windows()
+    failure = failure or Failure()
     parts = StreamApp(
         app=app,
         topics=cast(Any, None),
@@ -157,7 +160,9 @@ def agent_with(
         scorer=cast(Any, scorer or Scorer()),
         outputs=OutputPublisher(app, settings),
         metrics=metrics,
-        failure=cast(Any, failure or Failure()),
+        health=Health(cast(Any, failure), stale_after_s=30),
+        lag=ConsumerLag(metrics.consumer_lag, "events"),
+        failure=cast(Any, failure),
     )
     return RecommendAgent(parts, settings), metrics, windows
 

@@ -124,3 +124,29 @@ async def test_an_acknowledged_batch_stops_counting_against_the_input_budget() -
     assert first is not None and reader.held_bytes == 300  # taken, not yet acknowledged
     first.acknowledge()
     assert reader.held_bytes == 100 and all(event.message.acked for event in first.events)
+
+
+async def test_the_oldest_unacknowledged_batch_ages_until_it_is_acknowledged() -> None:
+    flow_control = FlowControlEvent(initially_suspended=False)
+    queue: InputQueue[Any] = InputQueue(10, max_bytes=1000, flow_control=flow_control)
+    app = SimpleNamespace(
+        consumer=SimpleNamespace(unacked=set()),
+        topics=SimpleNamespace(acking_topics={"events"}),
+        flow_control=flow_control,
+        consumer_generation_id=1,
+    )
+    reader = EventReader(
+        cast(Any, SimpleNamespace(channel=SimpleNamespace(queue=queue), app=app)), 1, 0.01, lambda: True
+    )
+    assert reader.oldest_unacknowledged_age_s() == 0.0  # idle: nothing in flight
+    for offset in range(2):
+        queue.put_nowait(_Event(offset, 1))
+    first = await reader.next_batch()
+    await asyncio.sleep(0.05)
+    second = await reader.next_batch()
+    assert first is not None and second is not None
+    assert reader.oldest_unacknowledged_age_s() >= 0.05  # the first batch's, not the second's
+    first.acknowledge()
+    assert reader.oldest_unacknowledged_age_s() < 0.05
+    second.acknowledge()
+    assert reader.oldest_unacknowledged_age_s() == 0.0

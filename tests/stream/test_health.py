@@ -1,0 +1,123 @@
+"""The probes: what /livez and /readyz answer in each state of the worker, over real HTTP."""
+
+from __future__ import annotations
+
+import urllib.error
+import urllib.request
+
+import pytest
+
+from stream.endpoint import serve_metrics
+from stream.failure import FailFast
+from stream.health import Health
+from stream.metrics import StreamMetrics
+
+pytestmark = pytest.mark.unit
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 100.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def health_with(clock: Clock | None = None, failure: FailFast | None = None) -> Health:
+    return Health(failure or FailFast(), stale_after_s=30, clock=clock or Clock())
+
+
+def started(health: Health, partitions: int = 2) -> Health:
+    health.rebalancing()
+    health.assigned(partitions)
+    health.recovered()
+    health.model_ready()
+    return health
+
+
+def get(url: str) -> tuple[int, str]:
+    try:
+        with urllib.request.urlopen(url, timeout=5) as response:
+            return response.status, response.read().decode()
+    except urllib.error.HTTPError as error:
+        return error.code, error.read().decode()
+
+
+def test_liveness_follows_the_loop_ticks_not_the_events() -> None:
+    clock = Clock()
+    health = health_with(clock)
+    assert health.live().ok  # starting: the creation counts as a tick
+    for _ in range(100):  # an idle stream: no events, but the loop ticks every second
+        clock.now += 1
+        health.tick()
+    assert health.live().ok
+    clock.now += 31
+    verdict = health.live()
+    assert not verdict.ok and "stalled" in verdict.reason
+    health.tick()
+    assert health.live().ok
+
+
+def test_readiness_needs_an_assignment_then_the_restored_table_then_the_model() -> None:
+    health = health_with()
+    assert "assignment" in health.ready().reason
+    health.rebalancing()
+    health.assigned(2)
+    assert not health.ready().ok and "rebalancing" in health.ready().reason
+    health.recovered()
+    assert not health.ready().ok and "model" in health.ready().reason
+    health.model_ready()
+    assert health.ready() == (True, "ready: 2 partitions")
+    health.rebalancing()  # a rebalance takes it out until its recovery completes
+    assert not health.ready().ok
+    health.assigned(1)
+    health.recovered()
+    assert health.ready() == (True, "ready: 1 partitions")
+
+
+def test_an_open_circuit_makes_the_worker_unready_and_its_closing_ready_again() -> None:
+    health = started(health_with())
+    health.circuit(True)
+    assert not health.ready().ok and "circuit open" in health.ready().reason
+    assert health.live().ok  # the fallback keeps the stream going: not a reason to restart
+    health.circuit(False)
+    assert health.ready().ok
+
+
+def test_a_spare_worker_without_partitions_is_ready() -> None:
+    assert started(health_with(), partitions=0).ready() == (True, "ready: no partitions assigned (spare)")
+
+
+def test_a_failed_batch_fails_both_probes(monkeypatch: pytest.MonkeyPatch) -> None:
+    failure = FailFast()
+    monkeypatch.setattr("os.kill", lambda pid, sig: None)  # the real one stops this process
+    health = started(health_with(failure=failure))
+    failure.stop_worker(RuntimeError("boom"))
+    assert health.live() == health.ready() == (False, "stopping: a batch failed (RuntimeError)")
+
+
+def test_the_endpoint_serves_metrics_and_both_probes_on_the_port_it_bound() -> None:
+    metrics = StreamMetrics.create()
+    health = health_with()
+    metrics.ready.set_function(lambda: health.ready().ok)
+    port = serve_metrics(metrics.registry, health, "127.0.0.1", 0)
+    base = f"http://127.0.0.1:{port}"
+
+    assert get(f"{base}/livez") == (200, "live\n")
+    status, body = get(f"{base}/readyz")
+    assert status == 503 and body.startswith("not ready: waiting for the consumer group")
+    status, text = get(f"{base}/metrics")
+    assert status == 200 and "nextaction_ready 0.0" in text and "process_resident_memory_bytes" in text
+    assert 'nextaction_build_info{version="' in text
+
+    started(health)
+    assert get(f"{base}/readyz") == (200, "ready: 2 partitions\n")
+    assert "nextaction_ready 1.0" in get(f"{base}/metrics")[1]
+    assert get(f"{base}/other")[0] == 404
+
+
+def test_a_busy_port_is_an_oserror() -> None:
+    health = health_with()
+    port = serve_metrics(StreamMetrics.create().registry, health, "127.0.0.1", 0)
+    with pytest.raises(OSError):
+        serve_metrics(StreamMetrics.create().registry, health, "127.0.0.1", port)

@@ -1,0 +1,78 @@
+"""Consumer lag per owned partition, and what a published batch tells the metrics."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from types import SimpleNamespace
+from typing import Any, cast
+
+import pytest
+from faust.types import TP
+
+from stream.metrics import StreamMetrics
+from stream.monitor import ConsumerLag
+from tests.stream.test_agents import Producer, agent_with, event, events
+
+pytestmark = pytest.mark.unit
+
+
+class Consumer:
+    """What the lag reads of Faust's consumer: its assignment, highwaters, committed offsets."""
+
+    def __init__(self, highwaters: dict[TP, int | None], committed: dict[TP, int] | None = None) -> None:
+        self.highwaters = highwaters
+        self._committed_offset = committed or {}
+
+    def assignment(self) -> set[TP]:
+        return set(self.highwaters)
+
+    def highwater(self, tp: TP) -> int | None:
+        return self.highwaters[tp]
+
+
+def lag_values(metrics: StreamMetrics) -> dict[str, float]:
+    return {
+        sample.labels["partition"]: sample.value
+        for family in metrics.registry.collect()
+        if family.name == "nextaction_consumer_lag_records"
+        for sample in family.samples
+    }
+
+
+def acknowledged(partition: int, *offsets: int) -> list[Any]:
+    return [
+        SimpleNamespace(message=SimpleNamespace(topic="events", partition=partition, offset=offset))
+        for offset in offsets
+    ]
+
+
+def test_lag_counts_the_records_after_the_last_acknowledged_one_of_each_owned_partition() -> None:
+    metrics = StreamMetrics.create()
+    lag = ConsumerLag(metrics.consumer_lag, "events")
+    p0, p1, p2, changelog = TP("events", 0), TP("events", 1), TP("events", 2), TP("app-windows-changelog", 0)
+    consumer = Consumer({p0: 120, p1: 50, p2: None, changelog: 999}, committed={p1: 40})
+    lag.acknowledged(acknowledged(0, 98, 99))
+    lag.update(cast(Any, consumer))
+    # p1: nothing acknowledged here yet, so from the group's committed offset; p2: not fetched
+    assert lag_values(metrics) == {"0": 20, "1": 10}
+
+    lag.acknowledged(acknowledged(0, 100, 119))
+    del consumer.highwaters[p1]  # revoked: its lag is another worker's to report
+    lag.update(cast(Any, consumer))
+    assert lag_values(metrics) == {"0": 0}
+
+
+async def test_a_published_batch_names_its_model_version_and_stamps_the_publication() -> None:
+    producer, acked = Producer(), []
+    agent, metrics, _ = agent_with(producer)
+    before = time.time()
+    completing = asyncio.ensure_future(
+        agent.complete(await agent.prepare(events([event("a1", "ann", 1)], acked)), None)
+    )
+    await asyncio.sleep(0.01)
+    producer.deliver()
+    await completing
+    values = {s.name: s for family in metrics.registry.collect() for s in family.samples}
+    assert values["nextaction_model_info"].labels == {"name": "nextaction", "version": "7"}
+    assert before <= values["nextaction_last_publication_timestamp_seconds"].value <= time.time()
