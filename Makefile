@@ -4,13 +4,26 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint clean
+.PHONY: demo test lint promtool clean
 
 demo: $(STAMP)
 	$(BIN)/nextaction demo
 
-test: $(STAMP) lint
+test: $(STAMP) lint promtool
 	$(BIN)/pytest
+
+# promtool and prometheus (Debian's `prometheus` package) check the alert rules and scrape the
+# worker in the observability test. The package's service must not start: a Prometheus left on
+# 9090 (and the node exporter on 9100) would outlive the tests, so a policy-rc.d forbids it for
+# the install, unless the machine already has one.
+promtool:
+	@command -v promtool >/dev/null && command -v prometheus >/dev/null || { \
+		command -v apt-get >/dev/null || { echo "promtool and prometheus are missing and apt-get is not here: install Prometheus 2.x so both are on PATH"; exit 1; }; \
+		echo "installing Debian's prometheus package for promtool ..."; \
+		policy=/usr/sbin/policy-rc.d; added=; \
+		if [ ! -e $$policy ]; then printf '#!/bin/sh\nexit 101\n' > $$policy && chmod +x $$policy && added=1; fi; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus >/dev/null; \
+		status=$$?; [ -z "$$added" ] || rm -f $$policy; exit $$status; }
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
