@@ -17,7 +17,6 @@ Shapes: B cases, W window, V vocabulary.
 
 from __future__ import annotations
 
-import functools
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import cast
@@ -75,6 +74,9 @@ class _Encoded:
     gaps: torch.Tensor
 
 
+_Method = Callable[[NextActionModel, _Encoded, torch.Tensor, np.random.Generator], np.ndarray]
+
+
 def _encode(sequences: Sequence[UserSequence], vocab: ItemVocab, window: int) -> _Encoded:
     return _Encoded(*(torch.from_numpy(x) for x in encode_windows(sequences, vocab, window)))
 
@@ -84,21 +86,19 @@ def _log_probs(model: NextActionModel, windows: _Encoded, seen: torch.Tensor) ->
     return torch.log_softmax(model.predict(windows.items, windows.actions, windows.gaps, seen), dim=-1)
 
 
-def _occlusion(
-    model: NextActionModel, windows: _Encoded, targets: torch.Tensor, _rng: np.random.Generator
-) -> np.ndarray:
+def _occlusion(serving: ServingModule) -> _Method:
     """The served attribution of each target: it must be the graph's top item."""
-    module = _serving_module(model)
-    with torch.no_grad():
-        served = module(windows.items, windows.actions, windows.gaps)
-    if not torch.equal(served.top_indices[:, 0], targets):
-        raise RuntimeError("the serving graph's top item differs from the model's")
-    return served.attributions[:, 0].numpy()
 
+    def attribute(
+        _model: NextActionModel, windows: _Encoded, targets: torch.Tensor, _rng: np.random.Generator
+    ) -> np.ndarray:
+        with torch.no_grad():
+            served = serving(windows.items, windows.actions, windows.gaps)
+        if not torch.equal(served.top_indices[:, 0], targets):
+            raise RuntimeError("the serving graph's top item differs from the model's")
+        return served.attributions[:, 0].numpy()
 
-@functools.cache
-def _serving_module(model: NextActionModel) -> ServingModule:
-    return ServingModule(model, top_k=1, explain_positions=min(EXPLAIN_POSITIONS, model.config.window)).eval()
+    return attribute
 
 
 def _attention(
@@ -158,13 +158,15 @@ def _random(
     return rng.random(windows.items.shape)
 
 
-_Method = Callable[[NextActionModel, _Encoded, torch.Tensor, np.random.Generator], np.ndarray]
-_METHODS: dict[str, _Method] = {
-    "occlusion": _occlusion,
-    "attention": _attention,
-    "gradient_x_input": _gradient_x_input,
-    "random": _random,
-}
+def _method_table(model: NextActionModel) -> dict[str, _Method]:
+    """The attribution methods; the serving graph is built once per test, not per batch."""
+    explain_positions = min(EXPLAIN_POSITIONS, model.config.window)
+    return {
+        "occlusion": _occlusion(ServingModule(model, top_k=1, explain_positions=explain_positions).eval()),
+        "attention": _attention,
+        "gradient_x_input": _gradient_x_input,
+        "random": _random,
+    }
 
 
 def _strongest_columns(weights: np.ndarray, real: np.ndarray, k: int) -> np.ndarray:
@@ -206,6 +208,7 @@ def deletion_test(
     window = model.config.window
     eligible = [seq for seq in cases if len(seq) > max(sizes)]
     rng = np.random.default_rng(seed)
+    table = _method_table(model)
     left = {(m, k): 0 for m in methods for k in sizes}
     drops = {(m, k): 0.0 for m in methods for k in sizes}
     for batch in _batches(eligible, batch_size):
@@ -215,7 +218,7 @@ def deletion_test(
         base_target = base.gather(1, targets[:, None]).squeeze(1)
         real = original.items.numpy() != PAD_INDEX
         for method in methods:
-            weights = _METHODS[method](model, original, targets, rng)
+            weights = table[method](model, original, targets, rng)
             for k in sizes:
                 deleted = _encode(
                     _delete_columns(batch, _strongest_columns(weights, real, k), window), vocab, window
