@@ -17,6 +17,22 @@ import pytest
 from stream.settings import load_settings
 from tools.embedded import EmbeddedBroker, EmbeddedTriton
 
+# Tests that share an expensive session fixture, by the fixture that sets them apart.
+_FIXTURE_GROUPS = {"checkpoint_dir": "trained-model", "version_dir": "trained-model"}
+_INTEGRATION = Path(__file__).parent / "integration"
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """``make test`` runs two pytest-xdist workers (``--dist loadgroup``): the tests that share
+    a trained model, and the integration tests that share the pipeline's, each stay in one
+    worker, so every model is trained once per run while the other worker takes the rest."""
+    for item in items:
+        names = getattr(item, "fixturenames", ())
+        shared = [_FIXTURE_GROUPS[name] for name in names if name in _FIXTURE_GROUPS]
+        group = "pipeline" if item.path.is_relative_to(_INTEGRATION) else next(iter(shared), None)
+        if group is not None:
+            item.add_marker(pytest.mark.xdist_group(group))
+
 
 @pytest.hookimpl(tryfirst=True)
 def pytest_pyfunc_call(pyfuncitem: pytest.Function) -> bool | None:
