@@ -3,8 +3,9 @@
 Layout written (``N`` = highest existing version + 1):
 
     <repository>/<model_name>/config.pbtxt        CPU config (Python backend + onnxruntime)
-    <repository>/<model_name>/configs/gpu.pbtxt   GPU config (onnxruntime TensorRT provider)
+    <repository>/<model_name>/configs/gpu.pbtxt   GPU config (onnxruntime backend + TensorRT)
     <repository>/<model_name>/<N>/model.onnx      ServingModule: top-k, scores, attributions
+    <repository>/<model_name>/<N>/native.onnx     model.onnx wrapped from item ids to item ids
     <repository>/<model_name>/<N>/model.py        copy of serving/triton_backend.py
     <repository>/<model_name>/<N>/contract.py     copy of contract.py, which model.py imports
     <repository>/<model_name>/<N>/vocab.json, manifest.json
@@ -27,6 +28,7 @@ import contract
 from contract import ACTIONS, N_GAP_BUCKETS, ONNX_INPUTS, ONNX_OUTPUTS, PAD_INDEX, UNKNOWN_INDEX
 from serving import triton_backend
 from serving.checkpoint import VOCAB, load_checkpoint
+from serving.native_graph import write_native_graph
 from serving.serving_module import EXPLAIN_POSITIONS, ServedOutputs, ServingModule
 from serving.triton_config import CONFIG_FILES, MAX_BATCH_SIZE, model_config_text
 
@@ -157,6 +159,7 @@ def export(
         staging.chmod(0o755)  # mkdtemp makes it private; the server may run as another user
         diffs = _export_onnx(module, window, checkpoint.model.config.n_items, staging / "model.onnx")
         shutil.copyfile(checkpoint_dir / VOCAB, staging / "vocab.json")
+        write_native_graph(staging, window, served_top_k)
         for source, name in ((triton_backend.__file__, "model.py"), (contract.__file__, "contract.py")):
             shutil.copyfile(source, staging / name)
             # Ship the bytecode: otherwise the backend writes __pycache__ into the version at
@@ -180,10 +183,9 @@ def export(
         # Configs first: the new version must never appear without a config that fits it.
         # An unchanged config is left alone, since touching it makes Triton reload the model.
         for device, relative in CONFIG_FILES.items():
-            text = model_config_text(
-                model_name, window, served_top_k, device, explain_positions=explain_positions
+            _replace_if_changed(
+                model_dir / relative, model_config_text(model_name, window, served_top_k, device)
             )
-            _replace_if_changed(model_dir / relative, text)
         version_dir = model_dir / str(version)
         staging.rename(version_dir)
     except BaseException:

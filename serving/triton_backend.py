@@ -5,8 +5,9 @@ only that, numpy, onnxruntime and the standard library (``triton_python_backend_
 when Triton runs it), because Triton loads it from the model repository, where the project
 may not be installed. Tensors: :data:`contract.INPUTS` and :data:`contract.OUTPUTS`.
 
-Longer than 300 lines: Triton loads this one file from the version folder, so the predictor,
-the configuration checks and the entry points cannot be split into modules of the project.
+This is the CPU deployment's model (config.pbtxt). The GPU deployment serves the version's
+``native.onnx`` with Triton's onnxruntime backend instead (docs/gpu-serving.md), because the
+stock container's Python backend has no onnxruntime.
 """
 
 from __future__ import annotations
@@ -38,22 +39,7 @@ from contract import (
     read_vocab_items,
 )
 
-__all__ = ["EncodedBatch", "ModelOutputs", "NextActionPredictor", "TritonPythonModel", "trt_profile_shapes"]
-
-
-def trt_profile_shapes(batch_max: int, window: int, min_window: int) -> dict[str, str]:
-    """TensorRT optimisation profile of the model inputs (``min``/``opt``/``max`` shapes):
-    batches of up to ``batch_max`` windows cut to ``min_window``..``window`` columns."""
-
-    def shapes(batch: int, width: int) -> str:
-        *windows, adjustment = ONNX_INPUTS
-        return ",".join([*(f"{name}:{batch}x{width}" for name in windows), f"{adjustment}:{batch}x1"])
-
-    return {
-        "min": shapes(1, min_window),
-        "opt": shapes(max(1, batch_max // 2), window),
-        "max": shapes(batch_max, window),
-    }
+__all__ = ["EncodedBatch", "ModelOutputs", "NextActionPredictor", "TritonPythonModel"]
 
 
 @dataclass(frozen=True)
@@ -94,7 +80,6 @@ class NextActionPredictor:
         self,
         version_dir: str | os.PathLike[str],
         threads: int = 1,
-        providers: list[Any] | None = None,
     ) -> None:
         version_dir = Path(version_dir)
         self.manifest: dict[str, Any] = json.loads((version_dir / "manifest.json").read_text())
@@ -121,7 +106,7 @@ class NextActionPredictor:
         self._session = ort.InferenceSession(
             str(version_dir / "model.onnx"),
             sess_options=options,
-            providers=providers or ["CPUExecutionProvider"],
+            providers=["CPUExecutionProvider"],
         )
 
     def encode(
@@ -208,37 +193,6 @@ def _check_config_tensors(model_config: dict[str, Any], window: int, top_k: int)
                 )
 
 
-def _providers(
-    parameters: dict[str, Any], device_id: int, batch_max: int, window: int, min_window: int
-) -> list[Any]:
-    """onnxruntime execution providers named by the config's EXECUTION_PROVIDER parameter."""
-    provider = parameters.get("EXECUTION_PROVIDER", {}).get("string_value", "cpu")
-    if provider == "cpu":
-        return ["CPUExecutionProvider"]
-    if provider != "tensorrt":
-        raise ValueError(f"EXECUTION_PROVIDER must be cpu or tensorrt, got {provider!r}")
-    missing = {"TensorrtExecutionProvider", "CUDAExecutionProvider"} - set(ort.get_available_providers())
-    if missing:
-        raise RuntimeError(f"onnxruntime lacks {sorted(missing)}: install onnxruntime-gpu")
-
-    profile = trt_profile_shapes(batch_max, window, min_window)
-    # Engines are built per GPU and TensorRT version; the cache makes restarts fast.
-    trt_options = {
-        "device_id": device_id,
-        "trt_fp16_enable": parameters.get("TRT_FP16", {}).get("string_value", "1") == "1",
-        "trt_engine_cache_enable": True,
-        "trt_engine_cache_path": parameters["TRT_ENGINE_CACHE_DIR"]["string_value"],
-        "trt_profile_min_shapes": profile["min"],
-        "trt_profile_opt_shapes": profile["opt"],
-        "trt_profile_max_shapes": profile["max"],
-    }
-    return [
-        ("TensorrtExecutionProvider", trt_options),
-        ("CUDAExecutionProvider", {"device_id": device_id}),
-        "CPUExecutionProvider",
-    ]
-
-
 class TritonPythonModel:
     """Triton entry points: one batched forward pass per ``execute`` call."""
 
@@ -250,19 +204,7 @@ class TritonPythonModel:
         manifest = json.loads((version_dir / "manifest.json").read_text())
         window, top_k = int(manifest["window"]), int(manifest["top_k"])
         _check_config_tensors(model_config, window, top_k)
-        if "TRT_ENGINE_CACHE_DIR" in parameters:
-            # A relative cache dir lives inside the model directory, next to the versions.
-            cache = Path(args["model_repository"]) / parameters["TRT_ENGINE_CACHE_DIR"]["string_value"]
-            cache.mkdir(parents=True, exist_ok=True)
-            parameters["TRT_ENGINE_CACHE_DIR"] = {"string_value": str(cache)}
-        providers = _providers(
-            parameters,
-            int(args.get("model_instance_device_id", "0")),
-            int(model_config.get("max_batch_size", 1)),
-            window,
-            int(manifest["explain_positions"]),
-        )
-        self._predictor = NextActionPredictor(version_dir, threads=threads, providers=providers)
+        self._predictor = NextActionPredictor(version_dir, threads=threads)
 
     def execute(self, requests: list[Any]) -> list[Any]:
         import triton_python_backend_utils as pb_utils

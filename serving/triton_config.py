@@ -1,7 +1,8 @@
 """The Triton model configurations of an exported model: one for CPU, one for GPU.
 
-Both serve the same tensors (:mod:`contract`) with the same Python backend file; they differ in
-batch sizes, instances and onnxruntime's execution provider.
+Both serve the contract's tensors (:mod:`contract`) from the same version folder. The CPU one
+runs ``model.py`` in the Python backend; the GPU one runs ``native.onnx`` in the onnxruntime
+backend with TensorRT, since the stock container's Python backend has no onnxruntime.
 """
 
 from __future__ import annotations
@@ -10,10 +11,16 @@ from collections.abc import Sequence
 from typing import Final, Literal
 
 from contract import INPUTS, OUTPUTS, TensorSpec
-from serving.serving_module import EXPLAIN_POSITIONS
-from serving.triton_backend import trt_profile_shapes
+from serving.native_graph import NATIVE_ONNX
 
-__all__ = ["CONFIG_FILES", "INSTANCES", "MAX_BATCH_SIZE", "model_config_text"]
+__all__ = [
+    "CONFIG_FILES",
+    "INSTANCES",
+    "MAX_BATCH_SIZE",
+    "TRT_ENGINE_CACHE",
+    "TRT_WORKSPACE_BYTES",
+    "model_config_text",
+]
 
 Device = Literal["cpu", "gpu"]
 
@@ -27,6 +34,64 @@ MAX_BATCH_SIZE: Final[dict[Device, int]] = {"cpu": 16, "gpu": 64}
 # latency under load far worse on few cores), so CPU throughput scales with instances: set
 # this to the cores the model may take. A GPU instance is one CUDA stream.
 INSTANCES: Final[dict[Device, int]] = {"cpu": 2, "gpu": 1}
+# TensorRT engines, per GPU, TensorRT version and graph. Outside the model repository, whose
+# poller would reload the model when an engine is written; onnxruntime creates the folder
+# (not its parent: /tmp exists in any container). Mount a volume here to keep engines across
+# restarts.
+TRT_ENGINE_CACHE: Final = "/tmp/nextaction-trt-engines"
+TRT_WORKSPACE_BYTES: Final = 1 << 30
+
+
+def _tensors(specs: Sequence[TensorSpec], window: int, top_k: int, optional_allowed: bool) -> str:
+    return ",\n".join(
+        f'  {{ name: "{spec.name}" data_type: {spec.config_type} '
+        f"dims: [ {', '.join(map(str, spec.shape(window, top_k)))} ]"
+        + (" optional: true" if spec.optional and optional_allowed else "")
+        + " }"
+        for spec in specs
+    )
+
+
+def _warmup(name: str, batch_size: int, window: int, top_k: int) -> str:
+    inputs = "".join(
+        f'    inputs {{ key: "{spec.name}" value: {{ data_type: {spec.config_type} '
+        f"dims: [ {', '.join(map(str, spec.shape(window, top_k)))} ] zero_data: true }} }}\n"
+        for spec in INPUTS
+    )
+    return f'  {{\n    name: "{name}" batch_size: {batch_size}\n{inputs}  }}'
+
+
+def _gpu_sections(max_batch_size: int, window: int, top_k: int) -> str:
+    accelerator = {
+        "precision_mode": "FP16",
+        "max_workspace_size_bytes": str(TRT_WORKSPACE_BYTES),
+        "trt_engine_cache_enable": "1",
+        "trt_engine_cache_path": TRT_ENGINE_CACHE,
+    }
+    parameters = "\n".join(f'    parameters {{ key: "{k}" value: "{v}" }}' for k, v in accelerator.items())
+    warmups = ",\n".join(
+        _warmup(f"batch_{size}", size, window, top_k) for size in sorted({1, max_batch_size})
+    )
+    return f"""optimization {{ execution_accelerators {{
+  gpu_execution_accelerator: [ {{
+    name: "tensorrt"
+{parameters}
+  }} ]
+}} }}
+model_warmup [
+{warmups}
+]
+"""
+
+
+_CPU_HEADER: Final = "# CPU deployment: Python backend running onnxruntime on one thread per instance."
+_GPU_HEADER: Final = f"""# GPU deployment (tritonserver --model-config-name=gpu, docs/gpu-serving.md): the
+# onnxruntime backend runs {NATIVE_ONNX}, the version's whole graph from item ids to item ids;
+# onnxruntime's TensorRT execution provider runs the model in fp16, its CPU provider the
+# item-id lookups.
+# POPULARITY_ADJUSTMENT is required: that backend takes no optional inputs when it batches.
+# The warmups (empty windows) build the engines for batches 1 to max_batch_size at load time
+# rather than during the first requests."""
 
 
 def model_config_text(
@@ -35,59 +100,36 @@ def model_config_text(
     top_k: int,
     device: Device = "cpu",
     max_batch_size: int | None = None,
-    explain_positions: int = EXPLAIN_POSITIONS,
 ) -> str:
     """config.pbtxt for the CPU or the GPU deployment of the same tensors."""
     max_batch_size = max_batch_size or MAX_BATCH_SIZE[device]
-
-    def tensors(specs: Sequence[TensorSpec]) -> str:
-        return ",\n".join(
-            f'  {{ name: "{spec.name}" data_type: {spec.config_type} '
-            f"dims: [ {', '.join(map(str, spec.shape(window, top_k)))} ]"
-            + (" optional: true" if spec.optional else "")
-            + " }"
-            for spec in specs
-        )
-
+    gpu = device == "gpu"
     preferred = [b for b in (4, 8, 16, 32, 64) if b <= max_batch_size]
-    parameters = {"INTRA_OP_THREAD_COUNT": "1", "EXECUTION_PROVIDER": "cpu"}
-    header = "# CPU deployment: Python backend running onnxruntime on one thread per instance."
-    if device == "gpu":
-        parameters |= {
-            "EXECUTION_PROVIDER": "tensorrt",
-            "TRT_FP16": "1",
-            "TRT_ENGINE_CACHE_DIR": "trt_engine_cache",  # relative to the model directory
-        }
-        profile = trt_profile_shapes(max_batch_size, window, explain_positions)
-        header = (
-            "# GPU deployment (tritonserver --model-config-name=gpu): the same Python backend runs\n"
-            "# onnxruntime-gpu with the TensorRT execution provider in fp16; engines are cached in\n"
-            "# <model dir>/trt_engine_cache per GPU and TensorRT version.\n"
-            "# Alternative: build a plan offline and serve model.onnx's graph with tensorrt_plan\n"
-            "# (item-id mapping and gap bucketing then move to an ensemble or the client):\n"
-            f"#   trtexec --onnx=model.onnx --saveEngine=model.plan --minShapes={profile['min']}"
-            f" --optShapes={profile['opt']} --maxShapes={profile['max']} --fp16"
-        )
-    params = "\n".join(
-        f'parameters: {{ key: "{key}" value: {{ string_value: "{value}" }} }}'
-        for key, value in parameters.items()
+    model = (
+        f'platform: "onnxruntime_onnx"\ndefault_model_filename: "{NATIVE_ONNX}"'
+        if gpu
+        else 'backend: "python"'
     )
-    return f"""{header}
+    device_sections = (
+        _gpu_sections(max_batch_size, window, top_k)
+        if gpu
+        else 'parameters: { key: "INTRA_OP_THREAD_COUNT" value: { string_value: "1" } }\n'
+    )
+    return f"""{_GPU_HEADER if gpu else _CPU_HEADER}
 # Generated by serving/triton_config.py; the tensor contract is contract.py.
 name: "{model_name}"
-backend: "python"
+{model}
 max_batch_size: {max_batch_size}
 version_policy: {{ latest {{ num_versions: 1 }} }}
 input [
-{tensors(INPUTS)}
+{_tensors(INPUTS, window, top_k, optional_allowed=not gpu)}
 ]
 output [
-{tensors(OUTPUTS)}
+{_tensors(OUTPUTS, window, top_k, optional_allowed=not gpu)}
 ]
 dynamic_batching {{
   preferred_batch_size: [ {", ".join(map(str, preferred))} ]
   max_queue_delay_microseconds: 1000
 }}
-instance_group [ {{ count: {INSTANCES[device]} kind: {"KIND_GPU" if device == "gpu" else "KIND_CPU"} }} ]
-{params}
-"""
+instance_group [ {{ count: {INSTANCES[device]} kind: {"KIND_GPU" if gpu else "KIND_CPU"} }} ]
+{device_sections}"""
