@@ -18,6 +18,7 @@ __all__ = [
     "INSTANCES",
     "MAX_BATCH_SIZE",
     "TRT_ENGINE_CACHE",
+    "TRT_PRECISION",
     "TRT_WORKSPACE_BYTES",
     "model_config_text",
 ]
@@ -40,6 +41,10 @@ INSTANCES: Final[dict[Device, int]] = {"cpu": 2, "gpu": 1}
 # restarts.
 TRT_ENGINE_CACHE: Final = "/tmp/nextaction-trt-engines"
 TRT_WORKSPACE_BYTES: Final = 1 << 30
+# FP32, not FP16: the attention mask is float32's lowest value, which FP16 cannot hold; as -inf
+# it turns a left-padded column's all-masked attention row into NaN, which reaches every later
+# column through the padded keys' zero weights (0 * NaN). FP16 waits for a GPU measurement.
+TRT_PRECISION: Final = "FP32"
 
 
 def _tensors(specs: Sequence[TensorSpec], window: int, top_k: int, optional_allowed: bool) -> str:
@@ -63,7 +68,7 @@ def _warmup(name: str, batch_size: int, window: int, top_k: int) -> str:
 
 def _gpu_sections(max_batch_size: int, window: int, top_k: int) -> str:
     accelerator = {
-        "precision_mode": "FP16",
+        "precision_mode": TRT_PRECISION,
         "max_workspace_size_bytes": str(TRT_WORKSPACE_BYTES),
         "trt_engine_cache_enable": "1",
         "trt_engine_cache_path": TRT_ENGINE_CACHE,
@@ -87,7 +92,7 @@ model_warmup [
 _CPU_HEADER: Final = "# CPU deployment: Python backend running onnxruntime on one thread per instance."
 _GPU_HEADER: Final = f"""# GPU deployment (tritonserver --model-config-name=gpu, docs/gpu-serving.md): the
 # onnxruntime backend runs {NATIVE_ONNX}, the version's whole graph from item ids to item ids;
-# onnxruntime's TensorRT execution provider runs the model in fp16, its CPU provider the
+# onnxruntime's TensorRT execution provider runs the model in fp32, its CPU provider the
 # item-id lookups.
 # POPULARITY_ADJUSTMENT is required: that backend takes no optional inputs when it batches.
 # The warmups (empty windows) build the engines for batches 1 to max_batch_size at load time

@@ -33,7 +33,7 @@ def predictor(version_dir: Path) -> NextActionPredictor:
 def test_version_directory_holds_the_backend_and_its_data(version_dir: Path) -> None:
     assert version_dir.name.isdigit()
     names = {p.name for p in version_dir.iterdir()}
-    assert {"model.onnx", "vocab.json", "model.py", "contract.py", "manifest.json", "__pycache__"} <= names
+    assert {"model.onnx", "native.onnx", "vocab.json", "model.py", "contract.py", "manifest.json"} <= names
     backend = Path(export_module.__file__).with_name("triton_backend.py")
     assert (version_dir / "model.py").read_text() == backend.read_text()
     # The backend imports the contract it was exported with, not whatever is installed.
@@ -49,20 +49,19 @@ def test_configs_share_tensors_and_differ_in_device(version_dir: Path) -> None:
     gpu = (version_dir.parent / "configs" / "gpu.pbtxt").read_text()
     assert "max_batch_size: 16" in cpu and "max_batch_size: 64" in gpu
     for text in (cpu, gpu):
-        assert 'backend: "python"' in text
         assert "version_policy: { latest { num_versions: 1 } }" in text
         assert '{ name: "ATTRIBUTIONS" data_type: TYPE_FP32 dims: [ 20, 50 ] }' in text
         assert '{ name: "ITEM_IDS" data_type: TYPE_STRING dims: [ 50 ] }' in text
-    assert "KIND_CPU" in cpu and "tensorrt" not in cpu
-    assert "KIND_GPU" in gpu and '"tensorrt"' in gpu and "trtexec --onnx=model.onnx" in gpu
-    # The plan's profile spans the widths the predictor sends: cut to the 8 explained events,
-    # up to the whole window.
-    assert "--minShapes=items:1x8," in gpu and "--maxShapes=items:64x50," in gpu
+    assert 'backend: "python"' in cpu and "KIND_CPU" in cpu and "tensorrt" not in cpu
+    # The stock container's onnxruntime backend serves the wrapped graph on the GPU.
+    assert 'platform: "onnxruntime_onnx"' in gpu and 'default_model_filename: "native.onnx"' in gpu
+    assert "KIND_GPU" in gpu and 'name: "tensorrt"' in gpu
 
     def tensors(text: str) -> str:
         return text[text.index("input [") : text.index("dynamic_batching")]
 
-    assert tensors(cpu) == tensors(gpu)
+    # That backend takes no optional input when it batches: the only difference.
+    assert tensors(cpu).replace(" optional: true", "") == tensors(gpu) != tensors(cpu)
 
 
 def test_each_export_adds_the_next_version_and_a_failed_one_adds_nothing(

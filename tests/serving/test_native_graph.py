@@ -154,7 +154,7 @@ def test_gpu_config_parses_and_fits_the_native_graph(version_dir: Path, manifest
     (accelerator,) = config.optimization.execution_accelerators.gpu_execution_accelerator
     assert accelerator.name == "tensorrt"
     assert dict(accelerator.parameters) == {
-        "precision_mode": "FP16",
+        "precision_mode": "FP32",  # FP16 turns the attention mask into -inf (TRT_PRECISION)
         "max_workspace_size_bytes": str(1 << 30),
         "trt_engine_cache_enable": "1",
         "trt_engine_cache_path": TRT_ENGINE_CACHE,
