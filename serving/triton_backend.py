@@ -39,7 +39,7 @@ from contract import (
     read_vocab_items,
 )
 
-__all__ = ["EncodedBatch", "ModelOutputs", "NextActionPredictor", "TritonPythonModel"]
+__all__ = ["ITEM_COUNTS_METRIC", "EncodedBatch", "ModelOutputs", "NextActionPredictor", "TritonPythonModel"]
 
 
 @dataclass(frozen=True)
@@ -193,6 +193,32 @@ def _check_config_tensors(model_config: dict[str, Any], window: int, top_k: int)
                 )
 
 
+ITEM_COUNTS_METRIC = "nextaction_model_window_items_total"
+
+
+class _WindowItemCounts:
+    """Window items scored, known to the vocabulary or not, on Triton's metrics endpoint: the
+    unknown share is the retrain signal, and only the model knows its vocabulary."""
+
+    def __init__(self, model_name: str, version: str) -> None:
+        import triton_python_backend_utils as pb_utils
+
+        # Metrics must be dropped before their family: both live as long as the model.
+        self._family = pb_utils.MetricFamily(
+            name=ITEM_COUNTS_METRIC,
+            description="Window items scored, by whether the model's vocabulary knows them",
+            kind=pb_utils.MetricFamily.COUNTER,
+        )
+        labels = {"model": model_name, "version": version}
+        self._known = self._family.Metric(labels={**labels, "vocabulary": "known"})
+        self._unknown = self._family.Metric(labels={**labels, "vocabulary": "unknown"})
+
+    def count(self, items: np.ndarray) -> None:
+        unknown = int(np.count_nonzero(items == UNKNOWN_INDEX))
+        self._unknown.increment(float(unknown))
+        self._known.increment(float(np.count_nonzero(items != PAD_INDEX) - unknown))
+
+
 class TritonPythonModel:
     """Triton entry points: one batched forward pass per ``execute`` call."""
 
@@ -205,6 +231,7 @@ class TritonPythonModel:
         window, top_k = int(manifest["window"]), int(manifest["top_k"])
         _check_config_tensors(model_config, window, top_k)
         self._predictor = NextActionPredictor(version_dir, threads=threads)
+        self._item_counts = _WindowItemCounts(args["model_name"], args["model_version"])
 
     def execute(self, requests: list[Any]) -> list[Any]:
         import triton_python_backend_utils as pb_utils
@@ -232,7 +259,9 @@ class TritonPythonModel:
                 error = pb_utils.TritonError(str(exc), pb_utils.TritonError.INVALID_ARG)
                 responses[position] = pb_utils.InferenceResponse(output_tensors=[], error=error)
         if encoded:
-            served = self._predictor.run(EncodedBatch.concatenate(encoded))
+            batch = EncodedBatch.concatenate(encoded)
+            self._item_counts.count(batch.items)
+            served = self._predictor.run(batch)
             top_items = self._predictor.item_ids(served.indices, as_bytes=True)
             start = 0
             for position, batch in zip(owners, encoded, strict=True):

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 
+from serving.triton_backend import ITEM_COUNTS_METRIC
 from tools.embedded import EmbeddedTriton
 from tools.embedded.ports import LOOPBACK, free_port
 from tools.metrics_scrape import scrape
@@ -112,6 +113,15 @@ class Prometheus:
             self.process.wait()
 
 
+def window_items(triton: EmbeddedTriton, vocabulary: str) -> float:
+    """Window items the model scored so far, known to its vocabulary or not, summed over versions."""
+    return sum(
+        value
+        for name, value in scrape(triton.metrics_url).items()
+        if name.startswith(f"{ITEM_COUNTS_METRIC}{{") and f'vocabulary="{vocabulary}"' in name
+    )
+
+
 @pytest.fixture
 def prometheus_for(tmp_path: Path) -> Iterator[Callable[[dict[str, str]], Prometheus]]:
     started: list[Prometheus] = []
@@ -145,8 +155,25 @@ def test_prometheus_scrapes_what_the_worker_did(
         for i in range(5)
     ]
     invalid = invalid_samples(user)[:2]
-    worker.produce(valid + invalid)
-    metrics = worker.wait_acknowledged(len(valid) + len(invalid))
+    # Items no model version knows: Triton's own metrics count them (the retrain signal).
+    unseen = [
+        event_message(
+            {
+                "event_id": f"n{i}",
+                "user_id": "u-new-items",
+                "item_id": f"never-seen-{i}",
+                "action": "view",
+                "ts": 1_700_000_000_000 + i,
+            }
+        )
+        for i in range(3)
+    ]
+    unknown_before = window_items(triton_server, "unknown")
+    worker.produce(valid + invalid + unseen)
+    metrics = worker.wait_acknowledged(len(valid) + len(invalid) + len(unseen))
+    # The user's last window holds all three, whatever batches they were scored in.
+    assert window_items(triton_server, "unknown") - unknown_before >= len(unseen)
+    assert window_items(triton_server, "known") > 0
     published = metrics["nextaction_recommendations_published_total"]
     assert published >= 1
 
@@ -160,7 +187,7 @@ def test_prometheus_scrapes_what_the_worker_did(
             "triton": f"{LOOPBACK}:{triton_server.metrics_port}",
         }
     )
-    prometheus.wait_value("nextaction_events_consumed_total", len(valid) + len(invalid))
+    prometheus.wait_value("nextaction_events_consumed_total", len(valid) + len(invalid) + len(unseen))
     prometheus.wait_value("nextaction_recommendations_published_total", published)
     prometheus.wait_value("sum(nextaction_events_invalid_total)", len(invalid))
     prometheus.wait_value("nextaction_ready", 1)
