@@ -160,6 +160,12 @@ def _stream_commands(commands: argparse._SubParsersAction[argparse.ArgumentParse
     demo.add_argument("--users", type=int, default=200, help="synthetic users to replay")
     demo.add_argument("--rate", type=float, default=200.0, help="events per second")
     demo.add_argument("--show", type=int, default=4, help="recommendations to print")
+    demo.add_argument(
+        "--keep-running",
+        action="store_true",
+        help="after the demo's events, keep the pipeline up and print its addresses for your own "
+        "producers; Ctrl-C or SIGTERM stops it",
+    )
     replay = _command(
         commands, "replay", "cli.stream_commands:replay", "send a JSON-lines event file to the events topic"
     )
@@ -172,6 +178,28 @@ def _stream_commands(commands: argparse._SubParsersAction[argparse.ArgumentParse
         "write the events topic's valid events as JSON lines (training data)",
     )
     dump.add_argument("file", type=Path)
+    for scripted in (replay, dump):
+        scripted.add_argument("--json", action="store_true", help="print the summary as one JSON document")
+        scripted.add_argument("--quiet", action="store_true", help="no progress lines on stderr")
+    watch = _command(
+        commands,
+        "watch",
+        "cli.stream_commands:watch",
+        "a live view of recommendations with their explanations, dead letters by reason and "
+        "event-to-recommendation latency (reads the topics with its own consumer; commits nothing)",
+    )
+    watch.add_argument(
+        "--from-beginning", action="store_true", help="read the topics from their start (default: their end)"
+    )
+    watch.add_argument("--duration", type=float, metavar="S", help="stop after S seconds (default: Ctrl-C)")
+    watch.add_argument("--count", type=positive, metavar="N", help="stop after N recommendations")
+    watch.add_argument(
+        "--once", action="store_true", help="no live display: print the view once, when the watch stops"
+    )
+    watch.add_argument("--show", type=positive, default=5, help="latest recommendations shown")
+    watch.add_argument(
+        "--latency-window", type=float, default=60.0, metavar="S", help="latency percentiles of the last S s"
+    )
 
 
 def _model_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:

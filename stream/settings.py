@@ -53,6 +53,9 @@ class Settings(BaseSettings):
     liveness_timeout_s: float = Field(
         30.0, gt=0, le=3600, description="/livez answers 503 once the event loop has not ticked this long"
     )
+    log_format: Literal["text", "json"] = Field(
+        "text", description="json = the worker logs one JSON object per line (stream/log_format.py)"
+    )
 
     # --- topics ---
     topic_events: str = "events"

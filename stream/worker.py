@@ -18,6 +18,7 @@ from stream.agents import RecommendAgent
 from stream.app import StreamApp, create_app
 from stream.endpoint import serve_metrics
 from stream.inference import check_model_ready
+from stream.log_format import LogFormat, logging_config
 from stream.metrics import StreamMetrics
 from stream.settings import Settings, SettingsError
 from stream.shutdown import ShutdownDeadline
@@ -37,7 +38,7 @@ def run_worker(settings: Settings, loglevel: str = "info") -> None:
     """The production worker: runs until SIGTERM, finishing its batch in flight."""
     parts = prepare_worker(settings)
     RecommendAgent(parts, settings).attach()
-    run_app(parts, loglevel, ShutdownDeadline(settings.shutdown_timeout_s))
+    run_app(parts, loglevel, ShutdownDeadline(settings.shutdown_timeout_s), log_format=settings.log_format)
 
 
 def prepare_worker(settings: Settings) -> StreamApp:
@@ -93,10 +94,19 @@ class _Worker(faust.Worker):
         await super().on_stop()
 
 
-def run_app(parts: StreamApp, loglevel: str, deadline: ShutdownDeadline) -> None:
+def run_app(
+    parts: StreamApp, loglevel: str, deadline: ShutdownDeadline, *, log_format: LogFormat = "text"
+) -> None:
     """Run the app as a Faust worker in this process until it is stopped; WorkerFailed if it
     stopped because a batch failed."""
-    worker = _Worker(parts.app, parts.monitor(), loglevel=loglevel, quiet=True, deadline=deadline)
+    worker = _Worker(
+        parts.app,
+        parts.monitor(),
+        loglevel=loglevel,
+        quiet=True,
+        deadline=deadline,
+        logging_config=logging_config(log_format),
+    )
     worker.spinner = None  # a terminal spinner only garbles logs collected by a supervisor
     try:
         worker.execute_from_commandline()

@@ -2,11 +2,13 @@
 
 Trains and exports a small model if the repository has none, starts broker, Triton and one
 worker, replays synthetic events (with a few invalid ones), prints a live sample of
-recommendations and a summary, and shuts everything down.
+recommendations and a summary, and shuts everything down (with ``--keep-running``, once
+stopped by Ctrl-C or SIGTERM).
 """
 
 from __future__ import annotations
 
+import signal
 import tempfile
 import threading
 import time
@@ -21,6 +23,7 @@ from kafka import KafkaConsumer, TopicPartition
 
 from serving.synthetic import DAY_MS, SyntheticConfig, generate_events, item_catalogue, write_events_jsonl
 from stream.admin import ensure_topics
+from stream.kafka_security import KafkaSecurity
 from stream.settings import Settings
 from tools.demo_model import ensure_model
 from tools.latency import event_to_recommendation_ms, percentiles
@@ -52,7 +55,11 @@ class DemoSummary:
         )
 
 
-def run_demo(settings: Settings, *, users: int, rate_per_s: float, show: int) -> DemoSummary:
+def run_demo(
+    settings: Settings, *, users: int, rate_per_s: float, show: int, keep_running: bool = False
+) -> DemoSummary:
+    """Run the demo and print its summary; with ``keep_running`` the pipeline then stays up
+    until SIGINT or SIGTERM."""
     ensure_model(settings.model_repository, settings.triton_model_name)
     with ExitStack() as stack:
         settings = start_missing_servers(settings, stack)
@@ -86,7 +93,14 @@ def run_demo(settings: Settings, *, users: int, rate_per_s: float, show: int) ->
                 print(f"[demo] replayed {len(sent_at):,}/{len(messages):,} events")
 
         print(f"[demo] replaying {len(messages):,} events ({invalid} invalid) at {rate_per_s:.0f}/s")
-        replay(bootstrap, settings.topic_events, messages, rate_per_s=rate_per_s, on_sent=on_sent)
+        replay(
+            bootstrap,
+            settings.topic_events,
+            messages,
+            rate_per_s=rate_per_s,
+            on_sent=on_sent,
+            security=KafkaSecurity.from_settings(settings),
+        )
         published = worker.wait_acknowledged(len(messages))["nextaction_recommendations_published_total"]
         wait_until(
             lambda: watcher.recommendations >= published,
@@ -94,17 +108,48 @@ def run_demo(settings: Settings, *, users: int, rate_per_s: float, show: int) ->
             what=f"reading the {published:,.0f} published recommendations",
         )
         watcher.stop()
+        summary = DemoSummary(
+            events_in=len(messages),
+            invalid=invalid,
+            dead_lettered=watcher.dead_lettered,
+            recommendations=watcher.recommendations,
+            latencies_ms=event_to_recommendation_ms(
+                [(e["user_id"], e["event_id"], sent_at[e["event_id"]] * 1000) for e in events],
+                watcher.published_ms,
+            ),
+        )
+        print(f"\n[demo] summary: {summary.render()}", flush=True)
+        if keep_running:
+            _serve_until_stopped(settings, worker.metrics_url)
         print(f"[demo] worker stopped cleanly (exit code {worker.stop()})")
-    return DemoSummary(
-        events_in=len(messages),
-        invalid=invalid,
-        dead_lettered=watcher.dead_lettered,
-        recommendations=watcher.recommendations,
-        latencies_ms=event_to_recommendation_ms(
-            [(e["user_id"], e["event_id"], sent_at[e["event_id"]] * 1000) for e in events],
-            watcher.published_ms,
-        ),
+    return summary
+
+
+def _serve_until_stopped(settings: Settings, metrics_url: str) -> None:
+    """Print where the running pipeline is, then wait for SIGINT or SIGTERM; the caller's exit
+    stack then stops the worker and the servers in order."""
+    bootstrap = settings.kafka_bootstrap
+    print(
+        "\n[demo] the pipeline keeps running; point your own producers and consumers at it:\n"
+        f"[demo] bootstrap {bootstrap}\n"
+        f"[demo] events topic {settings.topic_events} (key = user_id, JSON value)\n"
+        f"[demo] recommendations topic {settings.topic_recommendations}\n"
+        f"[demo] dead-letter topic {settings.topic_dead_letter}\n"
+        f"[demo] triton grpc {settings.triton_grpc_url}\n"
+        f"[demo] metrics {metrics_url}\n"
+        f"[demo] watch it: NEXTACTION_KAFKA_BOOTSTRAP={bootstrap} nextaction watch\n"
+        "[demo] Ctrl-C or SIGTERM stops it",
+        flush=True,
     )
+    stop = threading.Event()
+    previous = {sig: signal.signal(sig, lambda *_: stop.set()) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        while not stop.wait(0.5):
+            pass
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+    print("[demo] stopping", flush=True)
 
 
 def _synthetic_events(users: int) -> list[dict[str, Any]]:
@@ -140,7 +185,11 @@ class _OutputWatcher:
     """Reads the output topics in a thread: counts, samples, and publication times per user."""
 
     def __init__(self, bootstrap: str, settings: Settings, *, show: int) -> None:
-        self._consumer = KafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
+        self._consumer = KafkaConsumer(
+            bootstrap_servers=bootstrap,
+            enable_auto_commit=False,
+            **KafkaSecurity.from_settings(settings).client_kwargs(),
+        )
         partitions = range(settings.topic_partitions)
         self._recommendations_topic = settings.topic_recommendations
         self._consumer.assign(

@@ -3,6 +3,7 @@ service actually saw (``nextaction train --format events``)."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -21,13 +22,22 @@ class DumpStats:
     skipped_invalid: int
 
 
-def dump_events(bootstrap: str, settings: Settings, out: Path, idle_s: float = 2.0) -> DumpStats:
+def dump_events(
+    bootstrap: str,
+    settings: Settings,
+    out: Path,
+    idle_s: float = 2.0,
+    on_record: Callable[[], None] | None = None,
+) -> DumpStats:
     """Every partition from its start until no record arrived for ``idle_s``. Events are
     written as the worker reads them (``ts`` in epoch milliseconds, whatever form was sent);
-    invalid events, which the worker dead-letters, are skipped the same way."""
+    invalid events, which the worker dead-letters, are skipped the same way. ``on_record`` is
+    called for each record read (progress)."""
     written = skipped = 0
     with out.open("wb") as lines:
         for record in read_until_idle(bootstrap, settings.topic_events, settings.topic_partitions, idle_s):
+            if on_record is not None:
+                on_record()
             try:
                 event = parse_event(record.value, record.key, settings.max_event_bytes)
             except InvalidEvent:

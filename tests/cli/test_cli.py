@@ -28,6 +28,7 @@ COMMANDS = [
     "demo",
     "replay",
     "dump-events",
+    "watch",
     "generate",
     "train",
     "export",
@@ -106,6 +107,9 @@ def test_an_unreachable_broker_is_reported_without_a_traceback(tmp_path: Path) -
 def test_replay_and_dump_need_a_broker_address(tmp_path: Path) -> None:
     assert_clean_failure(
         nextaction("dump-events", str(tmp_path / "x.jsonl")), EXIT_USAGE, "NEXTACTION_KAFKA_BOOTSTRAP"
+    )
+    assert_clean_failure(
+        nextaction("watch", "--once", "--duration", "1"), EXIT_USAGE, "NEXTACTION_KAFKA_BOOTSTRAP"
     )
 
 
