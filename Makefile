@@ -4,12 +4,12 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint promtool clean
+.PHONY: demo test lint promtool kcat clean
 
 demo: $(STAMP)
 	$(BIN)/nextaction demo
 
-test: $(STAMP) lint promtool
+test: $(STAMP) lint promtool kcat
 	$(BIN)/pytest -n 2 --dist loadgroup
 
 # promtool and prometheus (Debian's `prometheus` package) check the alert rules and scrape the
@@ -24,6 +24,15 @@ promtool:
 		if [ ! -e $$policy ]; then printf '#!/bin/sh\nexit 101\n' > $$policy && chmod +x $$policy && added=1; fi; \
 		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus >/dev/null; \
 		status=$$?; [ -z "$$added" ] || rm -f $$policy; exit $$status; }
+
+# kcat is one of the clients tests/integration/test_clients.py runs against the pipeline
+# (Debian's `kcat` package; the test loads the newer librdkafka of the confluent-kafka wheel
+# into it, since Debian's 2.0.2 fails Tansu's ApiVersions handshake).
+kcat:
+	@command -v kcat >/dev/null || { \
+		command -v apt-get >/dev/null || { echo "kcat is missing and apt-get is not here: install kcat so it is on PATH"; exit 1; }; \
+		echo "installing Debian's kcat package ..."; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends kcat >/dev/null; }
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

@@ -71,6 +71,34 @@ class PipelineWorker:
         return list(read_until_idle(self.settings.kafka_bootstrap, topic, self.settings.topic_partitions))
 
 
+def pipeline_worker(
+    kafka_broker: str,
+    triton_grpc_url: str,
+    name: str,
+    workdir: Path,
+    *,
+    module: str = "cli",
+    **settings_overrides: object,
+) -> PipelineWorker:
+    """A worker (not started) on topics and a consumer group named after ``name``, created on
+    the broker; its data and log go under ``workdir``."""
+    overrides = {
+        "kafka_bootstrap": kafka_broker,
+        "kafka_broker_kind": "tansu",  # the session broker is Tansu
+        "triton_grpc_url": triton_grpc_url,
+        "app_id": name,
+        "topic_events": f"{name}.events",
+        "topic_recommendations": f"{name}.recommendations",
+        "topic_dead_letter": f"{name}.events.dlq",
+        "data_dir": workdir / "data",
+        "batch_max_wait_ms": 30,
+        **settings_overrides,
+    }
+    settings = Settings(**overrides)
+    ensure_topics(kafka_broker, settings)
+    return PipelineWorker(settings, WorkerProcess(overrides, workdir / f"{name}.log", module=module))
+
+
 @pytest.fixture
 def worker_factory(
     kafka_broker: str, triton_server: EmbeddedTriton, tmp_path: Path
@@ -81,23 +109,16 @@ def worker_factory(
 
     def make(name: str | None = None, *, module: str = "cli", **settings_overrides: object) -> PipelineWorker:
         name = name or f"t{next(_names)}-{os.getpid()}"
-        overrides = {
-            "kafka_bootstrap": kafka_broker,
-            "kafka_broker_kind": "tansu",  # the session broker is Tansu
-            "triton_grpc_url": triton_server.grpc_url,
-            "app_id": name,
-            "topic_events": f"{name}.events",
-            "topic_recommendations": f"{name}.recommendations",
-            "topic_dead_letter": f"{name}.events.dlq",
-            "data_dir": tmp_path / f"{name}-{len(started)}",
-            "batch_max_wait_ms": 30,
+        worker = pipeline_worker(
+            kafka_broker,
+            triton_server.grpc_url,
+            name,
+            tmp_path / f"{name}-{len(started)}",
+            module=module,
             **settings_overrides,
-        }
-        settings = Settings(**overrides)
-        ensure_topics(kafka_broker, settings)
-        process = WorkerProcess(overrides, tmp_path / f"{name}.log", module=module)
-        started.append(process)
-        return PipelineWorker(settings, process)
+        )
+        started.append(worker.process)
+        return worker
 
     yield make
     for process in started:
