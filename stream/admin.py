@@ -8,6 +8,7 @@ from kafka import KafkaAdminClient
 from kafka.admin import NewTopic
 from kafka.errors import TopicAlreadyExistsError
 
+from stream.kafka_security import KafkaSecurity
 from stream.settings import Settings, SettingsError
 
 __all__ = ["ensure_topics"]
@@ -16,7 +17,11 @@ __all__ = ["ensure_topics"]
 def ensure_topics(bootstrap: str, settings: Settings) -> None:
     """Create the missing input and output topics, after checking that the cluster has the
     brokers the replication factor needs (the changelog, which Faust creates, needs them too)."""
-    admin = KafkaAdminClient(bootstrap_servers=bootstrap, client_id=f"{settings.app_id}-admin")
+    admin = KafkaAdminClient(
+        bootstrap_servers=bootstrap,
+        client_id=f"{settings.app_id}-admin",
+        **KafkaSecurity.from_settings(settings).client_kwargs(),
+    )
     try:
         brokers = len(admin.describe_cluster()["brokers"])
         if settings.topic_replication_factor > brokers:

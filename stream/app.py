@@ -3,7 +3,6 @@ Triton scorer, the output publisher and the metrics, wired from settings."""
 
 from __future__ import annotations
 
-import ssl
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -15,6 +14,7 @@ from mode import BaseSignalT
 from stream.failure import FailFast
 from stream.health import Health
 from stream.inference import TritonScorer
+from stream.kafka_security import KafkaSecurity
 from stream.metrics import StreamMetrics
 from stream.monitor import ConsumerLag, Monitor
 from stream.outputs import OutputPublisher
@@ -24,6 +24,7 @@ from stream.settings import Settings, SettingsError
 from stream.tables import WindowStore, declare_windows
 from stream.topics import Topics, declare_topics
 from stream.transports import faust_broker_url, register_transports
+from stream.triton_security import TritonSecurity
 from stream.wording import ItemTitles, load_item_titles
 
 __all__ = ["StreamApp", "create_app"]
@@ -60,7 +61,7 @@ def create_app(settings: Settings, metrics: StreamMetrics) -> StreamApp:
     app = faust.App(
         settings.app_id,
         broker=faust_broker_url(settings),
-        broker_credentials=_credentials(settings),
+        broker_credentials=KafkaSecurity.from_settings(settings).faust_credentials(),
         store=settings.table_store,
         datadir=str(settings.data_dir),
         topic_partitions=settings.topic_partitions,
@@ -80,6 +81,7 @@ def create_app(settings: Settings, metrics: StreamMetrics) -> StreamApp:
         timeout_s=settings.triton_timeout_s,
         max_in_flight=settings.triton_max_in_flight,
         popularity_adjustment=settings.popularity_adjustment,
+        security=TritonSecurity.from_settings(settings),
     )
 
     failure = FailFast()
@@ -126,17 +128,3 @@ def presentation(settings: Settings) -> Presentation:
         raise SettingsError(str(exc)) from None
     policy = RerankPolicy(settings.diversity, settings.exploration_slots)
     return Presentation(policy, titles)
-
-
-def _credentials(settings: Settings) -> faust.types.auth.CredentialsT | None:
-    protocol = settings.kafka_security_protocol
-    if protocol == "PLAINTEXT":
-        return None
-    if protocol == "SSL":
-        return faust.SSLCredentials(ssl.create_default_context())
-    return faust.SASLCredentials(
-        username=settings.kafka_sasl_username,
-        password=settings.kafka_sasl_password.get_secret_value(),
-        mechanism=settings.kafka_sasl_mechanism,
-        ssl_context=ssl.create_default_context() if protocol == "SASL_SSL" else None,
-    )

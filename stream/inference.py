@@ -32,6 +32,7 @@ from contract import (
 from stream.records import Window
 from stream.scored_batch import MALFORMED_RESPONSE, OPTIONAL_OUTPUTS, ScoredBatch, checked_response
 from stream.triton_codec import decode_strings, encode_windows
+from stream.triton_security import NO_TLS, TritonSecurity
 
 __all__ = [
     "VERSION_CHANGED",
@@ -102,8 +103,11 @@ class TritonScorer:
         timeout_s: float,
         max_in_flight: int,
         popularity_adjustment: float = 0.0,
+        security: TritonSecurity = NO_TLS,
     ) -> None:
         self._url = url
+        self._security = security
+        self._headers = security.request_headers
         self._popularity_adjustment = np.float32(popularity_adjustment)
         self._model_name = model_name
         self._timeout_s = timeout_s
@@ -113,11 +117,13 @@ class TritonScorer:
         self._version: str | None = None  # the version whose configuration ``shape`` reflects
 
     async def start(self, ready_timeout_s: float = 60.0) -> ModelShape:
-        self._client = grpcclient.InferenceServerClient(self._url, channel_args=_CHANNEL_ARGS)
+        self._client = grpcclient.InferenceServerClient(
+            self._url, channel_args=_CHANNEL_ARGS, **self._security.client_kwargs()
+        )
         deadline = asyncio.get_running_loop().time() + ready_timeout_s
         while True:
             try:
-                if await self._client.is_model_ready(self._model_name):
+                if await self._client.is_model_ready(self._model_name, headers=self._headers):
                     break
             except InferenceServerException:
                 pass
@@ -139,7 +145,8 @@ class TritonScorer:
 
     async def _read_shape(self) -> ModelShape:
         assert self._client is not None
-        config = (await self._client.get_model_config(self._model_name, as_json=True))["config"]
+        response = await self._client.get_model_config(self._model_name, headers=self._headers, as_json=True)
+        config = response["config"]
         dims = {tensor["name"]: [int(d) for d in tensor["dims"]] for tensor in config["output"]}
         inputs = {tensor["name"]: [int(d) for d in tensor["dims"]] for tensor in config["input"]}
         return ModelShape(
@@ -202,7 +209,11 @@ class TritonScorer:
         outputs = [grpcclient.InferRequestedOutput(spec.name) for spec in OUTPUTS if spec.name in served]
         async with self._slots:
             result = await self._client.infer(
-                self._model_name, inputs, outputs=outputs, client_timeout=self._timeout_s
+                self._model_name,
+                inputs,
+                outputs=outputs,
+                client_timeout=self._timeout_s,
+                headers=self._headers,
             )
         response = result.get_response()
         return checked_response(
@@ -236,11 +247,13 @@ def _raw_output(response: Any, name: str) -> bytes:
     raise InferenceServerException(msg=f"the response has no output {name!r}", status=MALFORMED_RESPONSE)
 
 
-def check_model_ready(url: str, model_name: str, timeout_s: float) -> ModelShape:
+def check_model_ready(
+    url: str, model_name: str, timeout_s: float, security: TritonSecurity = NO_TLS
+) -> ModelShape:
     """Fail fast, before the worker joins its group, if the model is not served."""
 
     async def probe() -> ModelShape:
-        scorer = TritonScorer(url, model_name, timeout_s=timeout_s, max_in_flight=1)
+        scorer = TritonScorer(url, model_name, timeout_s=timeout_s, max_in_flight=1, security=security)
         try:
             return await scorer.start(ready_timeout_s=timeout_s)
         finally:

@@ -14,12 +14,25 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, SecretStr, ValidationError, model_validator
+from pydantic import Field, FilePath, SecretStr, ValidationError, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-__all__ = ["ENV_PREFIX", "Settings", "SettingsError", "load_settings", "reject_unknown_variables"]
+from stream.security_checks import security_problems
+
+__all__ = [
+    "ENV_PREFIX",
+    "KafkaProtocol",
+    "SaslMechanism",
+    "Settings",
+    "SettingsError",
+    "load_settings",
+    "reject_unknown_variables",
+]
 
 ENV_PREFIX = "NEXTACTION_"
+
+KafkaProtocol = Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"]
+SaslMechanism = Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"]
 
 
 class SettingsError(ValueError):
@@ -27,14 +40,13 @@ class SettingsError(ValueError):
 
 
 class Settings(BaseSettings):
-    model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, frozen=True, extra="forbid")
+    # Inputs stay out of validation errors: some of them are secrets.
+    model_config = SettingsConfigDict(
+        env_prefix=ENV_PREFIX, frozen=True, extra="forbid", hide_input_in_errors=True
+    )
 
     # --- addresses (the worker needs both) ---
     kafka_bootstrap: str = Field("", description="host:port[,host:port]")
-    kafka_security_protocol: str = Field("PLAINTEXT", pattern="^(PLAINTEXT|SSL|SASL_PLAINTEXT|SASL_SSL)$")
-    kafka_sasl_mechanism: str = "PLAIN"
-    kafka_sasl_username: str = ""
-    kafka_sasl_password: SecretStr = SecretStr("")
     kafka_producer_acks: Literal["all", "1"] = Field(
         "all", description="all = every in-sync replica has the record (and the producer is idempotent)"
     )
@@ -55,6 +67,23 @@ class Settings(BaseSettings):
     )
     log_format: Literal["text", "json"] = Field(
         "text", description="json = the worker logs one JSON object per line (stream/log_format.py)"
+    )
+
+    # --- security (docs/security.md; stream/kafka_security.py, stream/triton_security.py) ---
+    kafka_security_protocol: KafkaProtocol = "PLAINTEXT"
+    kafka_ssl_cafile: FilePath | None = Field(None, description="PEM CA bundle (unset: the system's)")
+    kafka_ssl_certfile: FilePath | None = Field(None, description="PEM client certificate (mTLS)")
+    kafka_ssl_keyfile: FilePath | None = Field(None, description="PEM private key of the client certificate")
+    kafka_ssl_key_password: SecretStr = SecretStr("")
+    kafka_sasl_mechanism: SaslMechanism = "PLAIN"
+    kafka_sasl_username: str = ""
+    kafka_sasl_password: SecretStr = SecretStr("")
+    triton_ssl: bool = Field(False, description="TLS on the gRPC channel to Triton")
+    triton_ssl_root_certificates: FilePath | None = Field(None, description="PEM CA bundle (unset: gRPC's)")
+    triton_ssl_private_key: FilePath | None = Field(None, description="PEM client key (mTLS)")
+    triton_ssl_certificate_chain: FilePath | None = Field(None, description="PEM client certificate chain")
+    triton_headers: SecretStr = Field(
+        SecretStr(""), description="key=value[,key=value] or a JSON object, sent with every Triton request"
     )
 
     # --- topics ---
@@ -143,6 +172,14 @@ class Settings(BaseSettings):
             raise ValueError("exploration_slots cannot exceed published_top_k")
         if len({self.topic_events, self.topic_recommendations, self.topic_dead_letter}) != 3:
             raise ValueError("topic_events, topic_recommendations and topic_dead_letter must differ")
+        return self
+
+    @model_validator(mode="after")
+    def _check_security(self) -> Settings:
+        """Refuse combinations a client would ignore or fail on only once connected."""
+        problems = security_problems(self)
+        if problems:
+            raise ValueError("incomplete security settings:\n" + "\n".join(f"  {p}" for p in problems))
         return self
 
     def require_addresses(self) -> None:

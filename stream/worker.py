@@ -22,6 +22,7 @@ from stream.log_format import LogFormat, logging_config
 from stream.metrics import StreamMetrics
 from stream.settings import Settings, SettingsError
 from stream.shutdown import ShutdownDeadline
+from stream.triton_security import TritonSecurity
 
 __all__ = ["GC_THRESHOLDS", "prepare_worker", "run_app", "run_worker"]
 
@@ -52,7 +53,10 @@ def prepare_worker(settings: Settings) -> StreamApp:
         )
     gc.set_threshold(*GC_THRESHOLDS)
     shape = check_model_ready(
-        settings.triton_grpc_url, settings.triton_model_name, timeout_s=settings.triton_ready_timeout_s
+        settings.triton_grpc_url,
+        settings.triton_model_name,
+        timeout_s=settings.triton_ready_timeout_s,
+        security=TritonSecurity.from_settings(settings),
     )
     if settings.published_top_k > shape.served_top_k:
         raise SettingsError(

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import orjson
 
+from stream.kafka_security import KafkaSecurity
 from stream.settings import Settings
 from stream.validation import InvalidEvent, parse_event
 from tools.topic_reader import read_until_idle
@@ -35,7 +36,9 @@ def dump_events(
     called for each record read (progress)."""
     written = skipped = 0
     with out.open("wb") as lines:
-        for record in read_until_idle(bootstrap, settings.topic_events, settings.topic_partitions, idle_s):
+        security = KafkaSecurity.from_settings(settings)
+        topic, partitions = settings.topic_events, settings.topic_partitions
+        for record in read_until_idle(bootstrap, topic, partitions, idle_s, security=security):
             if on_record is not None:
                 on_record()
             try:

@@ -12,6 +12,7 @@ import orjson
 from kafka import KafkaProducer
 
 from serving.data import DataFormatError
+from stream.kafka_security import PLAINTEXT, KafkaSecurity
 
 __all__ = ["ReplayStats", "event_message", "file_messages", "invalid_samples", "replay"]
 
@@ -70,9 +71,10 @@ def replay(
     *,
     rate_per_s: float,
     on_sent: Callable[[bytes, bytes], None] | None = None,
+    security: KafkaSecurity = PLAINTEXT,
 ) -> ReplayStats:
     """Send ``(key, value)`` messages at about ``rate_per_s``; returns once all are acknowledged."""
-    producer = KafkaProducer(bootstrap_servers=bootstrap, acks=1, linger_ms=5)
+    producer = KafkaProducer(bootstrap_servers=bootstrap, acks=1, linger_ms=5, **security.client_kwargs())
     started = time.perf_counter()
     sent = 0
     try:

@@ -9,6 +9,8 @@ from collections.abc import Iterator
 from kafka import KafkaConsumer, TopicPartition
 from kafka.consumer.fetcher import ConsumerRecord
 
+from stream.kafka_security import PLAINTEXT, KafkaSecurity
+
 __all__ = ["committed_offsets", "read_until_idle"]
 
 _FETCH_BYTES = 8 * 1024 * 1024  # a partition's records per fetch: the broker answers slowly
@@ -22,6 +24,7 @@ def read_until_idle(
     *,
     at_least: int = 0,
     timeout_s: float = 300.0,
+    security: KafkaSecurity = PLAINTEXT,
 ) -> Iterator[ConsumerRecord]:
     """Every record of ``topic``'s ``partitions``: until each partition is read to the high
     watermark its Fetch responses report and none arrived for ``idle_s``, and at least
@@ -34,6 +37,7 @@ def read_until_idle(
         enable_auto_commit=False,
         check_crcs=False,
         max_partition_fetch_bytes=_FETCH_BYTES,
+        **security.client_kwargs(),
     )
     try:
         assigned = [TopicPartition(topic, p) for p in range(partitions)]
@@ -61,9 +65,13 @@ def _read_to_end(consumer: KafkaConsumer, tp: TopicPartition) -> bool:
     return end is not None and consumer.position(tp) >= end
 
 
-def committed_offsets(bootstrap: str, group: str, topic: str, partitions: int) -> list[int]:
+def committed_offsets(
+    bootstrap: str, group: str, topic: str, partitions: int, security: KafkaSecurity = PLAINTEXT
+) -> list[int]:
     """The offset ``group`` has committed on each partition of ``topic`` (0 where none)."""
-    consumer = KafkaConsumer(bootstrap_servers=bootstrap, group_id=group, enable_auto_commit=False)
+    consumer = KafkaConsumer(
+        bootstrap_servers=bootstrap, group_id=group, enable_auto_commit=False, **security.client_kwargs()
+    )
     try:
         return [consumer.committed(TopicPartition(topic, p)) or 0 for p in range(partitions)]
     finally:

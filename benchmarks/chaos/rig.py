@@ -33,6 +33,7 @@ from benchmarks.chaos.report import Row
 from benchmarks.load import Producer
 from benchmarks.workload import Message
 from stream.admin import ensure_topics
+from stream.kafka_security import KafkaSecurity
 from stream.settings import Settings
 from stream.shutdown import EXIT_SHUTDOWN_TIMED_OUT
 from tools.embedded import EmbeddedBroker, EmbeddedTriton
@@ -219,6 +220,7 @@ class Trial:
             self.settings.app_id,
             self.settings.topic_events,
             self.settings.topic_partitions,
+            security=self._security,
         )
 
     def wait_caught_up(self, row: Row, timeout_s: float) -> None:
@@ -251,9 +253,17 @@ class Trial:
         return [
             OutputRecord(record.key, record.value, {name: value for name, value in record.headers})
             for record in read_until_idle(
-                self.settings.kafka_bootstrap, topic, self.settings.topic_partitions, self._read_idle_s
+                self.settings.kafka_bootstrap,
+                topic,
+                self.settings.topic_partitions,
+                self._read_idle_s,
+                security=self._security,
             )
         ]
+
+    @property
+    def _security(self) -> KafkaSecurity:
+        return KafkaSecurity.from_settings(self.settings)
 
     @property
     def _read_idle_s(self) -> float:
@@ -271,6 +281,7 @@ class Trial:
                 self.settings.topic_partitions,
                 self._read_idle_s,
                 at_least=sum(self.sent.values()),  # every message the broker acknowledged
+                security=self._security,
             )
         ]
         recommendations = [
