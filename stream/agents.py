@@ -140,6 +140,8 @@ class RecommendAgent:
             except InvalidEvent as error:
                 await self._dead_letter(batch, source, error)
                 continue
+            if event.unknown_fields:
+                parts.metrics.events_with_unknown_fields.inc()
             arrivals.setdefault(event.user_id, []).append((WindowEvent.of(event), source))
 
         for user_id, arrived in arrivals.items():

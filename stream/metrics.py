@@ -31,6 +31,7 @@ class StreamMetrics:
     registry: CollectorRegistry
     events_consumed: Counter
     events_invalid: Counter
+    events_with_unknown_fields: Counter
     events_acknowledged: Counter
     recommendations_published: Counter
     inference_latency: Histogram
@@ -73,6 +74,11 @@ class StreamMetrics:
                 "nextaction_events_invalid",
                 "Events sent to the dead-letter topic, by reason",
                 ["reason"],
+                registry=registry,
+            ),
+            events_with_unknown_fields=Counter(
+                "nextaction_events_with_unknown_fields",
+                "Valid events that carried fields this worker does not know (ignored; docs/contracts.md)",
                 registry=registry,
             ),
             events_acknowledged=Counter(

@@ -1,8 +1,8 @@
 """Records that cross a boundary: the input event, the window entry, a user to score, the
 published recommendation.
 
-The JSON shapes are the public contracts documented in the README and in
-``stream/schemas/event.schema.json``.
+The JSON shapes are the public contracts of docs/contracts.md, with their JSON Schemas in
+``stream/schemas/``.
 """
 
 from __future__ import annotations
@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from typing import Any, Final, Literal, TypedDict
 
 __all__ = [
+    "RECOMMENDATION_SCHEMA_VERSION",
     "Event",
     "ExplainedEvent",
     "Explanation",
@@ -26,6 +27,10 @@ __all__ = [
 ]
 
 _RECOMMENDATION_NAMESPACE: Final = uuid.UUID("6f1c2a9e-4b1d-5e0f-9a53-0c8f6d2e7b41")
+#: The output record's version: an added field bumps the minor, a removed or renamed field or a
+#: changed meaning bumps the major (docs/contracts.md); stream/schemas/recommendation.schema.json
+#: describes it.
+RECOMMENDATION_SCHEMA_VERSION: Final = "1.0"
 
 
 @dataclass(frozen=True, slots=True)
@@ -38,6 +43,8 @@ class Event:
     action: str
     ts_ms: int
     context: dict[str, Any] | None = None
+    # Fields the message carried that this worker does not know: ignored, only counted.
+    unknown_fields: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -123,6 +130,7 @@ class Watermark(TypedDict):
 class Recommendation(TypedDict):
     """One output record (topic ``recommendations``, keyed by ``user_id``)."""
 
+    schema_version: str  # RECOMMENDATION_SCHEMA_VERSION
     recommendation_id: str
     user_id: str
     trigger_event_id: str

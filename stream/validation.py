@@ -1,6 +1,8 @@
 """Parse one raw ``events`` message into an :class:`Event`, or say precisely why not.
 
-Limits are part of the public contract (README, ``stream/schemas/event.schema.json``).
+Limits are part of the public contract (docs/contracts.md, ``stream/schemas/event.schema.json``).
+Known fields are strict; fields this worker does not know are ignored and counted, so producers
+can add a field before every worker is upgraded (docs/contracts.md, "Unknown fields").
 """
 
 from __future__ import annotations
@@ -27,7 +29,7 @@ MAX_CONTEXT_BYTES: Final = 2048
 _MIN_TS_MS: Final = 946_684_800_000
 _MAX_TS_MS: Final = 4_102_444_800_000
 _ID_FIELDS: Final = ("event_id", "user_id", "item_id")
-_KNOWN_FIELDS: Final = frozenset({*_ID_FIELDS, "action", "ts", "context"})
+_REQUIRED_FIELDS: Final = (*_ID_FIELDS, "action", "ts")
 #: Longest text from a message that reaches a log line or a dead-letter header.
 UNTRUSTED_TEXT_CHARS: Final = 200
 
@@ -36,7 +38,6 @@ REASONS: Final = (
     "not_json",
     "not_object",
     "missing_field",
-    "unknown_field",
     "wrong_type",
     "bad_id",
     "unknown_action",
@@ -101,12 +102,9 @@ def _parse(raw: bytes | None, key: bytes | None, max_bytes: int) -> Event:
         raise InvalidEvent("not_json", str(exc)) from None
     if not isinstance(doc, dict):
         raise InvalidEvent("not_object", f"top level is {type(doc).__name__}, expected object")
-    missing = [name for name in (*_ID_FIELDS, "action", "ts") if name not in doc]
+    missing = [name for name in _REQUIRED_FIELDS if name not in doc]
     if missing:
         raise InvalidEvent("missing_field", f"missing {', '.join(missing)}")
-    unknown = doc.keys() - _KNOWN_FIELDS
-    if unknown:
-        raise InvalidEvent("unknown_field", f"unexpected {', '.join(sorted(unknown))}")
     ids = [_identifier(doc, name) for name in _ID_FIELDS]
     event = Event(
         event_id=ids[0],
@@ -115,6 +113,8 @@ def _parse(raw: bytes | None, key: bytes | None, max_bytes: int) -> Event:
         action=_action(doc["action"]),
         ts_ms=parse_timestamp_ms(doc["ts"]),
         context=_context(doc.get("context")),
+        # Every required field is present, so the rest are context or unknown: no set to build.
+        unknown_fields=len(doc) - len(_REQUIRED_FIELDS) - ("context" in doc),
     )
     if key != event.user_id.encode():
         # Windows live in the partition of their events: a user's events must share one key.

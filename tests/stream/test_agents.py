@@ -193,7 +193,7 @@ async def test_a_batch_recommends_once_per_user_from_that_users_window_and_dead_
             b"not json",
             event("b1", "bob", 2),
             event("a2", "ann", 3),
-            event("c1", "cy", 4),
+            {**event("c1", "cy", 4), "price": 3},  # a field the worker does not know: ignored
         ],
         acked,
     )
@@ -221,6 +221,7 @@ async def test_a_batch_recommends_once_per_user_from_that_users_window_and_dead_
         assert record["model_version"] == "7"
     assert [e.event_id for e in windows["ann"]] == ["a1", "a2"]
     assert metrics.events_invalid.labels(reason="not_json")._value.get() == 1
+    assert metrics.events_with_unknown_fields._value.get() == 1
 
 
 async def test_a_batch_is_acknowledged_only_once_every_record_is_delivered() -> None:
