@@ -19,6 +19,7 @@ from typing import Final
 
 from stream.recommendations import watermark
 from stream.records import (
+    RECOMMENDATION_SCHEMA_VERSION,
     ExplainedEvent,
     Explanation,
     Recommendation,
@@ -61,6 +62,7 @@ class FallbackRecommender:
         popular = self._popular_shares(top_k + 1)
         return [
             {
+                "schema_version": RECOMMENDATION_SCHEMA_VERSION,
                 "recommendation_id": recommendation_id(update.user_id, update.trigger_event_id),
                 "user_id": update.user_id,
                 "trigger_event_id": update.trigger_event_id,

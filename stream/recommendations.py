@@ -16,7 +16,14 @@ import orjson
 
 from contract import HEAD_SHARE, TEXT_ORIGIN
 from stream.explain import ItemFacts, explain_batch
-from stream.records import ItemSource, Recommendation, UserUpdate, Watermark, recommendation_id
+from stream.records import (
+    RECOMMENDATION_SCHEMA_VERSION,
+    ItemSource,
+    Recommendation,
+    UserUpdate,
+    Watermark,
+    recommendation_id,
+)
 from stream.rerank import MECHANISMS, RerankPolicy, rerank, row_noise
 from stream.scored_batch import ScoredBatch
 from stream.wording import ItemTitles
@@ -107,6 +114,7 @@ def build_recommendations(
     titles = presentation.titles
     return [
         {
+            "schema_version": RECOMMENDATION_SCHEMA_VERSION,
             "recommendation_id": record_id,
             "user_id": update.user_id,
             "trigger_event_id": update.trigger_event_id,
