@@ -33,7 +33,9 @@ class EmbeddedBroker(EmbeddedServer):
 
     Use as a context manager or call ``start()``/``stop()``. The executable is copied once
     to ``embedded_dir`` (site-packages may be read-only or lose the executable bit); the log
-    is ``embedded_dir/logs/tansu-<port>.log``.
+    is ``embedded_dir/logs/tansu-<port>.log``. ``advertised_port`` is the port clients are
+    told to connect to after bootstrap (a TLS terminator in front: this build of Tansu serves
+    no TLS itself); the broker's own port by default.
     """
 
     def __init__(
@@ -44,9 +46,11 @@ class EmbeddedBroker(EmbeddedServer):
         start_timeout_s: float = 10.0,
         storage: str = "memory://tansu/",
         env: Mapping[str, str] | None = None,
+        advertised_port: int | None = None,
     ) -> None:
         self.embedded_dir = embedded_dir
         self.port = port if port is not None else free_port()
+        self._advertised = f"tcp://{LOOPBACK}:{advertised_port or self.port}"
         self._start_timeout_s = start_timeout_s
         self._storage = storage
         self._env = env
@@ -67,7 +71,7 @@ class EmbeddedBroker(EmbeddedServer):
             "--listener-url",
             listener,
             "--advertised-listener-url",
-            listener,
+            self._advertised,
             "--storage-engine",
             self._storage,
         ]
