@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import json
 from collections import Counter, defaultdict
+from importlib.resources import files
 from typing import Any
 
 import orjson
 import pytest
+from jsonschema import Draft202012Validator
 
 from contract import SIGNAL_KINDS
 from serving.synthetic import SyntheticConfig, generate_events
@@ -16,6 +19,11 @@ from tools.replay import event_message, invalid_samples
 pytestmark = pytest.mark.integration
 
 TOP_K = 10
+# The published contracts (stream/schemas), as the package ships them.
+RECORD_SCHEMA, DEAD_LETTER_SCHEMA = (
+    Draft202012Validator(json.loads((files("stream") / "schemas" / name).read_text()))
+    for name in ("recommendation.schema.json", "dead-letter.schema.json")
+)
 
 
 def synthetic(users: int, seed: int) -> list[dict[str, Any]]:
@@ -45,6 +53,7 @@ def test_events_become_explained_recommendations_and_invalid_ones_dead_letters(w
     triggers = Counter()
     for record, doc in zip(records, docs, strict=True):
         user = doc["user_id"]
+        RECORD_SCHEMA.validate(doc)
         assert record.key == user.encode()
         assert doc["trigger_event_id"] in own_events[user]
         assert doc["recommendation_id"] == recommendation_id(user, doc["trigger_event_id"])
@@ -84,6 +93,7 @@ def test_events_become_explained_recommendations_and_invalid_ones_dead_letters(w
     )
     for record in dead:
         headers = dict(record.headers)
+        DEAD_LETTER_SCHEMA.validate({name: value.decode() for name, value in headers.items()})
         assert headers["dlq.source.topic"] == worker.settings.topic_events.encode()
         assert int(headers["dlq.source.offset"]) >= 0
 
