@@ -64,6 +64,8 @@ _EXPECTED_FAILURES: Final = (
     ("tools.demo_model", "ModelBootstrapError", EXIT_MODEL_FAILED, ""),
     ("serving.checkpoint", "CheckpointError", EXIT_MODEL_FAILED, ""),
     ("serving.export", "ExportError", EXIT_MODEL_FAILED, ""),
+    ("serving.quality_gate", "GateRefused", EXIT_MODEL_FAILED, ""),
+    ("serving.model_versions", "RollbackError", EXIT_USAGE, ""),
     ("serving.item_text", "EncoderMissingError", EXIT_USAGE, ""),
     ("serving.cold_start_checkpoint", "MissingTextsError", EXIT_BAD_INPUT, ""),
     ("stream.failure", "WorkerFailed", EXIT_STREAM_FAILED, ""),
@@ -130,6 +132,7 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     _stream_commands(commands)
     _model_commands(commands)
+    _version_commands(commands)
     _benchmark_commands(commands)
     return parser
 
@@ -268,6 +271,9 @@ def _model_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser
     export.add_argument(
         "--explain-positions", type=int, help="newest events whose removal is measured (default 8)"
     )
+    export.add_argument(
+        "--force", action="store_true", help="export even if validation NDCG@10 is below the served version's"
+    )
 
     add_items = _command(
         commands,
@@ -290,6 +296,53 @@ def _model_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser
         type=float,
         help="multiplies the new items' predicted rows: higher shows new items more often "
         "(default 2, measured on MovieLens 100K)",
+    )
+
+
+def _version_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """The served versions' lifecycle (docs/model-lifecycle.md)."""
+    listing = _command(
+        commands, "models", "cli.version_commands:models", "list the repository's versions and the served one"
+    )
+    rollback = _command(
+        commands,
+        "rollback",
+        "cli.version_commands:rollback_version",
+        "serve an earlier version again, published as the new highest version (no restart)",
+    )
+    rollback.add_argument("--to", type=int, help="the version to serve again (default: the previous one)")
+    retrain = _command(
+        commands,
+        "retrain",
+        "cli.version_commands:retrain",
+        "train on the events topic since the served version, warm-started from it, and export the result "
+        "if it beats the served version on the newest events (needs NEXTACTION_KAFKA_BOOTSTRAP)",
+    )
+    retrain.add_argument(
+        "--holdout", type=positive, default=1000, help="newest events both models are compared on"
+    )
+    retrain.add_argument("--time-budget", type=float, default=10.0, help="training minutes")
+    retrain.add_argument(
+        "--epochs", type=positive, help="most epochs (default 200; early stopping ends sooner)"
+    )
+    retrain.add_argument("--from-scratch", action="store_true", help="no warm start from the served version")
+    retrain.add_argument(
+        "--min-gain", type=float, default=0.0, help="NDCG@10 the new version must gain on the newest events"
+    )
+    retrain.add_argument("--force", action="store_true", help="export whatever the newest events say")
+    retrain.add_argument(
+        "--idle", type=float, default=2.0, help="seconds without a record that end the topic"
+    )
+    retrain.add_argument(
+        "--checkpoint-out", type=Path, help="keep the new checkpoint here (default: discarded)"
+    )
+    retrain.add_argument("--seed", type=int, default=0)
+    for command in (listing, rollback, retrain):
+        command.add_argument("--repository", type=Path, default=Path("model_repository"))
+        command.add_argument("--model-name", default="nextaction")
+    listing.add_argument("--json", action="store_true", help="JSON instead of a table")
+    listing.add_argument(
+        "--triton-url", help="also ask this Triton (gRPC host:port) which versions it has loaded"
     )
 
 

@@ -66,10 +66,11 @@ def train(args: argparse.Namespace) -> int:
 
 
 def export(args: argparse.Namespace) -> int:
-    from serving.export import export as export_version
-
     if not (args.checkpoint / "hparams.json").is_file():
         raise InputFileError(f"{args.checkpoint} is not a checkpoint directory (no hparams.json)")
+    print(_export_gate(args))  # before torch loads: a refusal costs nothing
+    from serving.export import export as export_version
+
     chosen = {"explain_positions": args.explain_positions} if args.explain_positions else {}
     version_dir = export_version(
         args.checkpoint,
@@ -81,6 +82,31 @@ def export(args: argparse.Namespace) -> int:
     )
     print(f"exported {version_dir}")
     return EXIT_OK
+
+
+def _export_gate(args: argparse.Namespace) -> str:
+    """The checkpoint's validation figures against the served version's (GateRefused when lower)."""
+    from serving.model_versions import served_version
+    from serving.quality_gate import GateFigures, check_gate, validation_metrics
+
+    metrics_file = args.checkpoint / "metrics.json"
+    # No metrics file: nothing to compare, and loading the checkpoint says what is wrong with it.
+    trained = json.loads(metrics_file.read_text()) if metrics_file.is_file() else {}
+    served = served_version(args.repository / args.model_name)
+    candidate = GateFigures(
+        "the checkpoint, validation",
+        validation_metrics(trained) or {},
+        (trained.get("data") or {}).get("fingerprint"),
+    )
+    if not candidate.metrics:
+        return "gate: the checkpoint has no validation metrics to compare"
+    current = None
+    if served is not None and served.manifest.get("validation"):
+        fingerprint = (served.manifest.get("data") or {}).get("fingerprint")
+        current = GateFigures(
+            f"served version {served.number}, validation", served.manifest["validation"], fingerprint
+        )
+    return check_gate(candidate, current, args.force)
 
 
 def add_items(args: argparse.Namespace) -> int:

@@ -9,14 +9,19 @@ Layout written (``N`` = highest existing version + 1):
     <repository>/<model_name>/<N>/model.py        copy of serving/triton_backend.py
     <repository>/<model_name>/<N>/contract.py     copy of contract.py, which model.py imports
     <repository>/<model_name>/<N>/vocab.json, manifest.json
+    <repository>/<model_name>/<N>/checkpoint/     weights, hparams, vocab, metrics: what a
+                                                  retrain warm-starts from (Triton ignores it)
+
+The manifest records where the model came from (data fingerprint, code revision, creation
+time) and its validation metrics, which ``nextaction models`` lists and the export gate
+(:mod:`serving.quality_gate`) compares.
 """
 
 from __future__ import annotations
 
-import json
 import py_compile
 import shutil
-import tempfile
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -27,12 +32,17 @@ import torch
 import contract
 from contract import ACTIONS, N_GAP_BUCKETS, ONNX_INPUTS, ONNX_OUTPUTS, PAD_INDEX, UNKNOWN_INDEX
 from serving import triton_backend
-from serving.checkpoint import VOCAB, load_checkpoint
+from serving.checkpoint import HPARAMS, METRICS, VOCAB, WEIGHTS, load_checkpoint
+from serving.model_versions import publish_version, staging_dir, utc_now
 from serving.native_graph import write_native_graph
+from serving.provenance import code_revision
+from serving.quality_gate import validation_metrics
 from serving.serving_module import EXPLAIN_POSITIONS, ServedOutputs, ServingModule
-from serving.triton_config import CONFIG_FILES, MAX_BATCH_SIZE, model_config_text
+from serving.triton_config import MAX_BATCH_SIZE
 
-__all__ = ["ExportError", "export"]
+__all__ = ["CHECKPOINT", "ExportError", "export"]
+
+CHECKPOINT = "checkpoint"  # the version's training checkpoint, inside the version folder
 
 # Largest |ONNX - torch| differences accepted at export. Attributions are normalised drops:
 # where all drops are small, float32 rounding moves their shares by up to about 1e-3.
@@ -117,21 +127,6 @@ def _export_onnx(module: ServingModule, window: int, n_items: int, path: Path) -
     return diffs
 
 
-def _replace_if_changed(path: Path, text: str) -> None:
-    """Atomic replace (the server may read the file at any moment), skipped when equal."""
-    if path.exists() and path.read_text() == text:
-        return
-    path.parent.mkdir(exist_ok=True)
-    staged = path.with_suffix(".tmp")
-    staged.write_text(text)
-    staged.replace(path)
-
-
-def _next_version(model_dir: Path) -> int:
-    versions = [int(p.name) for p in model_dir.iterdir() if p.is_dir() and p.name.isdigit()]
-    return max(versions, default=0) + 1
-
-
 def export(
     checkpoint_dir: Path,
     repository_dir: Path,
@@ -139,10 +134,12 @@ def export(
     window: int | None = None,
     served_top_k: int = 20,
     explain_positions: int = EXPLAIN_POSITIONS,
+    provenance: Mapping[str, Any] | None = None,
 ) -> Path:
     """Export the checkpoint as a new version and refresh the configs; returns the version dir.
 
     ``window`` defaults to the trained window (a shorter one keeps the newest events).
+    ``provenance``: more manifest fields (a retrain's topic offsets and newest-event metrics).
     """
     checkpoint = load_checkpoint(checkpoint_dir)
     window = window or checkpoint.model.config.window
@@ -151,12 +148,9 @@ def export(
         raise ExportError(f"window must lie in 1..{checkpoint.model.config.window}, the trained window")
     module = ServingModule(checkpoint.model, served_top_k, explain_positions).eval()
     model_dir = repository_dir / model_name
-    model_dir.mkdir(parents=True, exist_ok=True)
-    # Built beside the versions and renamed at the end: Triton polling the repository never
-    # sees a half-written version (it ignores non-numeric directories).
-    staging = Path(tempfile.mkdtemp(prefix=".export-", dir=model_dir))
+    # Built beside the versions and renamed at the end (serving.model_versions.publish_version).
+    staging = staging_dir(model_dir, ".export-")
     try:
-        staging.chmod(0o755)  # mkdtemp makes it private; the server may run as another user
         diffs = _export_onnx(module, window, checkpoint.model.config.n_items, staging / "model.onnx")
         shutil.copyfile(checkpoint_dir / VOCAB, staging / "vocab.json")
         write_native_graph(staging, window, served_top_k)
@@ -165,10 +159,15 @@ def export(
             # Ship the bytecode: otherwise the backend writes __pycache__ into the version at
             # load time, and Triton's repository poller sees a change and reloads the version.
             py_compile.compile(str(staging / name), doraise=True)
-        version = _next_version(model_dir)
+        (staging / CHECKPOINT).mkdir()
+        for name in (WEIGHTS, HPARAMS, VOCAB, METRICS):
+            shutil.copyfile(checkpoint_dir / name, staging / CHECKPOINT / name)
         manifest: dict[str, Any] = {
             "model_name": model_name,
-            "version": version,
+            "created": utc_now(),
+            "code_revision": code_revision(),
+            "data": checkpoint.metrics.get("data"),
+            "validation": validation_metrics(checkpoint.metrics),
             "window": window,
             "top_k": served_top_k,
             "explain_positions": explain_positions,
@@ -178,16 +177,9 @@ def export(
             "onnx_max_abs_diff": diffs,
             "model": checkpoint.model.config.to_dict(),
             "training_metrics": {k: v for k, v in checkpoint.metrics.items() if k != "history"},
+            **(provenance or {}),
         }
-        (staging / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
-        # Configs first: the new version must never appear without a config that fits it.
-        # An unchanged config is left alone, since touching it makes Triton reload the model.
-        for device, relative in CONFIG_FILES.items():
-            _replace_if_changed(
-                model_dir / relative, model_config_text(model_name, window, served_top_k, device)
-            )
-        version_dir = model_dir / str(version)
-        staging.rename(version_dir)
+        version_dir = publish_version(staging, model_dir, manifest)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise

@@ -22,8 +22,10 @@ from serving.data import UserSequence, training_samples
 from serving.evaluation import Catalogue, ScoreFn, Split, evaluate, leave_one_out
 from serving.model import ModelConfig, NextActionModel
 from serving.model_selection import add_networks, choose_prior_weight
+from serving.provenance import data_summary
 from serving.train_config import TrainConfig, budget_spent
 from serving.training_run import TrainingRun, model_scorer
+from serving.warm_start import warm_start
 
 __all__ = ["TrainConfig", "TrainingDataError", "repeat_share", "train"]
 
@@ -70,11 +72,14 @@ def train(
     model_config: ModelConfig | None = None,
     train_config: TrainConfig | None = None,
     progress: bool = True,
+    initial: Checkpoint | None = None,
 ) -> Checkpoint:
     """Train on the leave-one-out training parts with early stopping on validation NDCG@10;
     save and return the best model, with its and the baselines' validation and test metrics.
 
     ``model_config.n_items`` is ignored: the vocabulary of the training parts sets it.
+    ``initial``: a checkpoint of the same architecture whose weights each network starts from
+    (:mod:`serving.warm_start`); items it does not know start fresh.
     """
     config = train_config or TrainConfig()
     if config.epochs < 1:
@@ -102,6 +107,7 @@ def train(
         TrainingRun(NextActionModel(replace(architecture, dropout=dropout)), catalogue, config)
         for dropout in config.dropout_choices or (architecture.dropout,)
     ]
+    warm_items = [warm_start(run.model, initial, catalogue.vocab) for run in runs if initial is not None]
     race: dict[str, float] = {}
     bar = tqdm(range(1, config.epochs + 1), desc="train", unit="epoch", disable=not progress)
     for epoch in bar:
@@ -153,6 +159,8 @@ def train(
         "results": _compare(model, split, catalogue),
         "history": [asdict(r) for r in history],
         "member_histories": member_histories,  # the networks trained after the first
+        "data": data_summary(sequences),
+        "warm_started_items": warm_items[0] if warm_items else None,  # rows carried over
     }
     checkpoint = Checkpoint(model, catalogue.vocab, metrics)
     save_checkpoint(checkpoint, out_dir, asdict(config))

@@ -42,6 +42,10 @@ def test_version_directory_holds_the_backend_and_its_data(version_dir: Path) -> 
     assert (manifest["window"], manifest["top_k"], manifest["explain_positions"]) == (WINDOW, TOP_K, 8)
     assert manifest["onnx_max_abs_diff"]["scores"] <= export_module.SCORE_TOLERANCE
     assert manifest["training_metrics"]["hr@10"] > 0
+    # Where it came from, for `nextaction models`, the gate and a retrain's warm start.
+    assert len(manifest["data"]["fingerprint"]) == 64 and manifest["data"]["newest_event_ms"] > 0
+    assert manifest["validation"]["ndcg@10"] > 0 and manifest["created"] and manifest["code_revision"]
+    assert {p.name for p in (version_dir / "checkpoint").iterdir()} >= {"weights.pt", "metrics.json"}
 
 
 def test_configs_share_tensors_and_differ_in_device(version_dir: Path) -> None:
