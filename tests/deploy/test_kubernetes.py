@@ -88,7 +88,7 @@ def test_every_file_the_kustomization_names_exists(kustomization: dict[str, Any]
 
 def test_the_base_holds_every_part_of_the_deployment(objects: list[dict[str, Any]]) -> None:
     kinds = sorted({o["kind"] for o in objects})
-    expected = ["Deployment", "PersistentVolumeClaim", "PodDisruptionBudget", "PrometheusRule"]
+    expected = ["CronJob", "Deployment", "PersistentVolumeClaim", "PodDisruptionBudget", "PrometheusRule"]
     expected += ["ScaledObject", "Service", "ServiceMonitor"]
     assert kinds == expected
     assert all("namespace" not in o["metadata"] for o in objects), "the base is namespace-agnostic"
