@@ -72,8 +72,8 @@ class PipelineWorker:
 
 
 def pipeline_worker(
-    kafka_broker: str,
-    triton_grpc_url: str,
+    broker: str,
+    triton_url: str,
     name: str,
     workdir: Path,
     *,
@@ -81,11 +81,12 @@ def pipeline_worker(
     **settings_overrides: object,
 ) -> PipelineWorker:
     """A worker (not started) on topics and a consumer group named after ``name``, created on
-    the broker; its data and log go under ``workdir``."""
+    the broker; its data and log go under ``workdir``. Any setting may be overridden, the
+    addresses too (a test's own Triton or broker)."""
     overrides = {
-        "kafka_bootstrap": kafka_broker,
+        "kafka_bootstrap": broker,
         "kafka_broker_kind": "tansu",  # the session broker is Tansu
-        "triton_grpc_url": triton_grpc_url,
+        "triton_grpc_url": triton_url,
         "app_id": name,
         "topic_events": f"{name}.events",
         "topic_recommendations": f"{name}.recommendations",
@@ -95,7 +96,7 @@ def pipeline_worker(
         **settings_overrides,
     }
     settings = Settings(**overrides)
-    ensure_topics(kafka_broker, settings)
+    ensure_topics(settings.kafka_bootstrap, settings)
     return PipelineWorker(settings, WorkerProcess(overrides, workdir / f"{name}.log", module=module))
 
 
