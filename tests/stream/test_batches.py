@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from types import SimpleNamespace
 from typing import Any, cast
 
@@ -80,20 +81,34 @@ class _Event:
         self.message.ack()
 
 
-async def test_events_queued_when_flow_resumes_are_kept_and_earlier_generations_dropped() -> None:
-    # Faust's own objects: a stream queue that flow control clears when it resumes.
+def _reader(
+    batch_size: int, generation_id: int = 1, clear_on_resume: bool = False
+) -> tuple[EventReader, InputQueue[Any], FlowControlEvent, set[_Message]]:
+    """An EventReader over Faust's own stream queue and flow control; the consumer's set of
+    unacknowledged messages comes back too."""
     flow_control = FlowControlEvent(initially_suspended=False)
-    queue: InputQueue[Any] = InputQueue(10, max_bytes=1000, flow_control=flow_control, clear_on_resume=True)
+    queue: InputQueue[Any] = InputQueue(
+        10, max_bytes=1000, flow_control=flow_control, clear_on_resume=clear_on_resume
+    )
     unacked: set[_Message] = set()
     app = SimpleNamespace(
         consumer=SimpleNamespace(unacked=unacked),
         topics=SimpleNamespace(acking_topics={"events"}),
         flow_control=flow_control,
-        consumer_generation_id=2,
+        consumer_generation_id=generation_id,
     )
     reader = EventReader(
-        cast(Any, SimpleNamespace(channel=SimpleNamespace(queue=queue), app=app)), 10, 0.01, lambda: True
+        cast(Any, SimpleNamespace(channel=SimpleNamespace(queue=queue), app=app)),
+        batch_size,
+        0.01,
+        lambda: True,
     )
+    return reader, queue, flow_control, unacked
+
+
+async def test_events_queued_when_flow_resumes_are_kept_and_earlier_generations_dropped() -> None:
+    # Faust's own objects: a stream queue that flow control clears when it resumes.
+    reader, queue, flow_control, unacked = _reader(10, generation_id=2, clear_on_resume=True)
     for offset, generation in [(7, 1), (8, 2), (9, 2)]:
         queue.put_nowait(_Event(offset, generation))
     flow_control.resume()  # as at the end of a table recovery, after the seek
@@ -107,17 +122,7 @@ async def test_events_queued_when_flow_resumes_are_kept_and_earlier_generations_
 
 
 async def test_an_acknowledged_batch_stops_counting_against_the_input_budget() -> None:
-    flow_control = FlowControlEvent(initially_suspended=False)
-    queue: InputQueue[Any] = InputQueue(10, max_bytes=1000, flow_control=flow_control)
-    app = SimpleNamespace(
-        consumer=SimpleNamespace(unacked=set()),
-        topics=SimpleNamespace(acking_topics={"events"}),
-        flow_control=flow_control,
-        consumer_generation_id=1,
-    )
-    reader = EventReader(
-        cast(Any, SimpleNamespace(channel=SimpleNamespace(queue=queue), app=app)), 2, 0.01, lambda: True
-    )
+    reader, queue, _, _ = _reader(2)
     for offset in range(3):
         queue.put_nowait(_Event(offset, 1))
     first = await reader.next_batch()
@@ -127,26 +132,20 @@ async def test_an_acknowledged_batch_stops_counting_against_the_input_budget() -
 
 
 async def test_the_oldest_unacknowledged_batch_ages_until_it_is_acknowledged() -> None:
-    flow_control = FlowControlEvent(initially_suspended=False)
-    queue: InputQueue[Any] = InputQueue(10, max_bytes=1000, flow_control=flow_control)
-    app = SimpleNamespace(
-        consumer=SimpleNamespace(unacked=set()),
-        topics=SimpleNamespace(acking_topics={"events"}),
-        flow_control=flow_control,
-        consumer_generation_id=1,
-    )
-    reader = EventReader(
-        cast(Any, SimpleNamespace(channel=SimpleNamespace(queue=queue), app=app)), 1, 0.01, lambda: True
-    )
+    reader, queue, _, _ = _reader(1)
     assert reader.oldest_unacknowledged_age_s() == 0.0  # idle: nothing in flight
     for offset in range(2):
         queue.put_nowait(_Event(offset, 1))
     first = await reader.next_batch()
     await asyncio.sleep(0.05)
+    second_taken_after = time.monotonic()
     second = await reader.next_batch()
     assert first is not None and second is not None
-    assert reader.oldest_unacknowledged_age_s() >= 0.05  # the first batch's, not the second's
+    # The first batch's age: taken at least the sleep (less the loop's timer slack) earlier.
+    before = time.monotonic()
+    assert reader.oldest_unacknowledged_age_s() >= before - second_taken_after + 0.04
     first.acknowledge()
-    assert reader.oldest_unacknowledged_age_s() < 0.05
+    # Now the second's, which cannot exceed the time since it was taken.
+    assert reader.oldest_unacknowledged_age_s() <= time.monotonic() - second_taken_after
     second.acknowledge()
     assert reader.oldest_unacknowledged_age_s() == 0.0
