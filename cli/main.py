@@ -274,6 +274,8 @@ def _model_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser
     export.add_argument(
         "--force", action="store_true", help="export even if validation NDCG@10 is below the served version's"
     )
+    export.add_argument("--json", action="store_true", help="print the new version as one JSON document")
+    export.add_argument("--quiet", action="store_true", help="no progress lines on stderr")
 
     add_items = _command(
         commands,

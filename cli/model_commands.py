@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
+import time
 from dataclasses import replace
 
 from cli.main import EXIT_OK, InputFileError, require_file
@@ -68,8 +70,16 @@ def train(args: argparse.Namespace) -> int:
 def export(args: argparse.Namespace) -> int:
     if not (args.checkpoint / "hparams.json").is_file():
         raise InputFileError(f"{args.checkpoint} is not a checkpoint directory (no hparams.json)")
-    print(_export_gate(args))  # before torch loads: a refusal costs nothing
+    # With --json, stdout carries the result alone; everything else goes to stderr.
+    notes = sys.stderr if args.json else sys.stdout
+    print(_export_gate(args), file=notes)  # before torch loads: a refusal costs nothing
     from serving.export import export as export_version
+
+    started = time.monotonic()
+
+    def step(stage: str) -> None:
+        if not args.quiet:
+            print(f"[export {time.monotonic() - started:5.1f}s] {stage}", file=sys.stderr, flush=True)
 
     chosen = {"explain_positions": args.explain_positions} if args.explain_positions else {}
     version_dir = export_version(
@@ -78,9 +88,15 @@ def export(args: argparse.Namespace) -> int:
         model_name=args.model_name,
         window=args.window,
         served_top_k=args.served_top_k,
+        step=step,
         **chosen,
     )
-    print(f"exported {version_dir}")
+    if args.json:
+        manifest = json.loads((version_dir / "manifest.json").read_text())
+        summary = {key: manifest[key] for key in ("window", "top_k", "validation", "onnx_max_abs_diff")}
+        print(json.dumps({"version": int(version_dir.name), "path": str(version_dir), **summary}))
+    else:
+        print(f"exported {version_dir}")
     return EXIT_OK
 
 

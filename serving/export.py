@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import py_compile
 import shutil
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -135,11 +135,13 @@ def export(
     served_top_k: int = 20,
     explain_positions: int = EXPLAIN_POSITIONS,
     provenance: Mapping[str, Any] | None = None,
+    step: Callable[[str], None] = lambda _: None,
 ) -> Path:
     """Export the checkpoint as a new version and refresh the configs; returns the version dir.
 
     ``window`` defaults to the trained window (a shorter one keeps the newest events).
     ``provenance``: more manifest fields (a retrain's topic offsets and newest-event metrics).
+    ``step`` hears each stage as it starts (the command's progress lines).
     """
     checkpoint = load_checkpoint(checkpoint_dir)
     window = window or checkpoint.model.config.window
@@ -151,7 +153,9 @@ def export(
     # Built beside the versions and renamed at the end (serving.model_versions.publish_version).
     staging = staging_dir(model_dir, ".export-")
     try:
+        step("tracing the graph and checking ONNX Runtime against torch (the longest stage)")
         diffs = _export_onnx(module, window, checkpoint.model.config.n_items, staging / "model.onnx")
+        step("writing native.onnx, the backend file and the checkpoint")
         shutil.copyfile(checkpoint_dir / VOCAB, staging / "vocab.json")
         write_native_graph(staging, window, served_top_k)
         for source, name in ((triton_backend.__file__, "model.py"), (contract.__file__, "contract.py")):
@@ -179,6 +183,7 @@ def export(
             "training_metrics": {k: v for k, v in checkpoint.metrics.items() if k != "history"},
             **(provenance or {}),
         }
+        step("publishing the version")
         version_dir = publish_version(staging, model_dir, manifest)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)

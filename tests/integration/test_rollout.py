@@ -4,6 +4,7 @@ no record carries another user's items, and records follow the version Triton se
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
@@ -71,12 +72,17 @@ def test_a_version_with_another_window_and_top_k_is_picked_up_by_a_live_worker(
             "30",
             "--served-top-k",
             "25",
+            "--json",
         ],
         check=False,
         capture_output=True,
         text=True,
     )
     assert exported.returncode == 0, exported.stdout + exported.stderr
+    # --json: the result alone on stdout; the gate and the stages on stderr.
+    result = json.loads(exported.stdout)
+    assert (result["version"], result["window"], result["top_k"]) == (2, 30, 25)
+    assert "publishing the version" in exported.stderr
     client = grpcclient.InferenceServerClient(triton.grpc_url)
     wait_until(lambda: client.is_model_ready("nextaction", "2"), timeout_s=120, what="version 2 served")
 
