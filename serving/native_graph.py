@@ -36,10 +36,10 @@ from contract import (
     TensorSpec,
     read_vocab_items,
 )
+from serving.triton_config import NATIVE_ONNX
 
-__all__ = ["BATCH_DIM", "NATIVE_ONNX", "native_graph", "write_native_graph"]
+__all__ = ["BATCH_DIM", "native_graph", "write_native_graph"]
 
-NATIVE_ONNX: Final = "native.onnx"
 BATCH_DIM: Final = "batch"
 
 # The earliest ai.onnx.ml opset with LabelEncoder between strings and int64, so that older

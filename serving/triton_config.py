@@ -11,12 +11,12 @@ from collections.abc import Sequence
 from typing import Final, Literal
 
 from contract import INPUTS, OUTPUTS, TensorSpec
-from serving.native_graph import NATIVE_ONNX
 
 __all__ = [
     "CONFIG_FILES",
     "INSTANCES",
     "MAX_BATCH_SIZE",
+    "NATIVE_ONNX",
     "TRT_ENGINE_CACHE",
     "TRT_PRECISION",
     "TRT_WORKSPACE_BYTES",
@@ -39,6 +39,10 @@ INSTANCES: Final[dict[Device, int]] = {"cpu": 2, "gpu": 1}
 # poller would reload the model when an engine is written; onnxruntime creates the folder
 # (not its parent: /tmp exists in any container). Mount a volume here to keep engines across
 # restarts.
+# The GPU config's model file, beside the Python backend's model.onnx in each version; the
+# config names it, so it lives here, where tools that only list or copy versions can read it
+# without loading onnx.
+NATIVE_ONNX: Final = "native.onnx"
 TRT_ENGINE_CACHE: Final = "/tmp/nextaction-trt-engines"
 TRT_WORKSPACE_BYTES: Final = 1 << 30
 # FP32, not FP16: the attention mask is float32's lowest value, which FP16 cannot hold; as -inf

@@ -14,9 +14,9 @@ from google.protobuf import text_format
 from tritonclient.grpc import model_config_pb2
 
 import contract
-from serving.native_graph import BATCH_DIM, NATIVE_ONNX
+from serving.native_graph import BATCH_DIM
 from serving.triton_backend import NextActionPredictor
-from serving.triton_config import TRT_ENGINE_CACHE, model_config_text
+from serving.triton_config import NATIVE_ONNX, TRT_ENGINE_CACHE, model_config_text
 
 pytestmark = pytest.mark.model
 
