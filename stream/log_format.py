@@ -10,7 +10,7 @@ from typing import Any, Literal
 
 import orjson
 
-__all__ = ["JsonFormatter", "LogFormat", "logging_config"]
+__all__ = ["JsonFormatter", "LogFormat", "format_startup_logs", "logging_config"]
 
 LogFormat = Literal["text", "json"]
 
@@ -30,6 +30,14 @@ class JsonFormatter(logging.Formatter):
         if record.stack_info:
             doc["stack"] = self.formatStack(record.stack_info)
         return orjson.dumps(doc, default=str).decode()
+
+
+def format_startup_logs(log_format: LogFormat) -> None:
+    """The lines logged before mode's worker takes over logging (start-up checks, topics, the
+    model's shape) in the same format as the rest."""
+    if log_format == "json":
+        for handler in logging.getLogger().handlers:
+            handler.setFormatter(JsonFormatter())
 
 
 def logging_config(log_format: LogFormat) -> dict[str, Any] | None:

@@ -18,7 +18,7 @@ from stream.agents import RecommendAgent
 from stream.app import StreamApp, create_app
 from stream.endpoint import serve_metrics
 from stream.inference import check_model_ready
-from stream.log_format import LogFormat, logging_config
+from stream.log_format import LogFormat, format_startup_logs, logging_config
 from stream.metrics import StreamMetrics
 from stream.settings import Settings, SettingsError
 from stream.shutdown import ShutdownDeadline
@@ -37,6 +37,7 @@ GC_THRESHOLDS = (50_000, 20, 100)
 
 def run_worker(settings: Settings, loglevel: str = "info") -> None:
     """The production worker: runs until SIGTERM, finishing its batch in flight."""
+    format_startup_logs(settings.log_format)
     parts = prepare_worker(settings)
     RecommendAgent(parts, settings).attach()
     run_app(parts, loglevel, ShutdownDeadline(settings.shutdown_timeout_s), log_format=settings.log_format)

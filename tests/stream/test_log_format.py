@@ -10,7 +10,7 @@ import sys
 import orjson
 import pytest
 
-from stream.log_format import JsonFormatter, logging_config
+from stream.log_format import JsonFormatter, format_startup_logs, logging_config
 
 pytestmark = pytest.mark.unit
 
@@ -48,3 +48,23 @@ def test_text_keeps_the_default_and_json_replaces_both_handlers_formatters() -> 
     )
     logging.getLogger("nextaction.format-test").info("hello %s", "there")
     assert orjson.loads(stream.getvalue())["message"] == "hello there"
+
+
+def test_start_up_lines_before_the_worker_takes_over_are_json_too() -> None:
+    stream = io.StringIO()
+    handler = logging.StreamHandler(stream)
+    root = logging.getLogger()
+    root.addHandler(handler)
+    kept = {other: other.formatter for other in root.handlers}  # pytest's own among them
+    try:
+        format_startup_logs("text")
+        logging.getLogger("stream.test").warning("checked %s", "topics")
+        format_startup_logs("json")
+        logging.getLogger("stream.test").warning("model %s ready", "nextaction")
+    finally:
+        root.removeHandler(handler)
+        for other, formatter in kept.items():
+            other.setFormatter(formatter)
+    text_line, json_line = stream.getvalue().splitlines()
+    assert text_line == "checked topics"
+    assert orjson.loads(json_line)["message"] == "model nextaction ready"
