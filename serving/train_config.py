@@ -2,9 +2,16 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import os
+from dataclasses import dataclass, field
 
 __all__ = ["TrainConfig", "budget_spent"]
+
+
+def _default_threads() -> int:
+    """OMP_NUM_THREADS when set, as torch itself reads it (a container's CPU share, processes
+    sharing a machine: threads beyond the cores spin against each other), else 2."""
+    return int(os.environ.get("OMP_NUM_THREADS") or 2)
 
 
 @dataclass(frozen=True)
@@ -46,7 +53,7 @@ class TrainConfig:
     plateau_epochs: int = 3  # epochs without a better one before the learning rate is halved
     time_budget_s: float | None = None  # stop after the epoch that crosses it
     max_validation_users: int = 5000  # validated during training; the final metrics use all
-    threads: int = 2
+    threads: int = field(default_factory=_default_threads)
     seed: int = 0
 
 

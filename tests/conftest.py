@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import inspect
+import os
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack
 from pathlib import Path
@@ -16,6 +17,11 @@ import pytest
 
 from stream.settings import load_settings
 from tools.embedded import EmbeddedBroker, EmbeddedTriton
+
+# Under xdist two workers share the machine's cores: torch's training threads (and those of
+# the processes the tests start) would spin against the other worker's. One each.
+if "PYTEST_XDIST_WORKER" in os.environ:
+    os.environ["OMP_NUM_THREADS"] = "1"
 
 # Tests that share an expensive session fixture, by the fixture that sets them apart.
 _FIXTURE_GROUPS = {"checkpoint_dir": "trained-model", "version_dir": "trained-model"}
