@@ -11,7 +11,7 @@ import sys
 import types
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 import pytest
@@ -55,9 +55,32 @@ class FakeTritonError:
     INVALID_ARG = 3
 
 
+class FakeMetric:
+    def __init__(self, labels: dict[str, str]) -> None:
+        self.labels, self.value = labels, 0.0
+
+    def increment(self, value: float) -> None:
+        self.value += value
+
+
+class FakeMetricFamily:
+    COUNTER = "counter"
+    created: ClassVar[list[FakeMetricFamily]] = []  # those made in this test (the fixture resets it)
+
+    def __init__(self, name: str, description: str, kind: str) -> None:
+        self.name, self.kind, self.metrics = name, kind, list[FakeMetric]()
+        FakeMetricFamily.created.append(self)
+
+    def Metric(self, labels: dict[str, str]) -> FakeMetric:
+        self.metrics.append(FakeMetric(labels))
+        return self.metrics[-1]
+
+
 @pytest.fixture
 def pb_utils(monkeypatch: pytest.MonkeyPatch) -> types.ModuleType:
     module = types.ModuleType("triton_python_backend_utils")
+    monkeypatch.setattr(FakeMetricFamily, "created", [])
+    module.MetricFamily = FakeMetricFamily  # type: ignore[attr-defined]
     module.Tensor = FakeTensor  # type: ignore[attr-defined]
     module.InferenceResponse = FakeResponse  # type: ignore[attr-defined]
     module.TritonError = FakeTritonError  # type: ignore[attr-defined]
@@ -97,6 +120,7 @@ def load(version_dir: Path, config: dict[str, Any]) -> TritonPythonModel:
         {
             "model_config": json.dumps(config),
             "model_repository": str(version_dir.parent),
+            "model_name": version_dir.parent.name,
             "model_version": version_dir.name,
         }
     )
@@ -148,6 +172,12 @@ def test_batch_of_requests_gets_one_response_each(version_dir: Path, pb_utils: t
         "actions: codes must lie in 0..4", FakeTritonError.INVALID_ARG
     )
     assert responses[2].output_tensors == []
+    # The scored window items, all known to the vocabulary, on Triton's metrics (the refused
+    # request is not scored).
+    (family,) = FakeMetricFamily.created
+    counts = {metric.labels["vocabulary"]: metric.value for metric in family.metrics}
+    assert counts == {"known": 4 * WINDOW, "unknown": 0}
+    assert {metric.labels["version"] for metric in family.metrics} == {version_dir.name}
 
 
 @pytest.mark.parametrize(
