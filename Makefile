@@ -10,7 +10,7 @@ demo: $(STAMP)
 	$(BIN)/nextaction demo
 
 test: $(STAMP) lint promtool kcat
-	$(BIN)/pytest -n 2 --dist loadgroup --durations=40
+	$(BIN)/pytest -n 2 --durations=40
 
 # promtool and prometheus (Debian's `prometheus` package) check the alert rules and scrape the
 # worker in the observability test. The package's service must not start: a Prometheus left on

@@ -12,6 +12,7 @@ import os
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -23,21 +24,24 @@ from tools.embedded import EmbeddedBroker, EmbeddedTriton
 if "PYTEST_XDIST_WORKER" in os.environ:
     os.environ["OMP_NUM_THREADS"] = "1"
 
-# Tests that share an expensive session fixture, by the fixture that sets them apart.
-_FIXTURE_GROUPS = {"checkpoint_dir": "trained-model", "version_dir": "trained-model"}
-_INTEGRATION = Path(__file__).parent / "integration"
+# Directories whose tests share an expensive session fixture: the serving tests one trained
+# model, the integration tests the pipeline's model and servers.
+_SHARED_FIXTURE_DIRECTORIES = ("tests/serving/", "tests/integration/")
 
 
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """``make test`` runs two pytest-xdist workers (``--dist loadgroup``): the tests that share
-    a trained model, and the integration tests that share the pipeline's, each stay in one
-    worker, so every model is trained once per run while the other worker takes the rest."""
-    for item in items:
-        names = getattr(item, "fixturenames", ())
-        shared = [_FIXTURE_GROUPS[name] for name in names if name in _FIXTURE_GROUPS]
-        group = "pipeline" if item.path.is_relative_to(_INTEGRATION) else next(iter(shared), None)
-        if group is not None:
-            item.add_marker(pytest.mark.xdist_group(group))
+def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
+    """``make test`` runs two pytest-xdist workers: each directory above goes to one worker as
+    a whole, so every model is trained once per run, and the other tests go one by one to
+    whichever worker is free. (xdist's own ``--dist loadgroup`` left marked tests apart under
+    this pytest: it groups by node ids it renames, and the renaming did not show.)"""
+    from xdist.scheduler import LoadScopeScheduling
+
+    class SharedFixtureScheduling(LoadScopeScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            shared = (d for d in _SHARED_FIXTURE_DIRECTORIES if nodeid.startswith(d))
+            return next(shared, nodeid)
+
+    return SharedFixtureScheduling(config, log)
 
 
 @pytest.hookimpl(tryfirst=True)
