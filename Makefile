@@ -9,8 +9,10 @@ STAMP := $(VENV)/.installed
 demo: $(STAMP)
 	$(BIN)/nextaction demo
 
+# One pytest process: under two xdist workers (`pytest -n 2`, faster for a developer) the
+# chaos test's consumer group stopped committing in 2 of 3 runs, an open question.
 test: $(STAMP) lint promtool kcat
-	$(BIN)/pytest -n 2 --durations=40
+	$(BIN)/pytest --durations=40
 
 # promtool and prometheus (Debian's `prometheus` package) check the alert rules and scrape the
 # worker in the observability test. The package's service must not start: a Prometheus left on

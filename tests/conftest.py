@@ -30,7 +30,7 @@ _SHARED_FIXTURE_DIRECTORIES = ("tests/serving/", "tests/integration/")
 
 
 def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
-    """``make test`` runs two pytest-xdist workers: each directory above goes to one worker as
+    """With ``pytest -n 2`` (two pytest-xdist workers), each directory above goes to one worker as
     a whole, so every model is trained once per run, and the other tests go one by one to
     whichever worker is free. (xdist's own ``--dist loadgroup`` left marked tests apart under
     this pytest: it groups by node ids it renames, and the renaming did not show.)"""
