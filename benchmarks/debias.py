@@ -84,31 +84,42 @@ class CaseScores:
     """The model's view of each test case, from one scoring pass (the expensive part)."""
 
     targets: np.ndarray  # int64 [N] vocabulary indices
-    candidates: np.ndarray  # int64 [N, K]: the best K items, the user's own excluded, best first
-    probabilities: np.ndarray  # float32 [N, K]: their softmax probabilities over the catalogue
+    # By the tau the graph adjusted the scores with before serving them (as the stream asks):
+    candidates: dict[float, np.ndarray]  # int64 [N, K]: the best K items, the user's own excluded
+    probabilities: dict[float, np.ndarray]  # float32 [N, K]: their softmax probabilities
     adjusted: dict[float, np.ndarray]  # tau -> int64 [N, LIST_LENGTH]: top lists of the adjusted scores
 
 
 def score_tests(
-    checkpoint: Checkpoint, cases: Cases, catalogue: Catalogue, k: int, taus: Sequence[float]
+    checkpoint: Checkpoint,
+    cases: Cases,
+    catalogue: Catalogue,
+    k: int,
+    taus: Sequence[float],
+    served_taus: Sequence[float] = (0.0,),
 ) -> CaseScores:
+    """One scoring pass: top lists for each of ``taus``, and K served candidates with their
+    probabilities for each of ``served_taus``."""
     score = model_scorer(checkpoint.model, catalogue.vocab)
     log_share = log_popularity(torch.from_numpy(catalogue.counts)).numpy().astype(np.float64)
-    candidates, probabilities = [], []
+    candidates: dict[float, list[np.ndarray]] = {tau: [] for tau in served_taus}
+    probabilities: dict[float, list[np.ndarray]] = {tau: [] for tau in served_taus}
     adjusted: dict[float, list[np.ndarray]] = {tau: [] for tau in taus}
     for start in tqdm(range(0, len(cases), SCORING_BATCH), desc="score", unit="batch", leave=False):
         inputs = cases.inputs[start : start + SCORING_BATCH]
         scores = exclude_inputs(score(inputs), inputs, catalogue.vocab)
-        top = top_lists(scores, k)
-        log_normaliser = np.logaddexp.reduce(scores, axis=1, keepdims=True)
-        candidates.append(top)
-        probabilities.append(np.exp(np.take_along_axis(scores, top, axis=1) - log_normaliser))
+        for tau in served_taus:
+            served = scores - tau * log_share
+            top = top_lists(served, k)
+            log_normaliser = np.logaddexp.reduce(served, axis=1, keepdims=True)
+            candidates[tau].append(top)
+            probabilities[tau].append(np.exp(np.take_along_axis(served, top, axis=1) - log_normaliser))
         for tau, lists in adjusted.items():
             lists.append(top_lists(scores - tau * log_share, LIST_LENGTH))
     return CaseScores(
         targets=catalogue.vocab.indices(cases.targets),
-        candidates=np.concatenate(candidates),
-        probabilities=np.concatenate(probabilities).astype(np.float32),
+        candidates={tau: np.concatenate(parts) for tau, parts in candidates.items()},
+        probabilities={tau: np.concatenate(parts).astype(np.float32) for tau, parts in probabilities.items()},
         adjusted={tau: np.concatenate(lists) for tau, lists in adjusted.items()},
     )
 

@@ -8,6 +8,9 @@ each setting, with cosine similarity of the model's item embeddings (the network
 side: the space its scores are dot products in) and the evaluation's head as the long-tail
 cut. The same pass gives the popularity-adjusted lists of :mod:`benchmarks.debias`.
 
+Settings pair the re-ranking with the popularity correction the graph applies first
+(``SERVED_TAUS``: none, and the stream's default), as the stream does both.
+
 A default must raise both the long-tail share and intra-list diversity by ``MIN_GAIN``
 (relative) for at most ``MAX_NDCG_LOSS`` NDCG@10 on every data set with the same setting.
 
@@ -52,6 +55,9 @@ KS = (20, 50)
 DIVERSITIES = (0.0, 0.1, 0.2, 0.3, 0.5)
 EXPLORATION_SLOTS = (0, 1, 2)
 RELEVANCES: tuple[Relevance, ...] = ("ratio", "rank")
+# Popularity corrections the candidates are served under: none, and the stream's default
+# (NEXTACTION_POPULARITY_ADJUSTMENT), combined with rank relevance only (ratio lost to it).
+SERVED_TAUS = (0.0, 0.5)
 BATCH = 256  # windows per re-ranking call, as the stream batches them
 MIN_GAIN = 0.2
 MAX_NDCG_LOSS = 0.05
@@ -73,23 +79,27 @@ class Setting:
     relevance: Relevance
     diversity: float
     exploration_slots: int
+    tau: float = 0.0
 
     def policy(self) -> RerankPolicy:
         return RerankPolicy(self.diversity, self.exploration_slots, self.relevance)
 
     @property
     def family(self) -> str:
-        return f"{self.relevance}, {self.exploration_slots} exploration slot(s)"
+        corrected = f", tau {self.tau:g}" if self.tau else ""
+        return f"{self.relevance}, {self.exploration_slots} exploration slot(s){corrected}"
 
 
-SETTING_FIELDS = ("k", "relevance", "diversity", "exploration_slots")
+SETTING_FIELDS = ("k", "relevance", "diversity", "exploration_slots", "tau")
 BASELINE = Setting(KS[0], "ratio", 0.0, 0)
 SETTINGS = [
-    Setting(k, relevance, diversity, slots)
+    Setting(k, relevance, diversity, slots, tau)
+    for tau in SERVED_TAUS
     for k in KS
     for relevance in RELEVANCES
     for slots in EXPLORATION_SLOTS
     for diversity in DIVERSITIES
+    if tau == 0 or relevance == "rank"
 ]
 
 
@@ -107,7 +117,7 @@ def score_data(spec: DataSpec, checkpoint_dir: Path, cases: int | None) -> Score
     if checkpoint.vocab.items != catalogue.vocab.items:
         raise ValueError(f"{checkpoint_dir} was not trained on {spec.path}'s leave-one-out split")
     test = split.test if cases is None else split.test.sample(cases, seed=0)
-    scores = score_tests(checkpoint, test, catalogue, max(KS), TAUS)
+    scores = score_tests(checkpoint, test, catalogue, max(KS), TAUS, SERVED_TAUS)
     return Scored(catalogue, item_embeddings(checkpoint), scores)
 
 
@@ -118,10 +128,10 @@ def reranked(scored: Scored, setting: Setting) -> tuple[np.ndarray, float, float
     rng = np.random.default_rng(0)
     lists, explored, seconds = [], 0, 0.0
     for start in range(0, len(scored.cases.targets), BATCH):
-        candidates = scored.cases.candidates[start : start + BATCH, : setting.k]
+        candidates = scored.cases.candidates[setting.tau][start : start + BATCH, : setting.k]
         vectors = scored.embeddings[candidates]
         similarity = np.einsum("bkd,bjd->bkj", vectors, vectors).astype(np.float32)
-        probabilities = scored.cases.probabilities[start : start + BATCH, : setting.k]
+        probabilities = scored.cases.probabilities[setting.tau][start : start + BATCH, : setting.k]
         started = time.perf_counter()
         noise = rng.random(probabilities.shape)
         result = rerank(probabilities, similarity, ~head[candidates], LIST_LENGTH, policy, noise)
