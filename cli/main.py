@@ -68,6 +68,7 @@ _EXPECTED_FAILURES: Final = (
     ("serving.model_versions", "RollbackError", EXIT_USAGE, ""),
     ("serving.item_text", "EncoderMissingError", EXIT_USAGE, ""),
     ("serving.cold_start_checkpoint", "MissingTextsError", EXIT_BAD_INPUT, ""),
+    ("tools.catalogue_topic", "MissingTopicError", EXIT_USAGE, ""),
     ("stream.failure", "WorkerFailed", EXIT_STREAM_FAILED, ""),
 )
 # Libraries of the [model] extra, which a worker-only install lacks.
@@ -339,7 +340,22 @@ def _version_commands(commands: argparse._SubParsersAction[argparse.ArgumentPars
         "--checkpoint-out", type=Path, help="keep the new checkpoint here (default: discarded)"
     )
     retrain.add_argument("--seed", type=int, default=0)
-    for command in (listing, rollback, retrain):
+    catalogue = _command(
+        commands,
+        "catalogue",
+        "cli.version_commands:catalogue",
+        "serve the catalogue topic's new items: a new version with rows predicted from their texts, no "
+        "retraining (needs NEXTACTION_KAFKA_BOOTSTRAP; the topic is NEXTACTION_TOPIC_CATALOGUE)",
+    )
+    catalogue.add_argument("--follow", action="store_true", help="a pass every --interval seconds")
+    catalogue.add_argument("--interval", type=float, default=60.0, help="seconds between passes")
+    catalogue.add_argument(
+        "--idle", type=float, default=1.5, help="seconds without a record that end the topic"
+    )
+    catalogue.add_argument(
+        "--row-scale", type=float, help="multiplies the new items' predicted rows (default: as add-items)"
+    )
+    for command in (listing, rollback, retrain, catalogue):
         command.add_argument("--repository", type=Path, default=Path("model_repository"))
         command.add_argument("--model-name", default="nextaction")
     listing.add_argument("--json", action="store_true", help="JSON instead of a table")

@@ -128,11 +128,13 @@ def _export_gate(args: argparse.Namespace) -> str:
 def add_items(args: argparse.Namespace) -> int:
     from serving.cold_start import ROW_SCALE
     from serving.cold_start_checkpoint import add_items_to_checkpoint
+    from serving.data import read_item_texts
 
     if not (args.checkpoint / "hparams.json").is_file():
         raise InputFileError(f"{args.checkpoint} is not a checkpoint directory (no hparams.json)")
     row_scale = ROW_SCALE if args.row_scale is None else args.row_scale
-    done = add_items_to_checkpoint(args.checkpoint, require_file(args.items), args.out, row_scale)
+    texts = read_item_texts(require_file(args.items))
+    done = add_items_to_checkpoint(args.checkpoint, texts, args.out, row_scale)
     mapping = "fitted on the known items' texts" if done.mapping_fitted else "reused from the checkpoint"
     print(
         f"added {done.added} item(s), {done.skipped} already known, in {done.seconds:.1f} s; text mapping "

@@ -1,11 +1,14 @@
-"""Handlers of the model lifecycle commands: models, rollback, retrain. Listing and roll-back
-read and copy version folders only (no torch); retrain imports torch when it runs."""
+"""Handlers of the model lifecycle commands: models, rollback, retrain, catalogue. Listing and
+roll-back read and copy version folders only (no torch); retrain and catalogue import torch
+when they run."""
 
 from __future__ import annotations
 
 import argparse
 import json
+import sys
 import tempfile
+import time
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -13,7 +16,7 @@ from typing import Any
 from cli.main import EXIT_OK, InputFileError
 from serving.model_versions import ModelVersion, list_versions, rollback, served_version
 
-__all__ = ["models", "retrain", "rollback_version"]
+__all__ = ["catalogue", "models", "retrain", "rollback_version"]
 
 
 def _loaded_versions(triton_url: str, model_name: str) -> list[int]:
@@ -123,3 +126,36 @@ def _next_offsets(served: ModelVersion, read: list[tuple[int, int, Any]], topic:
     for partition, offset, _ in read:
         offsets[str(partition)] = max(offsets.get(str(partition), 0), offset + 1)
     return offsets
+
+
+def catalogue(args: argparse.Namespace) -> int:
+    from cli.stream_commands import _with_broker
+    from serving.catalogue_update import add_catalogue_items
+    from serving.cold_start import ROW_SCALE
+    from stream.kafka_security import KafkaSecurity
+    from stream.settings import load_settings
+    from tools.catalogue_topic import read_catalogue
+
+    settings = _with_broker(load_settings(), "catalogue")
+    security = KafkaSecurity.from_settings(settings)
+    row_scale = ROW_SCALE if args.row_scale is None else args.row_scale
+    while True:
+        # Looked up on every pass: a retrain or a roll-back may have published meanwhile.
+        served = served_version(args.repository / args.model_name)
+        if served is None:
+            raise InputFileError(f"no version in {args.repository / args.model_name} to add items to")
+        read = read_catalogue(settings.kafka_bootstrap, settings.topic_catalogue, args.idle, security)
+        for rejected in read.rejected:
+            print(f"skipped the catalogue record at {rejected}", file=sys.stderr)
+        update = add_catalogue_items(served, read.texts, row_scale)
+        if update.version_dir is None:
+            print(f"{len(read.texts)} catalogue item(s), none new to version {served.number}", flush=True)
+        else:
+            print(
+                f"added {len(update.new_items)} new item(s) to version {served.number} in "
+                f"{update.seconds:.1f} s: exported {update.version_dir}; Triton serves it at its next poll",
+                flush=True,
+            )
+        if not args.follow:
+            return EXIT_OK
+        time.sleep(args.interval)

@@ -1,6 +1,7 @@
-"""``add-items`` on disk: a checkpoint directory plus an item-text file -> a new checkpoint directory.
+"""New items on disk: a checkpoint directory plus item texts -> a new checkpoint directory.
 
-The items file is JSON lines ``{"item_id": ..., "text": ...}``. Items the checkpoint knows
+Item texts come as JSON records ``{"item_id": ..., "text": ...}`` (lines of a file for
+``add-items``, messages of the catalogue topic for ``catalogue``). Items the checkpoint knows
 are not added; their texts fit the text mapping when the checkpoint carries none yet (the
 first addition after training), which is then saved with the new checkpoint, so a later
 addition encodes only its new items.
@@ -10,16 +11,16 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
 
 from serving.checkpoint import HPARAMS, Checkpoint, load_checkpoint, save_checkpoint
 from serving.cold_start import ROW_SCALE, add_items, fit_text_mapping
-from serving.data import DataFormatError, json_lines
 from serving.item_text import TextEncoder
 from serving.text_mapping import MAPPING, MIN_ITEMS, TextMapping
 
-__all__ = ["AddedItems", "MissingTextsError", "add_items_to_checkpoint", "read_item_texts"]
+__all__ = ["AddedItems", "MissingTextsError", "add_items_to_checkpoint"]
 
 
 class MissingTextsError(ValueError):
@@ -35,19 +36,8 @@ class AddedItems:
     seconds: float
 
 
-def read_item_texts(path: Path) -> dict[str, str]:
-    """item id -> text, in file order; a malformed line raises DataFormatError."""
-    texts: dict[str, str] = {}
-    for line_no, record in json_lines(path):
-        item, text = (record.get(key) if isinstance(record, dict) else None for key in ("item_id", "text"))
-        if not isinstance(item, str | int) or str(item) == "" or not isinstance(text, str):
-            raise DataFormatError(path, line_no, 'expected {"item_id": "...", "text": "..."}')
-        texts[str(item)] = text
-    return texts
-
-
 def _mapping(
-    checkpoint_dir: Path, checkpoint: Checkpoint, texts: dict[str, str], encoder: TextEncoder
+    checkpoint_dir: Path, checkpoint: Checkpoint, texts: Mapping[str, str], encoder: TextEncoder
 ) -> TextMapping:
     saved = checkpoint_dir / MAPPING
     if saved.is_file():
@@ -55,17 +45,20 @@ def _mapping(
     known = sum(item in texts for item in checkpoint.vocab.items)
     if known < MIN_ITEMS:
         raise MissingTextsError(
-            f"{checkpoint_dir} has no text mapping yet: the items file must also hold the texts of the "
-            f"items it knows, to fit one (found {known}, need at least {MIN_ITEMS})"
+            f"{checkpoint_dir} has no text mapping yet: the item texts (the --items file, the catalogue "
+            f"topic) must also hold the texts of the items it knows, to fit one (found {known}, need at "
+            f"least {MIN_ITEMS})"
         )
     return fit_text_mapping(checkpoint, texts, encoder)
 
 
 def add_items_to_checkpoint(
-    checkpoint_dir: Path, items_file: Path, out_dir: Path, row_scale: float = ROW_SCALE
+    checkpoint_dir: Path, texts: Mapping[str, str], out_dir: Path, row_scale: float = ROW_SCALE
 ) -> AddedItems:
+    """``out_dir``: the checkpoint with the items of ``texts`` it does not know, and the text
+    mapping (fitted here when ``checkpoint_dir`` has none: ``texts`` must then hold at least
+    ``MIN_ITEMS`` known items' texts)."""
     started = time.monotonic()
-    texts = read_item_texts(items_file)
     checkpoint = load_checkpoint(checkpoint_dir)
     encoder = TextEncoder()
     fitted = not (checkpoint_dir / MAPPING).is_file()

@@ -1,7 +1,8 @@
 """Events -> per-user chronological sequences -> left-padded windows for next-item training.
 
 Windows are encoded exactly as the server encodes them (``left_pad`` and ``gap_buckets``
-come from the contract), so training and serving see the same inputs.
+come from the contract), so training and serving see the same inputs. Item texts (the cold
+start's input, from a file or the catalogue topic) are read here too, with no model library.
 """
 
 from __future__ import annotations
@@ -19,12 +20,15 @@ from contract import ACTION_CODES, PAD_INDEX, UNKNOWN_INDEX, event_time_ms, gap_
 from serving.vocab import ItemVocab
 
 __all__ = [
+    "ITEM_TEXT_SHAPE",
     "DataFormatError",
     "TrainingSamples",
     "UserSequence",
     "encode_windows",
+    "item_text",
     "json_lines",
     "read_events_jsonl",
+    "read_item_texts",
     "training_samples",
     "user_sequences",
 ]
@@ -87,6 +91,30 @@ def json_lines(path: Path) -> Iterator[tuple[int, Any]]:
             except json.JSONDecodeError as exc:
                 raise DataFormatError(path, line_no, f"invalid JSON ({exc.msg})") from exc
             yield line_no, value
+
+
+ITEM_TEXT_SHAPE = '{"item_id": "...", "text": "..."}'
+
+
+def item_text(record: object) -> tuple[str, str] | None:
+    """(item id, text) of one decoded record; None when it is not shaped ``ITEM_TEXT_SHAPE``."""
+    item, text = (record.get(key) if isinstance(record, dict) else None for key in ("item_id", "text"))
+    if isinstance(item, bool) or not isinstance(item, str | int) or not isinstance(text, str):
+        return None
+    if str(item) == "":
+        return None
+    return str(item), text
+
+
+def read_item_texts(path: Path) -> dict[str, str]:
+    """item id -> text, in file order; a malformed line raises DataFormatError."""
+    texts: dict[str, str] = {}
+    for line_no, record in json_lines(path):
+        pair = item_text(record)
+        if pair is None:
+            raise DataFormatError(path, line_no, f"expected {ITEM_TEXT_SHAPE}")
+        texts[pair[0]] = pair[1]
+    return texts
 
 
 def read_events_jsonl(path: Path) -> Iterator[dict[str, Any]]:

@@ -38,6 +38,7 @@ from serving.native_graph import write_native_graph
 from serving.provenance import code_revision
 from serving.quality_gate import validation_metrics
 from serving.serving_module import EXPLAIN_POSITIONS, ServedOutputs, ServingModule
+from serving.text_mapping import MAPPING
 from serving.triton_config import MAX_BATCH_SIZE
 
 __all__ = ["CHECKPOINT", "ExportError", "export"]
@@ -164,7 +165,10 @@ def export(
             # load time, and Triton's repository poller sees a change and reloads the version.
             py_compile.compile(str(staging / name), doraise=True)
         (staging / CHECKPOINT).mkdir()
-        for name in (WEIGHTS, HPARAMS, VOCAB, METRICS):
+        # A text mapping (cold start) goes along, so a later addition to this version encodes
+        # only its new items' texts.
+        mapping = [MAPPING] if (checkpoint_dir / MAPPING).is_file() else []
+        for name in (WEIGHTS, HPARAMS, VOCAB, METRICS, *mapping):
             shutil.copyfile(checkpoint_dir / name, staging / CHECKPOINT / name)
         manifest: dict[str, Any] = {
             "model_name": model_name,

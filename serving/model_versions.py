@@ -97,17 +97,25 @@ def publish_version(staging: Path, model_dir: Path, manifest: dict[str, Any]) ->
     """Write the manifest (numbered now), the configs that fit it, then rename ``staging``
     to the next version; returns the version folder. ``staging`` must lie in ``model_dir``:
     the rename is then atomic, and Triton never sees a half-written version (it ignores
-    non-numeric folders)."""
-    version = max((v.number for v in list_versions(model_dir)), default=0) + 1
-    manifest = {**manifest, "version": version}
-    (staging / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n")
-    # Configs first: the new version must never appear without a config that fits it.
-    for device, relative in CONFIG_FILES.items():
-        text = model_config_text(manifest["model_name"], manifest["window"], manifest["top_k"], device)
-        _replace_if_changed(model_dir / relative, text)
-    version_dir = model_dir / str(version)
-    staging.rename(version_dir)
-    return version_dir
+    non-numeric folders). Two publishers at once (a retrain and a catalogue pass) both
+    publish: renaming onto a version folder another one took first fails, and the loser
+    takes the next number."""
+    while True:
+        version = max((v.number for v in list_versions(model_dir)), default=0) + 1
+        numbered = {**manifest, "version": version}
+        (staging / MANIFEST).write_text(json.dumps(numbered, indent=2) + "\n")
+        # Configs first: the new version must never appear without a config that fits it.
+        for device, relative in CONFIG_FILES.items():
+            text = model_config_text(numbered["model_name"], numbered["window"], numbered["top_k"], device)
+            _replace_if_changed(model_dir / relative, text)
+        version_dir = model_dir / str(version)
+        try:
+            staging.rename(version_dir)
+        except OSError:
+            if not version_dir.is_dir():
+                raise
+            continue
+        return version_dir
 
 
 def _replace_if_changed(path: Path, text: str) -> None:

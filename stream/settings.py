@@ -90,6 +90,10 @@ class Settings(BaseSettings):
     topic_events: str = "events"
     topic_recommendations: str = "recommendations"
     topic_dead_letter: str = "events.dlq"
+    topic_catalogue: str = Field(
+        "item-catalogue",
+        description="item texts for cold start: `nextaction catalogue` reads it, the worker does not",
+    )
     topic_partitions: int = Field(1, ge=1, le=1024)
     topic_replication_factor: int = Field(
         1, ge=1, le=32, description="replicas of every topic the service creates, the changelog included"

@@ -36,6 +36,7 @@ COMMANDS = [
     "models",
     "rollback",
     "retrain",
+    "catalogue",
     "bench",
     "quality",
     "beyond",

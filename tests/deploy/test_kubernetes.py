@@ -234,6 +234,44 @@ def test_triton_serves_the_gpu_configuration_from_the_model_volume(objects: list
     assert {port_number(triton, probe["port"]) for probe in probes.values()} == {8000}
 
 
+def _pod_spec(o: dict[str, Any]) -> dict[str, Any]:
+    template = (
+        o["spec"]["jobTemplate"]["spec"]["template"] if o["kind"] == "CronJob" else o["spec"]["template"]
+    )
+    return template["spec"]
+
+
+@pytest.mark.parametrize(
+    ("kind", "name", "command"),
+    [("CronJob", "nextaction-retrain", "retrain"), ("Deployment", "nextaction-catalogue", "catalogue")],
+)
+def test_model_jobs_write_the_repository_triton_serves(
+    objects: list[dict[str, Any]], kind: str, name: str, command: str
+) -> None:
+    triton = find(objects, "Deployment", "nextaction-triton")
+    (claim,) = [
+        v["persistentVolumeClaim"]["claimName"]
+        for v in _pod_spec(triton)["volumes"]
+        if "persistentVolumeClaim" in v
+    ]
+    spec = _pod_spec(find(objects, kind, name))
+    (job,) = spec["containers"]
+    assert job["args"][0] == command
+    repository = job["args"][job["args"].index("--repository") + 1]
+    (mount,) = [m for m in job["volumeMounts"] if m["mountPath"] == repository]
+    (volume,) = [v for v in spec["volumes"] if v["name"] == mount["name"]]
+    assert volume["persistentVolumeClaim"]["claimName"] == claim
+    assert {"configMapRef": {"name": "nextaction-worker"}} in job["envFrom"]
+    assert spec["securityContext"]["runAsNonRoot"] is True
+
+
+def test_one_catalogue_follower_at_a_time(objects: list[dict[str, Any]]) -> None:
+    deployment = find(objects, "Deployment", "nextaction-catalogue")
+    assert deployment["spec"]["replicas"] == 1
+    assert deployment["spec"]["strategy"]["type"] == "Recreate"
+    assert "--follow" in container(deployment, "catalogue")["args"]
+
+
 def test_workers_reach_triton_through_its_service(
     worker_env: dict[str, str], objects: list[dict[str, Any]]
 ) -> None:
@@ -273,15 +311,16 @@ def test_scrape_jobs_are_named_as_in_the_prometheus_config_and_the_alerts(
 
 
 def test_images_are_pinned_and_triton_matches_compose(objects: list[dict[str, Any]]) -> None:
-    images = [
-        c["image"]
+    images = {
+        o["metadata"]["name"]: c["image"]
         for o in objects
-        if o["kind"] == "Deployment"
-        for c in o["spec"]["template"]["spec"]["containers"]
-    ]
-    assert len(images) == 2
-    assert [problem for image in images if (problem := image_pin_problem(image))] == []
+        if o["kind"] in ("Deployment", "CronJob")
+        for c in _pod_spec(o)["containers"]
+    }
+    assert len(images) == 4
+    assert [problem for image in images.values() if (problem := image_pin_problem(image))] == []
     compose = load_yaml(DEPLOY / "compose.yaml")["services"]
+    assert images["nextaction-retrain"] == images["nextaction-catalogue"] == compose["model"]["image"]
     assert (
         container(find(objects, "Deployment", "nextaction-triton"), "triton")["image"]
         == compose["triton"]["image"]

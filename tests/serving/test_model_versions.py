@@ -7,7 +7,15 @@ from pathlib import Path
 
 import pytest
 
-from serving.model_versions import RollbackError, list_versions, rollback, served_version
+from serving import model_versions
+from serving.model_versions import (
+    RollbackError,
+    list_versions,
+    publish_version,
+    rollback,
+    served_version,
+    staging_dir,
+)
 from serving.quality_gate import GateFigures, GateRefused, check_gate
 from tests.serving.version_folders import make_version
 
@@ -55,6 +63,22 @@ def test_rollback_to_a_named_version_and_its_refusals(tmp_path: Path) -> None:
     assert (target.number, version_dir.name) == (1, "4")
     with pytest.raises(RollbackError, match="no versions"):
         rollback(tmp_path / "empty")
+
+
+def test_a_publisher_that_loses_the_race_for_a_number_takes_the_next(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    model_dir = tmp_path / "nextaction"
+    make_version(model_dir, 1, 0.1)
+    staging = staging_dir(model_dir, ".export-")
+    (staging / "model.onnx").write_bytes(b"mine")
+    listings = iter([[], list_versions(model_dir)])  # the first look predates version 1
+    monkeypatch.setattr(model_versions, "list_versions", lambda _: next(listings))
+    manifest = {"model_name": "nextaction", "window": 50, "top_k": 20}
+    version_dir = publish_version(staging, model_dir, manifest)
+    assert version_dir.name == "2" and (version_dir / "model.onnx").read_bytes() == b"mine"
+    assert json.loads((version_dir / "manifest.json").read_text())["version"] == 2
+    assert (model_dir / "1" / "model.onnx").read_bytes() == b"graph 1"  # the winner is untouched
 
 
 def test_the_gate_names_both_figures_and_says_when_the_data_differs() -> None:
