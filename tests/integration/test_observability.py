@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 
 from serving.triton_backend import ITEM_COUNTS_METRIC
+from tests.doubles import http_get
 from tools.embedded import EmbeddedTriton
 from tools.embedded.ports import LOOPBACK, free_port
 from tools.metrics_scrape import scrape
@@ -32,14 +33,6 @@ TS = 1_700_000_000_000
 def triton_metric_names() -> set[str]:
     lines = (PROMETHEUS_DIR / "triton-metrics.txt").read_text().splitlines()
     return {line.strip() for line in lines if line.strip() and not line.startswith("#")}
-
-
-def get(url: str) -> tuple[int, str]:
-    try:
-        with urllib.request.urlopen(url, timeout=5) as response:
-            return response.status, response.read().decode()
-    except urllib.error.HTTPError as error:
-        return error.code, error.read().decode()
 
 
 class Prometheus:
@@ -178,8 +171,8 @@ def test_prometheus_scrapes_what_the_worker_did(
     assert published >= 1
 
     base = f"http://{LOOPBACK}:{worker.process.metrics_port}"
-    assert get(f"{base}/livez") == (200, "live\n")
-    assert get(f"{base}/readyz") == (200, "ready: 1 partitions\n")
+    assert http_get(f"{base}/livez") == (200, "live\n")
+    assert http_get(f"{base}/readyz") == (200, "ready: 1 partitions\n")
 
     prometheus = prometheus_for(
         {

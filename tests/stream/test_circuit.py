@@ -7,16 +7,9 @@ import math
 import pytest
 
 from stream.circuit import CircuitBreaker
+from tests.doubles import Clock
 
 pytestmark = pytest.mark.unit
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = 100.0
-
-    def __call__(self) -> float:
-        return self.now
 
 
 def test_failures_open_the_circuit_only_once_they_have_lasted() -> None:

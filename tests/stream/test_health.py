@@ -2,25 +2,15 @@
 
 from __future__ import annotations
 
-import urllib.error
-import urllib.request
-
 import pytest
 
 from stream.endpoint import serve_metrics
 from stream.failure import FailFast
 from stream.health import Health
 from stream.metrics import StreamMetrics
+from tests.doubles import Clock, http_get
 
 pytestmark = pytest.mark.unit
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = 100.0
-
-    def __call__(self) -> float:
-        return self.now
 
 
 def health_with(clock: Clock | None = None, failure: FailFast | None = None) -> Health:
@@ -33,14 +23,6 @@ def started(health: Health, partitions: int = 2) -> Health:
     health.recovered()
     health.model_ready()
     return health
-
-
-def get(url: str) -> tuple[int, str]:
-    try:
-        with urllib.request.urlopen(url, timeout=5) as response:
-            return response.status, response.read().decode()
-    except urllib.error.HTTPError as error:
-        return error.code, error.read().decode()
 
 
 def test_liveness_follows_the_loop_ticks_not_the_events() -> None:
@@ -103,17 +85,17 @@ def test_the_endpoint_serves_metrics_and_both_probes_on_the_port_it_bound() -> N
     port = serve_metrics(metrics.registry, health, "127.0.0.1", 0)
     base = f"http://127.0.0.1:{port}"
 
-    assert get(f"{base}/livez") == (200, "live\n")
-    status, body = get(f"{base}/readyz")
+    assert http_get(f"{base}/livez") == (200, "live\n")
+    status, body = http_get(f"{base}/readyz")
     assert status == 503 and body.startswith("not ready: waiting for the consumer group")
-    status, text = get(f"{base}/metrics")
+    status, text = http_get(f"{base}/metrics")
     assert status == 200 and "nextaction_ready 0.0" in text and "process_resident_memory_bytes" in text
     assert 'nextaction_build_info{version="' in text
 
     started(health)
-    assert get(f"{base}/readyz") == (200, "ready: 2 partitions\n")
-    assert "nextaction_ready 1.0" in get(f"{base}/metrics")[1]
-    assert get(f"{base}/other")[0] == 404
+    assert http_get(f"{base}/readyz") == (200, "ready: 2 partitions\n")
+    assert "nextaction_ready 1.0" in http_get(f"{base}/metrics")[1]
+    assert http_get(f"{base}/other")[0] == 404
 
 
 def test_a_busy_port_is_an_oserror() -> None:
