@@ -84,14 +84,19 @@ def held_out_share(score: ScoreFn, cases: Cases, vocab: ItemVocab, held_out: np.
     return filled / (10 * len(cases))
 
 
-def _with_rows(checkpoint: Checkpoint, items: tuple[str, ...], rows: np.ndarray) -> Checkpoint:
-    """A copy of the checkpoint whose ``items`` have ``rows`` [N, networks * D] instead."""
+def _as_new(checkpoint: Checkpoint, items: tuple[str, ...], rows: np.ndarray) -> Checkpoint:
+    """A copy of the checkpoint in which ``items`` look as added items do: ``rows``
+    [N, networks * D] in every network, no transition-prior successors of their own or as
+    anyone's successor, the least popularity."""
     model = copy.deepcopy(checkpoint.model)
     indices = torch.from_numpy(checkpoint.vocab.indices(list(items)))
     hidden = model.config.hidden
     with torch.no_grad():
         for n, network in enumerate(model.item_networks):
             network.item_embedding.weight[indices] = torch.from_numpy(rows[:, n * hidden : (n + 1) * hidden])
+        model.successor_scores[indices] = 0.0
+        model.successor_scores[torch.isin(model.successor_items, indices)] = 0.0
+        model.log_popularity[indices] = model.log_popularity.min()
     return Checkpoint(model, checkpoint.vocab, checkpoint.metrics)
 
 
@@ -99,23 +104,25 @@ def validation_row_scale(
     checkpoint: Checkpoint, train_sequences: list[UserSequence], text: dict[str, np.ndarray], share: float
 ) -> dict[str, Any]:
     """Validation NDCG@10 per row scale when the newest ``share`` of the model's own items
-    (by first rating in training) get text-predicted rows; ``chosen``: the largest scale within
-    ``MAX_VALIDATION_LOSS`` of the best."""
-    pseudo_new = cold_split(train_sequences, share).cold_items
+    (by first rating in its training part) look as added items do; ``chosen``: the largest
+    scale within ``MAX_VALIDATION_LOSS`` of the best."""
+    split = leave_one_out(train_sequences)
+    pseudo_new = cold_split(split.train, share).cold_items
     known = [item for item in checkpoint.vocab.items if item not in pseudo_new]
     replaced = tuple(item for item in checkpoint.vocab.items if item in pseudo_new)
     rows = item_rows(checkpoint.model)
     mapping = TextMapping.fit(np.stack([text[item] for item in known]), rows[checkpoint.vocab.indices(known)])
     predicted = mapping.predict(np.stack([text[item] for item in replaced]))
-    validation = leave_one_out(train_sequences).validation
-    counts = Counter(item for seq in train_sequences for item in seq.items)
+    validation = split.validation
+    counts = Counter(item for seq in split.train for item in seq.items)
     catalogue = _catalogue(checkpoint.vocab, counts)
     ndcg = {}
     for scale in ROW_SCALES:
-        trial = _with_rows(checkpoint, replaced, predicted * scale)
+        trial = _as_new(checkpoint, replaced, predicted * scale)
         ndcg[scale] = evaluate(model_scorer(trial.model, trial.vocab), validation, catalogue).ndcg[10]
     return {
         "pseudo_new_items": len(replaced),
+        "pseudo_new_targets": sum(target in pseudo_new for target in validation.targets),
         "validation_ndcg@10": {str(scale): value for scale, value in ndcg.items()},
         "chosen": max(s for s in ROW_SCALES if ndcg[s] >= (1 - MAX_VALIDATION_LOSS) * max(ndcg.values())),
     }
@@ -224,9 +231,9 @@ def markdown(report: dict[str, Any]) -> str:
         scores = ", ".join(f"x{k} {v:.4f}" for k, v in chosen["validation_ndcg@10"].items())
         lines += [
             "",
-            f"Row scale chosen on validation events, {chosen['pseudo_new_items']} of the model's newest "
-            f"items given text rows (NDCG@10: {scores}); the largest within {MAX_VALIDATION_LOSS:.0%} of the "
-            f"best: **x{chosen['chosen']}**.",
+            f"Row scale chosen on validation events: {chosen['pseudo_new_items']} of the model's newest "
+            f"items made new ({chosen['pseudo_new_targets']} validation targets); NDCG@10 {scores}; "
+            f"the largest within {MAX_VALIDATION_LOSS:.0%} of the best: **x{chosen['chosen']}**.",
         ]
     for name, methods in report["results"].items():
         users = next(iter(methods.values()))["users"]

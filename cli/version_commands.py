@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import signal
 import sys
 import tempfile
 import time
@@ -130,32 +131,63 @@ def _next_offsets(served: ModelVersion, read: list[tuple[int, int, Any]], topic:
 
 def catalogue(args: argparse.Namespace) -> int:
     from cli.stream_commands import _with_broker
-    from serving.catalogue_update import add_catalogue_items
-    from serving.cold_start import ROW_SCALE
     from stream.kafka_security import KafkaSecurity
     from stream.settings import load_settings
-    from tools.catalogue_topic import read_catalogue
 
     settings = _with_broker(load_settings(), "catalogue")
     security = KafkaSecurity.from_settings(settings)
-    row_scale = ROW_SCALE if args.row_scale is None else args.row_scale
+    # A stop mid-export must unwind: the export removes its staging folder on the way out.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+    failures = 0
     while True:
-        # Looked up on every pass: a retrain or a roll-back may have published meanwhile.
-        served = served_version(args.repository / args.model_name)
-        if served is None:
-            raise InputFileError(f"no version in {args.repository / args.model_name} to add items to")
-        read = read_catalogue(settings.kafka_bootstrap, settings.topic_catalogue, args.idle, security)
-        for rejected in read.rejected:
-            print(f"skipped the catalogue record at {rejected}", file=sys.stderr)
-        update = add_catalogue_items(served, read.texts, row_scale)
-        if update.version_dir is None:
-            print(f"{len(read.texts)} catalogue item(s), none new to version {served.number}", flush=True)
-        else:
+        try:
+            _catalogue_pass(args, settings.kafka_bootstrap, settings.topic_catalogue, security)
+            failures = 0
+        except Exception as exc:
+            failures += 1
+            # Following, a broker away or a version being written is no reason to stop; ten
+            # failed passes in a row are.
+            if not args.follow or failures >= _MAX_FAILED_PASSES:
+                raise
             print(
-                f"added {len(update.new_items)} new item(s) to version {served.number} in "
-                f"{update.seconds:.1f} s: exported {update.version_dir}; Triton serves it at its next poll",
+                f"catalogue pass failed ({failures} in a row): {exc!r}; next in {args.interval:g} s",
+                file=sys.stderr,
                 flush=True,
             )
         if not args.follow:
             return EXIT_OK
         time.sleep(args.interval)
+
+
+_MAX_FAILED_PASSES = 10
+
+
+def _catalogue_pass(args: argparse.Namespace, bootstrap: str, topic: str, security: Any) -> None:
+    from serving.catalogue_update import add_catalogue_items
+    from serving.cold_start import ROW_SCALE
+    from serving.model_versions import StaleVersionError
+    from tools.catalogue_topic import read_catalogue
+
+    row_scale = ROW_SCALE if args.row_scale is None else args.row_scale
+    read = read_catalogue(bootstrap, topic, args.idle, security)
+    for rejected in read.rejected:
+        print(f"skipped the catalogue record at {rejected}", file=sys.stderr)
+    while True:
+        # Looked up every time: a retrain or a roll-back may have published meanwhile.
+        served = served_version(args.repository / args.model_name)
+        if served is None:
+            raise InputFileError(f"no version in {args.repository / args.model_name} to add items to")
+        try:
+            update = add_catalogue_items(served, read.texts, row_scale)
+        except StaleVersionError as exc:
+            print(f"{exc}: building on it instead", file=sys.stderr, flush=True)
+            continue
+        break
+    if update.version_dir is None:
+        print(f"{len(read.texts)} catalogue item(s), none new to version {served.number}", flush=True)
+    else:
+        print(
+            f"added {len(update.new_items)} new item(s) to version {served.number} in "
+            f"{update.seconds:.1f} s: exported {update.version_dir}; Triton serves it at its next poll",
+            flush=True,
+        )

@@ -3,7 +3,9 @@ not know, predicted from their texts, exported beside it (no retraining).
 
 The served version is the only state: an item is new when its vocabulary lacks it, so a pass
 that fails half-way (the export stages out of sight and publishes by one rename) is simply
-run again, and a pass over a catalogue with nothing new changes nothing.
+run again, and a pass over a catalogue with nothing new changes nothing. A version published
+while a pass builds on the one before (a retrain, a roll-back) wins: the pass raises
+StaleVersionError rather than hide it, and the next pass builds on it.
 """
 
 from __future__ import annotations
@@ -23,9 +25,9 @@ from serving.vocab import ItemVocab
 
 __all__ = ["CatalogueUpdate", "add_catalogue_items", "unknown_items"]
 
-# Manifest fields a roll-out of added items keeps from the version it extends: what the
-# model was trained to, so the next retrain reads the events from there.
-_CARRIED = ("trained_to", "retrain")
+# Manifest fields a version of added items keeps from the one it extends: what the model was
+# trained to, so the next retrain reads the events from there.
+_CARRIED = ("trained_to",)
 
 
 @dataclass(frozen=True)
@@ -54,7 +56,11 @@ def add_catalogue_items(
         return CatalogueUpdate((), None, time.monotonic() - started)
     manifest = served.manifest
     provenance = {key: manifest[key] for key in _CARRIED if key in manifest}
-    provenance["cold_start"] = {"extends_version": served.number, "items": len(new)}
+    provenance["cold_start"] = {
+        "extends_version": served.number,
+        "content": served.content,
+        "items": len(new),
+    }
     chosen = {"explain_positions": manifest["explain_positions"]} if "explain_positions" in manifest else {}
     with tempfile.TemporaryDirectory(prefix="nextaction-catalogue-") as tmp:
         extended = Path(tmp) / "checkpoint"
@@ -67,5 +73,6 @@ def add_catalogue_items(
             served_top_k=int(manifest.get("top_k", 20)),
             **chosen,
             provenance=provenance,
+            extends=served.number,
         )
     return CatalogueUpdate(new, version_dir, time.monotonic() - started)

@@ -101,7 +101,7 @@ def item_text(record: object) -> tuple[str, str] | None:
     item, text = (record.get(key) if isinstance(record, dict) else None for key in ("item_id", "text"))
     if isinstance(item, bool) or not isinstance(item, str | int) or not isinstance(text, str):
         return None
-    if str(item) == "":
+    if not str(item).strip() or not text.strip():
         return None
     return str(item), text
 

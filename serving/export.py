@@ -137,12 +137,15 @@ def export(
     explain_positions: int = EXPLAIN_POSITIONS,
     provenance: Mapping[str, Any] | None = None,
     step: Callable[[str], None] = lambda _: None,
+    extends: int | None = None,
 ) -> Path:
     """Export the checkpoint as a new version and refresh the configs; returns the version dir.
 
     ``window`` defaults to the trained window (a shorter one keeps the newest events).
     ``provenance``: more manifest fields (a retrain's topic offsets and newest-event metrics).
     ``step`` hears each stage as it starts (the command's progress lines).
+    ``extends``: the version this one builds on; StaleVersionError if another was published
+    meanwhile (see ``publish_version``).
     """
     checkpoint = load_checkpoint(checkpoint_dir)
     window = window or checkpoint.model.config.window
@@ -188,7 +191,7 @@ def export(
             **(provenance or {}),
         }
         step("publishing the version")
-        version_dir = publish_version(staging, model_dir, manifest)
+        version_dir = publish_version(staging, model_dir, manifest, extends)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import datetime
 import json
+import os
 import shutil
 import tempfile
 from collections.abc import Mapping
@@ -27,6 +28,7 @@ __all__ = [
     "MANIFEST",
     "ModelVersion",
     "RollbackError",
+    "StaleVersionError",
     "list_versions",
     "publish_version",
     "rollback",
@@ -35,6 +37,10 @@ __all__ = [
 ]
 
 MANIFEST = "manifest.json"
+
+
+class StaleVersionError(RuntimeError):
+    """A version was published while another was being built on the one before it."""
 
 
 class RollbackError(ValueError):
@@ -93,15 +99,20 @@ def served_version(model_dir: Path) -> ModelVersion | None:
     return versions[-1] if versions else None
 
 
-def publish_version(staging: Path, model_dir: Path, manifest: dict[str, Any]) -> Path:
+def publish_version(
+    staging: Path, model_dir: Path, manifest: dict[str, Any], extends: int | None = None
+) -> Path:
     """Write the manifest (numbered now), the configs that fit it, then rename ``staging``
     to the next version; returns the version folder. ``staging`` must lie in ``model_dir``:
     the rename is then atomic, and Triton never sees a half-written version (it ignores
-    non-numeric folders). Two publishers at once (a retrain and a catalogue pass) both
-    publish: renaming onto a version folder another one took first fails, and the loser
-    takes the next number."""
+    non-numeric folders). Renaming onto a version folder another publisher took first
+    fails; the loser takes the next number, unless it was built on version ``extends`` and
+    that is no longer the newest (StaleVersionError: publishing would hide the newer one)."""
     while True:
-        version = max((v.number for v in list_versions(model_dir)), default=0) + 1
+        newest = max((v.number for v in list_versions(model_dir)), default=0)
+        if extends is not None and newest != extends:
+            raise StaleVersionError(f"version {newest} was published while building on version {extends}")
+        version = newest + 1
         numbered = {**manifest, "version": version}
         (staging / MANIFEST).write_text(json.dumps(numbered, indent=2) + "\n")
         # Configs first: the new version must never appear without a config that fits it.
@@ -124,9 +135,12 @@ def _replace_if_changed(path: Path, text: str) -> None:
     if path.exists() and path.read_text() == text:
         return
     path.parent.mkdir(exist_ok=True)
-    staged = path.with_suffix(".tmp")
-    staged.write_text(text)
-    staged.replace(path)
+    # A name of its own: two publishers may write the same config at once.
+    descriptor, staged = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    with os.fdopen(descriptor, "w") as file:
+        file.write(text)
+    Path(staged).chmod(0o644)
+    Path(staged).replace(path)
 
 
 def staging_dir(model_dir: Path, prefix: str) -> Path:

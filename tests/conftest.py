@@ -53,6 +53,15 @@ def pytest_pyfunc_call(pyfuncitem: pytest.Function) -> bool | None:
     return True
 
 
+@pytest.fixture(autouse=True)
+def settings_read_afresh() -> Iterator[None]:
+    """``load_settings`` keeps what it read first; a test that sets ``NEXTACTION_*`` variables
+    must not see an earlier test's settings, nor leave its own behind."""
+    load_settings.cache_clear()
+    yield
+    load_settings.cache_clear()
+
+
 @pytest.fixture(scope="session")
 def embedded_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The servers' executables and logs for this session (pytest keeps the last few)."""

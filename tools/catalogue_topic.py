@@ -1,7 +1,8 @@
 """The item catalogue topic: one JSON record ``{"item_id": ..., "text": ...}`` per message,
 keyed by item id, so a compacted topic keeps each item's newest text. It is read whole on
-every pass (the newest text of an item wins); records of another shape are reported with
-their partition, offset and reason, and skipped."""
+every pass (the newest text of an item wins; a tombstone, a null value under the item's key,
+withdraws it: an item withdrawn before it was added is not added). Records of another shape
+are reported with their partition, offset and reason, and skipped."""
 
 from __future__ import annotations
 
@@ -43,10 +44,10 @@ def topic_partitions(bootstrap: str, topic: str, security: KafkaSecurity = PLAIN
     return len(partitions)
 
 
-def _record_text(value: bytes | None) -> tuple[str, str] | str:
+def _record_text(value: bytes) -> tuple[str, str] | str:
     """(item id, text), or why the record is not one."""
     try:
-        decoded = json.loads(value) if value is not None else None
+        decoded = json.loads(value)
     except (ValueError, UnicodeDecodeError):
         return "not JSON"
     return item_text(decoded) or f"not shaped {ITEM_TEXT_SHAPE}"
@@ -59,6 +60,10 @@ def read_catalogue(
     read = CatalogueRead()
     partitions = topic_partitions(bootstrap, topic, security)
     for record in read_until_idle(bootstrap, topic, partitions, idle_s, security=security):
+        if record.value is None:
+            if record.key is not None:
+                read.texts.pop(record.key.decode(errors="replace"), None)
+            continue
         pair = _record_text(record.value)
         if isinstance(pair, str):
             read.rejected.append(f"partition {record.partition} offset {record.offset}: {pair}")

@@ -55,3 +55,45 @@ def test_export_below_the_served_version_is_refused_naming_both_figures(
     assert "GateRefused" in err and "NDCG@10 0.2500" in err and "NDCG@10 0.3000" in err
     assert "same data" in err and "--force" in err
     assert [p.name for p in (tmp_path / "nextaction").iterdir()] == ["1"]
+
+
+class _PassesFail(Exception):
+    pass
+
+
+class _Stop(BaseException):
+    pass
+
+
+def test_following_the_catalogue_outlives_failed_passes_but_not_ten_in_a_row(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from cli import version_commands
+
+    monkeypatch.setenv("NEXTACTION_KAFKA_BOOTSTRAP", "127.0.0.1:9")
+    outcomes = iter([_PassesFail("broker away"), _PassesFail("again"), None, _Stop()])
+
+    def one_pass(*_: object) -> None:
+        outcome = next(outcomes)
+        if outcome is not None:
+            raise outcome
+
+    monkeypatch.setattr(version_commands, "_catalogue_pass", one_pass)
+    monkeypatch.setattr(version_commands.time, "sleep", lambda _: None)
+    argv = ["catalogue", "--repository", str(tmp_path), "--follow"]
+    with pytest.raises(_Stop):  # the fourth pass: it went on after two failures and a success
+        main(argv)
+    err = capsys.readouterr().err
+    assert "failed (1 in a row): _PassesFail('broker away')" in err and "failed (2 in a row)" in err
+
+    def always_fails(*_: object) -> None:
+        raise _PassesFail("down for good")
+
+    monkeypatch.setattr(version_commands, "_catalogue_pass", always_fails)
+    with pytest.raises(_PassesFail):  # the tenth failure in a row ends it
+        main(argv)
+    err = capsys.readouterr().err
+    assert "failed (9 in a row)" in err and "failed (10 in a row)" not in err
+    with pytest.raises(_PassesFail):  # a single pass does not retry
+        main(argv[:-1])
+    assert "in a row" not in capsys.readouterr().err

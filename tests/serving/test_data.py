@@ -14,6 +14,7 @@ from serving.data import (
     DataFormatError,
     UserSequence,
     encode_windows,
+    item_text,
     read_events_jsonl,
     training_samples,
     user_sequences,
@@ -100,3 +101,21 @@ def test_event_file_timestamps_read_as_epoch_milliseconds(tmp_path: Path, ts: ob
     path.write_text(json.dumps({**events_of("u1", "a")[0], "ts": ts}) + "\n")
     [read] = read_events_jsonl(path)
     assert read["ts"] == 1_700_000_000_001
+
+
+@pytest.mark.parametrize(
+    ("record", "expected"),
+    [
+        ({"item_id": "a1", "text": "A lamp"}, ("a1", "A lamp")),
+        ({"item_id": 42, "text": "An int id, as events carry it"}, ("42", "An int id, as events carry it")),
+        ({"item_id": True, "text": "a bool is no id"}, None),
+        ({"item_id": " ", "text": "blank id"}, None),
+        ({"item_id": "a1", "text": "  "}, None),
+        ({"item_id": "a1"}, None),
+        ({"item_id": "a1", "text": 3}, None),
+        (None, None),
+        (["a1", "text"], None),
+    ],
+)
+def test_an_item_text_record_is_an_id_and_a_text(record: object, expected: tuple[str, str] | None) -> None:
+    assert item_text(record) == expected

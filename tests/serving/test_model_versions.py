@@ -10,6 +10,7 @@ import pytest
 from serving import model_versions
 from serving.model_versions import (
     RollbackError,
+    StaleVersionError,
     list_versions,
     publish_version,
     rollback,
@@ -93,3 +94,15 @@ def test_the_gate_names_both_figures_and_says_when_the_data_differs() -> None:
     with pytest.raises(GateRefused, match="required"):
         check_gate(better, served, force=False, min_gain=0.1)
     assert "nothing to compare" in check_gate(worse, None, force=False)
+
+
+def test_a_version_built_on_one_that_is_no_longer_the_newest_is_not_published(tmp_path: Path) -> None:
+    model_dir = tmp_path / "nextaction"
+    make_version(model_dir, 1, 0.1)
+    make_version(model_dir, 2, 0.1)  # a retrain published while a version was built on 1
+    staging = staging_dir(model_dir, ".export-")
+    manifest = {"model_name": "nextaction", "window": 50, "top_k": 20}
+    with pytest.raises(StaleVersionError, match="version 2 was published while building on version 1"):
+        publish_version(staging, model_dir, manifest, extends=1)
+    assert [v.number for v in list_versions(model_dir)] == [1, 2]
+    assert publish_version(staging, model_dir, manifest, extends=2).name == "3"
