@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Final
 
 from cli.argument_types import positive, scenario_numbers, user_counts
+from serving.triton_config import SERVED_TOP_K
 from stream.shutdown import EXIT_SHUTDOWN_TIMED_OUT
 
 __all__ = [
@@ -266,7 +267,7 @@ def _model_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser
     export.add_argument(
         "--served-top-k",
         type=int,
-        default=20,
+        default=SERVED_TOP_K,
         help="items the model returns per window; workers publish NEXTACTION_PUBLISHED_TOP_K of them",
     )
     export.add_argument(

@@ -21,6 +21,7 @@ from serving.cold_start import ROW_SCALE
 from serving.cold_start_checkpoint import add_items_to_checkpoint
 from serving.export import CHECKPOINT, export
 from serving.model_versions import ModelVersion
+from serving.triton_config import SERVED_TOP_K
 from serving.vocab import ItemVocab
 
 __all__ = ["CatalogueUpdate", "add_catalogue_items", "unknown_items"]
@@ -70,7 +71,7 @@ def add_catalogue_items(
             served.path.parent.parent,
             model_name=str(manifest.get("model_name", served.path.parent.name)),
             window=manifest.get("window"),
-            served_top_k=int(manifest.get("top_k", 20)),
+            served_top_k=int(manifest.get("top_k", SERVED_TOP_K)),
             **chosen,
             provenance=provenance,
             extends=served.number,

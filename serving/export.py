@@ -39,7 +39,7 @@ from serving.provenance import code_revision
 from serving.quality_gate import validation_metrics
 from serving.serving_module import EXPLAIN_POSITIONS, ServedOutputs, ServingModule
 from serving.text_mapping import MAPPING
-from serving.triton_config import MAX_BATCH_SIZE
+from serving.triton_config import MAX_BATCH_SIZE, SERVED_TOP_K
 
 __all__ = ["CHECKPOINT", "ExportError", "export"]
 
@@ -133,7 +133,7 @@ def export(
     repository_dir: Path,
     model_name: str = "nextaction",
     window: int | None = None,
-    served_top_k: int = 20,
+    served_top_k: int = SERVED_TOP_K,
     explain_positions: int = EXPLAIN_POSITIONS,
     provenance: Mapping[str, Any] | None = None,
     step: Callable[[str], None] = lambda _: None,

@@ -24,6 +24,7 @@ from serving.model_versions import ModelVersion
 from serving.quality_gate import GateFigures, check_gate
 from serving.train import TrainConfig, train
 from serving.training_run import model_scorer
+from serving.triton_config import SERVED_TOP_K
 
 __all__ = ["NewestEvents", "RetrainResult", "newest_events", "retrain", "since_version"]
 
@@ -132,7 +133,7 @@ def retrain(
         repository,
         model_name=str(manifest.get("model_name", served.path.parent.name)),
         window=manifest.get("window"),
-        served_top_k=int(manifest.get("top_k", 20)),
+        served_top_k=int(manifest.get("top_k", SERVED_TOP_K)),
         provenance=extra,
     )
     warm_items = trained.metrics["warm_started_items"]

@@ -17,6 +17,7 @@ __all__ = [
     "INSTANCES",
     "MAX_BATCH_SIZE",
     "NATIVE_ONNX",
+    "SERVED_TOP_K",
     "TRT_ENGINE_CACHE",
     "TRT_PRECISION",
     "TRT_WORKSPACE_BYTES",
@@ -35,14 +36,17 @@ MAX_BATCH_SIZE: Final[dict[Device, int]] = {"cpu": 16, "gpu": 64}
 # latency under load far worse on few cores), so CPU throughput scales with instances: set
 # this to the cores the model may take. A GPU instance is one CUDA stream.
 INSTANCES: Final[dict[Device, int]] = {"cpu": 2, "gpu": 1}
-# TensorRT engines, per GPU, TensorRT version and graph. Outside the model repository, whose
-# poller would reload the model when an engine is written; onnxruntime creates the folder
-# (not its parent: /tmp exists in any container). Mount a volume here to keep engines across
-# restarts.
+# Items a version serves per window unless export is told otherwise: the stream re-ranks them
+# for diversity and publishes NEXTACTION_PUBLISHED_TOP_K of them.
+SERVED_TOP_K: Final = 20
 # The GPU config's model file, beside the Python backend's model.onnx in each version; the
 # config names it, so it lives here, where tools that only list or copy versions can read it
 # without loading onnx.
 NATIVE_ONNX: Final = "native.onnx"
+# TensorRT engines, per GPU, TensorRT version and graph. Outside the model repository, whose
+# poller would reload the model when an engine is written; onnxruntime creates the folder
+# (not its parent: /tmp exists in any container). Mount a volume here to keep engines across
+# restarts.
 TRT_ENGINE_CACHE: Final = "/tmp/nextaction-trt-engines"
 TRT_WORKSPACE_BYTES: Final = 1 << 30
 # FP32, not FP16: the attention mask is float32's lowest value, which FP16 cannot hold; as -inf
