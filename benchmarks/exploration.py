@@ -55,9 +55,9 @@ KS = (20, 50)
 DIVERSITIES = (0.0, 0.1, 0.2, 0.3, 0.5)
 EXPLORATION_SLOTS = (0, 1, 2)
 RELEVANCES: tuple[Relevance, ...] = ("ratio", "rank")
-# Popularity corrections the candidates are served under: none, and the stream's default
-# (NEXTACTION_POPULARITY_ADJUSTMENT), combined with rank relevance only (ratio lost to it).
-SERVED_TAUS = (0.0, 0.5)
+# Popularity corrections (NEXTACTION_POPULARITY_ADJUSTMENT) the candidates are served under,
+# combined with rank relevance only (ratio lost to it).
+SERVED_TAUS = (0.0, 0.25, 0.5)
 BATCH = 256  # windows per re-ranking call, as the stream batches them
 MIN_GAIN = 0.2
 MAX_NDCG_LOSS = 0.05

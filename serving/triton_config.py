@@ -37,8 +37,10 @@ MAX_BATCH_SIZE: Final[dict[Device, int]] = {"cpu": 16, "gpu": 64}
 # this to the cores the model may take. A GPU instance is one CUDA stream.
 INSTANCES: Final[dict[Device, int]] = {"cpu": 2, "gpu": 1}
 # Items a version serves per window unless export is told otherwise: the stream re-ranks them
-# for diversity and publishes NEXTACTION_PUBLISHED_TOP_K of them.
-SERVED_TOP_K: Final = 20
+# for diversity and publishes NEXTACTION_PUBLISHED_TOP_K of them. 20 candidates were too much
+# alike for diversity re-ranking to reach past them; 50 cost the stream no measurable
+# throughput (docs/2026-11-29-beyond-accuracy.md).
+SERVED_TOP_K: Final = 50
 # The GPU config's model file, beside the Python backend's model.onnx in each version; the
 # config names it, so it lives here, where tools that only list or copy versions can read it
 # without loading onnx.

@@ -51,17 +51,14 @@ Relevance = Literal["ratio", "rank"]
 class RerankPolicy:
     """How the published list departs from the model's order.
 
-    The defaults are the one setting that, on both MovieLens 100K and Amazon Beauty with 50
-    candidates, raised the long-tail share (+93%, +232%) and intra-list diversity (+25%,
-    +26%) of the top 10 for at most 5% NDCG@10 (+4.6% +- 3.5%, -3.8% +- 0.8%); with 20
-    candidates the same setting costs no NDCG@10 (+1.9% +- 1.9%, +0.1% +- 0.5%) and raises the
-    long-tail share by 39% and 73%, but diversity only by 6-9%: 20 candidates are too alike
-    (``benchmarks/exploration.py``). Rank relevance, because probability ratios fall so
-    steeply that a diversity weight swamps them: with 50 candidates and weights 0.1-0.5, ratio
-    relevance lost 5-15% NDCG@10 on Beauty, rank relevance 0-4%.
+    The defaults are the setting that, with 50 candidates on converged MovieLens 100K and
+    Amazon Beauty models, raised long-tail share and intra-list diversity the most within the
+    accuracy budget (at most 5% NDCG@10; ``benchmarks/exploration.py``, the figures in
+    docs/2026-11-29-beyond-accuracy.md). Rank relevance, because the model's probabilities fall
+    so steeply that a diversity weight swamps their ratios.
     """
 
-    diversity: float = 0.5  # MMR weight in [0, 1]; 0 keeps the model's order
+    diversity: float = 0.3  # MMR weight in [0, 1]; 0 keeps the model's order
     exploration_slots: int = 1  # last slots of the list given to a sampled long-tail candidate
     relevance: Relevance = "rank"
 

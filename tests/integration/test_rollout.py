@@ -17,6 +17,7 @@ import pytest
 import tritonclient.grpc as grpcclient
 
 from serving.synthetic import SyntheticConfig, generate_events
+from serving.triton_config import SERVED_TOP_K
 from tests.integration.conftest import PipelineWorker, pipeline_worker
 from tools.embedded import EmbeddedTriton
 from tools.polling import wait_until
@@ -123,5 +124,5 @@ def test_a_version_with_another_window_and_top_k_is_picked_up_by_a_live_worker(
     assert metrics['nextaction_event_to_publication_seconds_bucket{le="10.0"}'] == published > 0
     log = worker.log.read_text()
     shapes = log.index("ModelShape(window=30, served_top_k=25")
-    assert "ModelShape(window=50, served_top_k=20" in log[shapes:]  # version 1's shape again
+    assert f"ModelShape(window=50, served_top_k={SERVED_TOP_K}" in log[shapes:]  # version 1's shape again
     assert worker.stop() == 0

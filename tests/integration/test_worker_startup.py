@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from cli.main import EXIT_UNREACHABLE, EXIT_USAGE
+from serving.triton_config import SERVED_TOP_K
 from tools.embedded import EmbeddedTriton
 from tools.embedded.ports import free_port
 from tools.worker_process import WorkerProcess
@@ -59,9 +60,10 @@ def worker_with_servers(
 def test_publishing_more_items_than_the_model_serves_is_refused(
     kafka_broker: str, triton_server: EmbeddedTriton, tmp_path: Path
 ) -> None:
-    done = worker_with_servers(kafka_broker, triton_server, tmp_path, "PUBLISHED_TOP_K", "25")
+    more = SERVED_TOP_K + 5
+    done = worker_with_servers(kafka_broker, triton_server, tmp_path, "PUBLISHED_TOP_K", str(more))
     assert done.returncode == EXIT_USAGE, done.stderr
-    assert "NEXTACTION_PUBLISHED_TOP_K=25 exceeds the 20 items" in done.stderr
+    assert f"NEXTACTION_PUBLISHED_TOP_K={more} exceeds the {SERVED_TOP_K} items" in done.stderr
 
 
 def test_a_replication_factor_beyond_the_clusters_brokers_is_refused(

@@ -19,10 +19,11 @@ from serving.data import encode_windows
 from serving.model import NextActionModel
 from serving.serving_module import ServingModule
 from serving.triton_backend import NextActionPredictor
+from serving.triton_config import SERVED_TOP_K
 
 pytestmark = pytest.mark.model
 
-WINDOW, TOP_K = 50, 20
+WINDOW, TOP_K = 50, SERVED_TOP_K
 
 
 @pytest.fixture(scope="module")

@@ -18,10 +18,11 @@ import pytest
 
 from contract import INPUTS, OUTPUTS, TensorSpec
 from serving.triton_backend import NextActionPredictor, TritonPythonModel
+from serving.triton_config import SERVED_TOP_K
 
 pytestmark = pytest.mark.model
 
-WINDOW, TOP_K = 50, 20
+WINDOW, TOP_K = 50, SERVED_TOP_K
 
 
 @dataclass
