@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import itertools
 import os
+import shutil
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,6 +29,14 @@ def model_repository(tmp_path_factory: pytest.TempPathFactory) -> Path:
     its training checkpoint is kept beside it, in ``checkpoint``."""
     repository = tmp_path_factory.mktemp("model_repository")
     ensure_model(repository, "nextaction", checkpoint=repository.parent / "checkpoint")
+    return repository
+
+
+@pytest.fixture
+def own_repository(model_repository: Path, tmp_path: Path) -> Path:
+    """A copy of ``model_repository`` the test may add versions to."""
+    repository = tmp_path / "repository"
+    shutil.copytree(model_repository, repository)
     return repository
 
 

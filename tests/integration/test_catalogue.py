@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 from pathlib import Path
 
 import pytest
@@ -34,13 +33,11 @@ def _produce(bootstrap: str, topic: str, values: list[tuple[str, bytes | None]])
 
 def test_new_catalogue_items_become_a_version_once(
     kafka_broker: str,
-    model_repository: Path,
-    tmp_path: Path,
+    own_repository: Path,
     monkeypatch: pytest.MonkeyPatch,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    repository = tmp_path / "repository"
-    shutil.copytree(model_repository, repository)
+    repository = own_repository
     model_dir = repository / "nextaction"
     (first,) = list_versions(model_dir)
     known = ItemVocab.load(first.path / "checkpoint" / "vocab.json").items

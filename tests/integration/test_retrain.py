@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 from pathlib import Path
 
 import pytest
@@ -23,13 +22,11 @@ pytestmark = pytest.mark.integration
 
 def test_retrain_exports_a_new_version_only_through_the_gate(
     kafka_broker: str,
-    model_repository: Path,
-    tmp_path: Path,
+    own_repository: Path,
     monkeypatch: pytest.MonkeyPatch,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    repository = tmp_path / "repository"
-    shutil.copytree(model_repository, repository)
+    repository = own_repository
     model_dir = repository / "nextaction"
     (first,) = list_versions(model_dir)
     newest = first.manifest["data"]["newest_event_ms"]
