@@ -23,12 +23,11 @@ from serving.vocab import ItemVocab
 
 __all__ = ["ROW_SCALE", "TextRows", "add_item_rows", "add_items", "fit_text_mapping", "item_rows"]
 
-# Predicted rows are multiplied by this before they are added. Ridge shrinks predictions
-# towards the mean row, and as predicted they never reached a top-10 list on MovieLens 100K
-# (0 of 9,430 slots, while held-out items were 3.8% of the next items); doubled, they took
-# about 2% of the slots at no measurable cost to the known items, and three times took 18%
-# and cost a sixth of the known items' HR@10 (benchmarks/cold_start.py; 3-epoch model). It
-# sets how often new items are shown until retraining gives them rows of their own.
+# Predicted rows are multiplied by this before they are added: ridge shrinks predictions
+# towards the mean row, and as predicted new items never reach a list. It sets how often new
+# items are shown until retraining gives them rows of their own: the largest scale within 5%
+# of the best validation NDCG@10 when a model's newest items are made new again
+# (benchmarks/cold_start.py, docs/2026-11-29-beyond-accuracy.md).
 ROW_SCALE = 2.0
 
 
