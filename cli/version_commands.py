@@ -137,11 +137,18 @@ def catalogue(args: argparse.Namespace) -> int:
     settings = _with_broker(load_settings(), "catalogue")
     security = KafkaSecurity.from_settings(settings)
     # A stop mid-export must unwind: the export removes its staging folder on the way out.
-    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+    previous = signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+    try:
+        return _follow_catalogue(args, settings.kafka_bootstrap, settings.topic_catalogue, security)
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _follow_catalogue(args: argparse.Namespace, bootstrap: str, topic: str, security: Any) -> int:
     failures = 0
     while True:
         try:
-            _catalogue_pass(args, settings.kafka_bootstrap, settings.topic_catalogue, security)
+            _catalogue_pass(args, bootstrap, topic, security)
             failures = 0
         except Exception as exc:
             failures += 1

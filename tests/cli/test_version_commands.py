@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import signal
 from pathlib import Path
 
 import pytest
@@ -81,8 +82,10 @@ def test_following_the_catalogue_outlives_failed_passes_but_not_ten_in_a_row(
     monkeypatch.setattr(version_commands, "_catalogue_pass", one_pass)
     monkeypatch.setattr(version_commands.time, "sleep", lambda _: None)
     argv = ["catalogue", "--repository", str(tmp_path), "--follow"]
+    before = signal.getsignal(signal.SIGTERM)
     with pytest.raises(_Stop):  # the fourth pass: it went on after two failures and a success
         main(argv)
+    assert signal.getsignal(signal.SIGTERM) is before  # its own handler only while it runs
     err = capsys.readouterr().err
     assert "failed (1 in a row): _PassesFail('broker away')" in err and "failed (2 in a row)" in err
 
