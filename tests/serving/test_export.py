@@ -55,7 +55,7 @@ def test_configs_share_tensors_and_differ_in_device(version_dir: Path) -> None:
     assert "max_batch_size: 16" in cpu and "max_batch_size: 64" in gpu
     for text in (cpu, gpu):
         assert "version_policy: { latest { num_versions: 1 } }" in text
-        assert '{ name: "ATTRIBUTIONS" data_type: TYPE_FP32 dims: [ 20, 50 ] }' in text
+        assert f'{{ name: "ATTRIBUTIONS" data_type: TYPE_FP32 dims: [ {TOP_K}, {WINDOW} ] }}' in text
         assert '{ name: "ITEM_IDS" data_type: TYPE_STRING dims: [ 50 ] }' in text
     assert 'backend: "python"' in cpu and "KIND_CPU" in cpu and "tensorrt" not in cpu
     # The stock container's onnxruntime backend serves the wrapped graph on the GPU.
