@@ -236,35 +236,12 @@ def markdown(results: dict[str, Any]) -> str:
     return "\n".join(parts)
 
 
-# matplotlib's "tab20" colours, darker and lighter alternating.
-_FAMILY_COLOURS = (
-    "#1f77b4",
-    "#aec7e8",
-    "#ff7f0e",
-    "#ffbb78",
-    "#2ca02c",
-    "#98df8a",
-    "#d62728",
-    "#ff9896",
-    "#9467bd",
-    "#c5b0d5",
-    "#8c564b",
-    "#c49c94",
-    "#e377c2",
-    "#f7b6d2",
-    "#7f7f7f",
-    "#c7c7c7",
-    "#bcbd22",
-    "#dbdb8d",
-    "#17becf",
-    "#9edae5",
-)
-
-
 def plot_curves(name: str, data: dict[str, Any], path: Path) -> None:
     """NDCG@10 against each beyond-accuracy metric, a row per K, a line per family with the
     diversity weight rising along it; ``data["grid"]`` its rows, ``data["taus"]`` (optional)
     the popularity correction's, drawn in every row (it re-ranks nothing)."""
+    from matplotlib import colormaps
+
     with saved_figure(path, len(KS), len(BEYOND), (4.2 * len(BEYOND), 3.6 * len(KS))) as (_, axes):
         for row_axes, k in zip(axes, KS, strict=True):
             rows = [row for row in data["grid"] if row["k"] == k]
@@ -275,7 +252,7 @@ def plot_curves(name: str, data: dict[str, Any], path: Path) -> None:
                     style = ("o-", "s--")[family.startswith("rank")]
                     ndcg = [r["ndcg@10"] for r in line]
                     # More families than the default colour cycle has colours: one each.
-                    colour = _FAMILY_COLOURS[number % len(_FAMILY_COLOURS)]
+                    colour = colormaps["tab20"](number % 20)
                     axis.plot([r[metric] for r in line], ndcg, style, color=colour, ms=3, label=family)
                 taus = data.get("taus", [])
                 axis.plot([r[metric] for r in taus], [r["ndcg@10"] for r in taus], "k^:", ms=3, label="tau")
