@@ -20,14 +20,19 @@ import numpy as np
 
 __all__ = [
     "ACTIONS",
+    "ACTION_ATTRIBUTIONS",
     "ACTION_CODES",
     "ATTRIBUTIONS",
     "FIRST_ITEM_INDEX",
+    "GAP_QUANTILES",
+    "GAP_QUANTILE_LEVELS",
     "HEAD_SHARE",
     "INPUTS",
+    "ITEM_ACTIONS",
     "ITEM_IDS",
     "ITEM_ORIGINS",
     "LEARNED_ORIGIN",
+    "NEXT_ACTIONS",
     "N_GAP_BUCKETS",
     "ONNX_INPUTS",
     "ONNX_OUTPUTS",
@@ -70,11 +75,16 @@ _PAD_GAP: Final = 0
 _FIRST_GAP: Final = 1
 _FIRST_TIMED_GAP: Final = 2
 
+# Levels of the quantiles of the time until the user's next event that the model serves
+# (GAP_QUANTILES): a distribution, because the same window may be followed seconds or days later.
+GAP_QUANTILE_LEVELS: Final[tuple[float, ...]] = (0.1, 0.25, 0.5, 0.75, 0.9)
+
 
 @dataclass(frozen=True)
 class TensorSpec:
     """One Triton tensor: its name, types on each side, and its dims without the batch
-    dimension, written as ``window`` (W), ``top_k`` (K) or ``one`` (1)."""
+    dimension, written as ``window`` (W), ``top_k`` (K), ``actions`` (A, the action types),
+    ``quantiles`` (Q, the gap quantile levels) or ``one`` (1)."""
 
     name: str
     config_type: str  # config.pbtxt data_type
@@ -84,7 +94,13 @@ class TensorSpec:
     optional: bool = False  # a request may leave the input out
 
     def shape(self, window: int, top_k: int) -> list[int]:
-        sizes = {"window": window, "top_k": top_k, "one": 1}
+        sizes = {
+            "window": window,
+            "top_k": top_k,
+            "actions": len(ACTIONS),
+            "quantiles": len(GAP_QUANTILE_LEVELS),
+            "one": 1,
+        }
         return [sizes[dim] for dim in self.dims]
 
 
@@ -101,7 +117,10 @@ POPULARITY_ADJUSTMENT: Final = TensorSpec(
 # position (0 on padding and on events older than those the model explains), the items'
 # pairwise cosine similarity, how each window event relates to each item (SIGNAL_CODES),
 # each item's popularity as the share of the catalogue at least as popular (0 = the most),
-# and where each item's embedding came from.
+# and where each item's embedding came from. Then what the user does next: the probability of
+# each action type (ACTIONS order), the same given that the next item is each top item, the
+# seconds until the next event at GAP_QUANTILE_LEVELS, and per action type the weight of each
+# window position in its probability (as ATTRIBUTIONS weigh them for items).
 TOP_ITEMS: Final = TensorSpec("TOP_ITEMS", "TYPE_STRING", "BYTES", np.object_, ("top_k",))
 TOP_SCORES: Final = TensorSpec("TOP_SCORES", "TYPE_FP32", "FP32", np.float32, ("top_k",))
 ATTRIBUTIONS: Final = TensorSpec("ATTRIBUTIONS", "TYPE_FP32", "FP32", np.float32, ("top_k", "window"))
@@ -109,8 +128,26 @@ SIMILARITIES: Final = TensorSpec("SIMILARITIES", "TYPE_FP32", "FP32", np.float32
 SIGNALS: Final = TensorSpec("SIGNALS", "TYPE_INT8", "INT8", np.int8, ("top_k", "window"))
 POPULARITY: Final = TensorSpec("POPULARITY", "TYPE_FP32", "FP32", np.float32, ("top_k",))
 ITEM_ORIGINS: Final = TensorSpec("ITEM_ORIGINS", "TYPE_INT8", "INT8", np.int8, ("top_k",))
+NEXT_ACTIONS: Final = TensorSpec("NEXT_ACTIONS", "TYPE_FP32", "FP32", np.float32, ("actions",))
+ITEM_ACTIONS: Final = TensorSpec("ITEM_ACTIONS", "TYPE_FP32", "FP32", np.float32, ("top_k", "actions"))
+GAP_QUANTILES: Final = TensorSpec("GAP_QUANTILES", "TYPE_FP32", "FP32", np.float32, ("quantiles",))
+ACTION_ATTRIBUTIONS: Final = TensorSpec(
+    "ACTION_ATTRIBUTIONS", "TYPE_FP32", "FP32", np.float32, ("actions", "window")
+)
 INPUTS: Final = (ITEM_IDS, WINDOW_ACTIONS, TIMESTAMPS, POPULARITY_ADJUSTMENT)
-OUTPUTS: Final = (TOP_ITEMS, TOP_SCORES, ATTRIBUTIONS, SIMILARITIES, SIGNALS, POPULARITY, ITEM_ORIGINS)
+OUTPUTS: Final = (
+    TOP_ITEMS,
+    TOP_SCORES,
+    ATTRIBUTIONS,
+    SIMILARITIES,
+    SIGNALS,
+    POPULARITY,
+    ITEM_ORIGINS,
+    NEXT_ACTIONS,
+    ITEM_ACTIONS,
+    GAP_QUANTILES,
+    ACTION_ATTRIBUTIONS,
+)
 # Where an item's embedding came from (ITEM_ORIGINS): learned from interactions, or predicted
 # from its text after training (cold start, until a retraining learns it).
 LEARNED_ORIGIN: Final = 0
@@ -130,7 +167,9 @@ HEAD_SHARE: Final = 0.2
 # The exported ONNX graph: vocabulary indices, action codes and gap buckets, int64 [B, W'] with
 # W' between the explained positions and W, and the popularity correction float [B, 1]; out
 # come indices [B, K], probabilities [B, K], attributions [B, K, W'], similarities [B, K, K],
-# signals int8 [B, K, W'], popularity [B, K] and item origins int8 [B, K].
+# signals int8 [B, K, W'], popularity [B, K], item origins int8 [B, K], next action
+# probabilities [B, A], item action probabilities [B, K, A], gap quantiles in seconds [B, Q] and
+# action attributions [B, A, W'].
 ONNX_INPUTS: Final = ("items", "actions", "gap_buckets", "popularity_adjustment")
 ONNX_OUTPUTS: Final = (
     "top_indices",
@@ -140,6 +179,10 @@ ONNX_OUTPUTS: Final = (
     "signals",
     "popularity",
     "item_origins",
+    "next_actions",
+    "item_actions",
+    "gap_quantiles",
+    "action_attributions",
 )
 
 

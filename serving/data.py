@@ -206,6 +206,13 @@ class TrainingSamples:
         stamps = np.where(valid, self.timestamps_ms[columns], 0)
         return items, actions, gap_buckets(stamps, valid), self.items[ends]
 
+    def next_events(self, samples: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """What the chosen samples' targets are besides items: their action, int64 [n] indices
+        into ACTIONS, and the seconds from each window's newest event to them, float64 [n]."""
+        ends = self.targets[samples]
+        gaps_ms = self.timestamps_ms[ends] - self.timestamps_ms[ends - 1]
+        return self.actions[ends] - 1, gaps_ms / 1000.0
+
 
 def training_samples(sequences: Iterable[UserSequence], vocab: ItemVocab, window: int) -> TrainingSamples:
     """Every event after a user's first, with an item of the vocabulary, is a target once."""

@@ -30,7 +30,7 @@ import onnxruntime as ort
 import torch
 
 import contract
-from contract import ACTIONS, N_GAP_BUCKETS, ONNX_INPUTS, ONNX_OUTPUTS, PAD_INDEX, UNKNOWN_INDEX
+from contract import ACTIONS, N_GAP_BUCKETS, ONNX_INPUTS, ONNX_OUTPUTS, OUTPUTS, PAD_INDEX, UNKNOWN_INDEX
 from serving import triton_backend
 from serving.checkpoint import HPARAMS, METRICS, VOCAB, WEIGHTS, load_checkpoint
 from serving.model_versions import publish_version, staging_dir, utc_now
@@ -50,6 +50,16 @@ CHECKPOINT = "checkpoint"  # the version's training checkpoint, inside the versi
 SCORE_TOLERANCE = 1e-4
 ATTRIBUTION_TOLERANCE = 5e-3
 SIGNAL_TOLERANCE = 1e-3  # share of signals that may differ
+# Float outputs besides the scores and the largest difference each may show (gap quantiles as
+# log(1 + seconds)).
+_CLOSE_OUTPUTS = {
+    "attributions": ATTRIBUTION_TOLERANCE,
+    "similarities": SCORE_TOLERANCE,
+    "next_actions": SCORE_TOLERANCE,
+    "item_actions": SCORE_TOLERANCE,
+    "gap_quantiles": SCORE_TOLERANCE,
+    "action_attributions": ATTRIBUTION_TOLERANCE,
+}
 
 
 class ExportError(RuntimeError):
@@ -95,7 +105,7 @@ def _export_onnx(module: ServingModule, window: int, n_items: int, path: Path) -
     # Check on other batch sizes and widths than the traced ones, so both dynamic dims are
     # exercised.
     session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-    diffs = {"scores": 0.0, "attributions": 0.0, "similarities": 0.0, "signals_changed": 0.0}
+    diffs = dict.fromkeys(("scores", *_CLOSE_OUTPUTS, "signals_changed"), 0.0)
     for check in (
         _sample_inputs(7, window, n_items, seed=1),
         _sample_inputs(5, module.explain_positions, n_items, seed=2),
@@ -111,19 +121,17 @@ def _export_onnx(module: ServingModule, window: int, n_items: int, path: Path) -
             and np.array_equal(got.item_origins, expected.item_origins)
         ):
             raise ExportError(f"ONNX top-k differs from torch at width {check[0].shape[1]}")
-        for name in ("scores", "attributions", "similarities"):
+        for name in ("scores", *_CLOSE_OUTPUTS):
             field = "top_scores" if name == "scores" else name
-            difference = np.abs(getattr(got, field) - getattr(expected, field)).max()
-            diffs[name] = max(diffs[name], float(difference))
+            ours, theirs = getattr(got, field), getattr(expected, field)
+            if name == "gap_quantiles":  # seconds span orders of magnitude: compare their logs
+                ours, theirs = np.log1p(ours), np.log1p(theirs)
+            diffs[name] = max(diffs[name], float(np.abs(ours - theirs).max()))
         # A similarity right at the threshold may round to either side of it.
         changed = float(np.mean(got.signals != expected.signals))
         diffs["signals_changed"] = max(diffs["signals_changed"], changed)
-    if (
-        diffs["scores"] > SCORE_TOLERANCE
-        or diffs["attributions"] > ATTRIBUTION_TOLERANCE
-        or diffs["similarities"] > SCORE_TOLERANCE
-        or diffs["signals_changed"] > SIGNAL_TOLERANCE
-    ):
+    tolerances = {"scores": SCORE_TOLERANCE, **_CLOSE_OUTPUTS, "signals_changed": SIGNAL_TOLERANCE}
+    if any(diffs[name] > tolerance for name, tolerance in tolerances.items()):
         raise ExportError(f"ONNX output differs from torch: max abs diffs {diffs}")
     return diffs
 
@@ -183,6 +191,7 @@ def export(
             "top_k": served_top_k,
             "explain_positions": explain_positions,
             "actions": list(ACTIONS),
+            "outputs": [spec.name for spec in OUTPUTS],
             "n_items": checkpoint.model.config.n_items,
             "max_batch_size": MAX_BATCH_SIZE,
             "onnx_max_abs_diff": diffs,

@@ -24,6 +24,7 @@ from torch import nn
 from contract import PAD_INDEX, UNKNOWN_INDEX
 from serving.model_config import ModelConfig
 from serving.network import ItemNetwork
+from serving.next_event import NextEventTargets
 
 __all__ = ["PRIOR_DECAY", "PRIOR_HISTORY", "ModelConfig", "NextActionModel", "log_popularity"]
 
@@ -99,6 +100,44 @@ class NextActionModel(nn.Module):
             joined = torch.cat(list(hiddens), dim=-1) / len(embeddings)
             logits = joined @ torch.cat(embeddings, dim=1).T
         return logits.masked_fill(self.excluded, float("-inf"))
+
+    def action_logits(self, hiddens: Sequence[torch.Tensor]) -> torch.Tensor:
+        """Each network's hidden states [N, D] -> the mean of their next-action logits [N, A]."""
+        heads = [network.next_event for network in self.item_networks]
+        return torch.stack([h.action_logits(x) for h, x in zip(heads, hiddens, strict=True)]).mean(0)
+
+    def item_action_logits(self, hiddens: Sequence[torch.Tensor], items: torch.Tensor) -> torch.Tensor:
+        """Hidden states [N, D] and item indices [N, K] -> mean next-action logits given each
+        item as the next one, [N, K, A]."""
+        return torch.stack(
+            [
+                network.next_event.item_action_logits(hidden, network.item_embedding(items))
+                for network, hidden in zip(self.item_networks, hiddens, strict=True)
+            ]
+        ).mean(0)
+
+    def log_gap_quantiles(self, hiddens: Sequence[torch.Tensor]) -> torch.Tensor:
+        """Hidden states [N, D] -> mean quantiles of log(1 + seconds to the next event) [N, Q]."""
+        heads = [network.next_event for network in self.item_networks]
+        return torch.stack([h.log_gap_quantiles(x) for h, x in zip(heads, hiddens, strict=True)]).mean(0)
+
+    def next_event_loss(
+        self,
+        hiddens: Sequence[torch.Tensor],
+        items: torch.Tensor,
+        actions: torch.Tensor,
+        gaps_s: torch.Tensor,
+    ) -> torch.Tensor:
+        """The next-event heads' loss (:meth:`NextEventHeads.loss`) summed over networks, for
+        the next events' items [N], action indices [N] (0-based) and seconds [N]."""
+        return torch.stack(
+            [
+                network.next_event.loss(
+                    hidden, NextEventTargets(actions, network.item_embedding(items), gaps_s)
+                )
+                for network, hidden in zip(self.item_networks, hiddens, strict=True)
+            ]
+        ).sum()
 
     def exclude(self, logits: torch.Tensor, seen: torch.Tensor) -> torch.Tensor:
         """logits [N, V] with the items of ``seen`` (indices [N, S], any padding) at -inf,

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from serving.triton_config import CONFIG_FILES, model_config_text
+from serving.triton_config import CONFIG_FILES, OUTPUTS_BEFORE_NEXT_EVENT, model_config_text
 
 __all__ = [
     "MANIFEST",
@@ -117,7 +117,13 @@ def publish_version(
         (staging / MANIFEST).write_text(json.dumps(numbered, indent=2) + "\n")
         # Configs first: the new version must never appear without a config that fits it.
         for device, relative in CONFIG_FILES.items():
-            text = model_config_text(numbered["model_name"], numbered["window"], numbered["top_k"], device)
+            text = model_config_text(
+                numbered["model_name"],
+                numbered["window"],
+                numbered["top_k"],
+                device,
+                outputs=numbered.get("outputs", OUTPUTS_BEFORE_NEXT_EVENT),
+            )
             _replace_if_changed(model_dir / relative, text)
         version_dir = model_dir / str(version)
         try:

@@ -18,6 +18,7 @@ from transformers.models.gpt2.modeling_gpt2 import GPT2Block
 
 from contract import ACTIONS, N_GAP_BUCKETS, PAD_INDEX
 from serving.model_config import ModelConfig
+from serving.next_event import NextEventHeads
 
 __all__ = ["LOWPASS_DECAY", "ItemNetwork", "KeyValue", "LowPass", "decayed_sums", "key_mask"]
 
@@ -64,8 +65,9 @@ def key_mask(items: torch.Tensor) -> torch.Tensor:
 
 
 class ItemNetwork(nn.Module):
-    """One trained network: embeddings of the window's events, the causal trunk, and item
-    scores as dot products with its own item embeddings (tied input/output)."""
+    """One trained network: embeddings of the window's events, the causal trunk, item scores
+    as dot products with its own item embeddings (tied input/output), and the next event's
+    action and gap heads on the same state."""
 
     def __init__(self, config: ModelConfig) -> None:
         super().__init__()
@@ -96,6 +98,7 @@ class ItemNetwork(nn.Module):
         self.embedding_norm = nn.LayerNorm(config.hidden)
         # Share of the low-pass branch per hidden unit; 0 (off) until training says otherwise.
         self.lowpass_mix = nn.Parameter(torch.zeros(config.hidden))
+        self.next_event = NextEventHeads(config.hidden)
 
     def embed(
         self, items: torch.Tensor, actions: torch.Tensor, gaps: torch.Tensor, carry: LowPass | None = None

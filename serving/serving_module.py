@@ -1,9 +1,11 @@
 """The exported graph: top-k items, their probabilities and leave-one-event-out attributions,
-and what the stream needs to re-rank them and word their explanations (the items' mutual
-similarity, how each window event relates to each item, their popularity), computed in one
-batched pass (``ServingModule``).
+what the stream needs to re-rank them and word their explanations (the items' mutual
+similarity, how each window event relates to each item, their popularity), and the next
+event's action type and time with the same occlusion's attributions, in one batched pass
+(``ServingModule``).
 
-Shapes: B batch, W window, D hidden, V vocabulary, K top-k, P explained (occluded) positions.
+Shapes: B batch, W window, D hidden, V vocabulary, K top-k, P explained (occluded) positions,
+A action types, Q gap quantile levels.
 """
 
 from __future__ import annotations
@@ -37,6 +39,9 @@ MIN_DROP = 1e-3
 
 # Share of random item pairs whose embeddings are close enough to call the items similar.
 SIMILAR_SHARE = 0.02
+
+# Largest served log(1 + seconds) to the next event, about 15 years: keeps exp finite in float32.
+MAX_LOG_GAP = 20.0
 
 
 def _tail_offsets(explain_positions: int) -> torch.Tensor:
@@ -76,6 +81,10 @@ class ServedOutputs(NamedTuple):
     signals: torch.Tensor  # int8 [B, K, W] contract.SIGNAL_CODES
     popularity: torch.Tensor  # float [B, K] share of the catalogue at least as popular
     item_origins: torch.Tensor  # int8 [B, K] contract.LEARNED_ORIGIN or TEXT_ORIGIN
+    next_actions: torch.Tensor  # float [B, A] probability of each action type next
+    item_actions: torch.Tensor  # float [B, K, A] the same, given each top item as the next one
+    gap_quantiles: torch.Tensor  # float [B, Q] seconds to the next event, contract.GAP_QUANTILE_LEVELS
+    action_attributions: torch.Tensor  # float [B, A, W]
 
 
 def similar_cosine(model: NextActionModel, pairs: int = 20_000, seed: int = 0) -> float:
@@ -220,26 +229,40 @@ class ServingModule(nn.Module):
         top_log_probs, top_indices = torch.topk(base, self.top_k, dim=-1)  # [B, K]
         index = top_indices.unsqueeze(1).expand(-1, variants - 1, -1)  # [B, P, K]
         occluded = torch.gather(log_probs[:, :-1], 2, index)  # [B, P, K]
-        # Evidence is the drop above a noise floor. Subtracting the floor (not cutting at it)
-        # keeps weights continuous, so rounding differences between runtimes stay small.
-        drop = (top_log_probs.unsqueeze(1) - occluded - MIN_DROP).clamp(min=0)  # [B, P, K]
-        # Padding never explains anything (its removal is a no-op up to rounding).
-        explained = items[:, window - self.explain_positions :] != PAD_INDEX  # [B, P]
-        drop = drop * explained.unsqueeze(-1).to(drop.dtype)
-        total = drop.sum(dim=1, keepdim=True)  # [B, 1, K]
-        weights = torch.where(total > 0, drop / total.clamp(min=1e-12), torch.zeros_like(drop))
-        older = drop.new_zeros(batch, window - self.explain_positions, self.top_k)
-        attributions = torch.cat([older, weights], dim=1).transpose(1, 2)  # [B, K, W]
+        action_log_probs = torch.log_softmax(self.model.action_logits(hidden), dim=-1)
+        action_log_probs = action_log_probs.reshape(batch, variants, -1)  # [B, P+1, A]
+        newest = [h.unflatten(0, (batch, variants))[:, -1] for h in hidden]  # [B, D] per network
         top_vectors = self._unit_embeddings(top_indices)  # [B, K, D']
         return ServedOutputs(
             top_indices,
             top_log_probs.exp(),
-            attributions,
+            self._attributions(items, top_log_probs, occluded),
             top_vectors @ top_vectors.transpose(1, 2),
             self._signals(items, top_indices, top_vectors),
             self.popularity_rank[top_indices],
             self.text_items[top_indices].to(torch.int8),
+            action_log_probs[:, -1].exp(),
+            torch.softmax(self.model.item_action_logits(newest, top_indices), dim=-1),
+            torch.expm1(self.model.log_gap_quantiles(newest).clamp(max=MAX_LOG_GAP)),
+            self._attributions(items, action_log_probs[:, -1], action_log_probs[:, :-1]),
         )
+
+    def _attributions(
+        self, items: torch.Tensor, log_probs: torch.Tensor, occluded: torch.Tensor
+    ) -> torch.Tensor:
+        """Weights [B, X, W] of the window's events for X outcomes, from their log-probabilities
+        [B, X] and those with each explained position removed [B, P, X]."""
+        batch, window = items.shape
+        # Evidence is the drop above a noise floor. Subtracting the floor (not cutting at it)
+        # keeps weights continuous, so rounding differences between runtimes stay small.
+        drop = (log_probs.unsqueeze(1) - occluded - MIN_DROP).clamp(min=0)  # [B, P, X]
+        # Padding never explains anything (its removal is a no-op up to rounding).
+        explained = items[:, window - self.explain_positions :] != PAD_INDEX  # [B, P]
+        drop = drop * explained.unsqueeze(-1).to(drop.dtype)
+        total = drop.sum(dim=1, keepdim=True)  # [B, 1, X]
+        weights = torch.where(total > 0, drop / total.clamp(min=1e-12), torch.zeros_like(drop))
+        older = drop.new_zeros(batch, window - self.explain_positions, drop.shape[2])
+        return torch.cat([older, weights], dim=1).transpose(1, 2)  # [B, X, W]
 
     def _unit_embeddings(self, indices: torch.Tensor) -> torch.Tensor:
         """Items' embeddings of every network side by side, scaled to unit length: their dot

@@ -66,7 +66,8 @@ def train_epoch(
     generator: torch.Generator,
     loss_offset: torch.Tensor,
 ) -> float:
-    """One pass over the samples; ``loss_offset`` [V] is added to the logits the loss sees."""
+    """One pass over the samples; returns the mean item loss. ``loss_offset`` [V] is added to
+    the logits the item loss sees."""
     model.train()
     total = 0.0
     for batch in _batches(samples, config.batch_size, generator):
@@ -76,11 +77,14 @@ def train_epoch(
         # the target itself where it repeats one of them.
         seen = items.masked_fill(items == targets.unsqueeze(1), PAD_INDEX)
         logits = model.item_logits(hidden) + loss_offset
-        loss = F.cross_entropy(model.exclude(logits, seen), targets)
+        next_actions, next_gaps = (torch.from_numpy(x) for x in samples.next_events(batch))
+        item_loss = F.cross_entropy(model.exclude(logits, seen), targets)
+        # The next-event heads learn from the detached state: the item loss alone shapes the trunk.
+        heads_loss = model.next_event_loss(hidden, targets, next_actions, next_gaps.float())
         optimizer.zero_grad()
-        loss.backward()
+        (item_loss + heads_loss).backward()
         optimizer.step()
-        total += loss.item() * len(batch)
+        total += item_loss.item() * len(batch)
     return total / max(len(samples), 1)
 
 

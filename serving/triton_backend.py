@@ -71,6 +71,10 @@ class ModelOutputs(NamedTuple):
     signals: np.ndarray  # int8 [B, K, W]
     popularity: np.ndarray  # float32 [B, K]
     item_origins: np.ndarray  # int8 [B, K]
+    next_actions: np.ndarray  # float32 [B, A]
+    item_actions: np.ndarray  # float32 [B, K, A]
+    gap_quantiles: np.ndarray  # float32 [B, Q] seconds
+    action_attributions: np.ndarray  # float32 [B, A, W]
 
 
 class NextActionPredictor:
@@ -157,7 +161,9 @@ class NextActionPredictor:
         outputs = ModelOutputs(*self._session.run(None, feeds))
         restore = ((0, 0), (0, 0), (start, 0))
         return outputs._replace(
-            attributions=np.pad(outputs.attributions, restore), signals=np.pad(outputs.signals, restore)
+            attributions=np.pad(outputs.attributions, restore),
+            signals=np.pad(outputs.signals, restore),
+            action_attributions=np.pad(outputs.action_attributions, restore),
         )
 
     def item_ids(self, indices: np.ndarray, as_bytes: bool = False) -> np.ndarray:

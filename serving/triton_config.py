@@ -7,7 +7,7 @@ backend with TensorRT, since the stock container's Python backend has no onnxrun
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from typing import Final, Literal
 
 from contract import INPUTS, OUTPUTS, TensorSpec
@@ -17,6 +17,7 @@ __all__ = [
     "INSTANCES",
     "MAX_BATCH_SIZE",
     "NATIVE_ONNX",
+    "OUTPUTS_BEFORE_NEXT_EVENT",
     "SERVED_TOP_K",
     "TRT_ENGINE_CACHE",
     "TRT_PRECISION",
@@ -41,6 +42,17 @@ INSTANCES: Final[dict[Device, int]] = {"cpu": 2, "gpu": 1}
 # alike for diversity re-ranking to reach past them; 50 cost the stream no measurable
 # throughput (docs/2026-11-29-beyond-accuracy.md).
 SERVED_TOP_K: Final = 50
+# The outputs of a version whose manifest does not list its own (exported before the next
+# event's): its config must declare just these, or its model.py refuses to load.
+OUTPUTS_BEFORE_NEXT_EVENT: Final = (
+    "TOP_ITEMS",
+    "TOP_SCORES",
+    "ATTRIBUTIONS",
+    "SIMILARITIES",
+    "SIGNALS",
+    "POPULARITY",
+    "ITEM_ORIGINS",
+)
 # The GPU config's model file, beside the Python backend's model.onnx in each version; the
 # config names it, so it lives here, where tools that only list or copy versions can read it
 # without loading onnx.
@@ -115,8 +127,11 @@ def model_config_text(
     top_k: int,
     device: Device = "cpu",
     max_batch_size: int | None = None,
+    outputs: Collection[str] | None = None,
 ) -> str:
-    """config.pbtxt for the CPU or the GPU deployment of the same tensors."""
+    """config.pbtxt for the CPU or the GPU deployment of the same tensors; ``outputs``: the
+    names of those the version serves (all of the contract's by default)."""
+    served = [spec for spec in OUTPUTS if outputs is None or spec.name in outputs]
     max_batch_size = max_batch_size or MAX_BATCH_SIZE[device]
     gpu = device == "gpu"
     preferred = [b for b in (4, 8, 16, 32, 64) if b <= max_batch_size]
@@ -140,7 +155,7 @@ input [
 {_tensors(INPUTS, window, top_k, optional_allowed=not gpu)}
 ]
 output [
-{_tensors(OUTPUTS, window, top_k, optional_allowed=not gpu)}
+{_tensors(served, window, top_k, optional_allowed=not gpu)}
 ]
 dynamic_batching {{
   preferred_batch_size: [ {", ".join(map(str, preferred))} ]

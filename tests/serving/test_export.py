@@ -111,6 +111,11 @@ def test_predictor_matches_the_torch_model(
     np.testing.assert_allclose(served.similarities, expected.similarities.numpy(), atol=1e-4)
     np.testing.assert_array_equal(served.popularity, expected.popularity.numpy())
     assert np.mean(served.signals != expected.signals.numpy()) < 1e-3
+    for name in ("next_actions", "item_actions", "action_attributions"):
+        ours, theirs = getattr(served, name), getattr(expected, name).numpy()
+        np.testing.assert_allclose(ours, theirs, atol=2e-3, err_msg=name)
+    seconds = np.log1p(served.gap_quantiles), np.log1p(expected.gap_quantiles.numpy())
+    np.testing.assert_allclose(*seconds, atol=1e-4)
     assert items.shape == (len(cases), TOP_K) and served.attributions.shape == (len(cases), TOP_K, WINDOW)
     assert served.scores.dtype == np.float32 and served.attributions.dtype == np.float32
 

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from contract import OUTPUTS
 from serving import model_versions
 from serving.model_versions import (
     RollbackError,
@@ -18,6 +19,7 @@ from serving.model_versions import (
     staging_dir,
 )
 from serving.quality_gate import GateFigures, GateRefused, check_gate
+from serving.triton_config import CONFIG_FILES, OUTPUTS_BEFORE_NEXT_EVENT
 from tests.serving.version_folders import make_version
 
 pytestmark = pytest.mark.unit
@@ -106,3 +108,18 @@ def test_a_version_built_on_one_that_is_no_longer_the_newest_is_not_published(tm
         publish_version(staging, model_dir, manifest, extends=1)
     assert [v.number for v in list_versions(model_dir)] == [1, 2]
     assert publish_version(staging, model_dir, manifest, extends=2).name == "3"
+
+
+def test_configs_declare_the_outputs_of_the_version_served(tmp_path: Path) -> None:
+    """A roll-back to a version exported before the next event's outputs writes configs without
+    them (its own model.py refuses any others); rolling forward declares them again."""
+    model_dir = tmp_path / "nextaction"
+    make_version(model_dir, 1, 0.2)  # no "outputs" in its manifest: exported before they existed
+    make_version(model_dir, 2, 0.1, outputs=[spec.name for spec in OUTPUTS])
+    rollback(model_dir, to=1)
+    for relative in CONFIG_FILES.values():
+        config = (model_dir / relative).read_text()
+        assert all(f'"{name}"' in config for name in OUTPUTS_BEFORE_NEXT_EVENT)
+        assert '"NEXT_ACTIONS"' not in config and '"GAP_QUANTILES"' not in config
+    rollback(model_dir, to=2)
+    assert all(f'"{spec.name}"' in (model_dir / "config.pbtxt").read_text() for spec in OUTPUTS)
