@@ -72,6 +72,7 @@ class FallbackRecommender:
                 "model_version": None,
                 "watermark": watermark(update),
                 "items": self._items(update, popular, top_k, now_ms),
+                "next_event": None,
             }
             for update in updates
         ]
@@ -107,6 +108,7 @@ class FallbackRecommender:
                 "explanation": _explanation(
                     item, score, evidence.get(item, {}), recent, self._titles, now_ms
                 ),
+                "actions_if_next": None,
             }
             for rank, (item, score) in enumerate(ranked, start=1)
         ]

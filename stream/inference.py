@@ -222,7 +222,7 @@ class TritonScorer:
             decode_strings(_raw_output(response, TOP_ITEMS.name)),
             result.as_numpy(TOP_SCORES.name),
             result.as_numpy(ATTRIBUTIONS.name),
-            **{
+            {
                 field: result.as_numpy(spec.name) if spec.name in served else None
                 for field, spec in OPTIONAL_OUTPUTS.items()
             },

@@ -16,6 +16,7 @@ import orjson
 
 from contract import HEAD_SHARE, TEXT_ORIGIN
 from stream.explain import ItemFacts, explain_batch
+from stream.next_event import actions_if_next, next_events
 from stream.records import (
     RECOMMENDATION_SCHEMA_VERSION,
     ItemSource,
@@ -112,6 +113,8 @@ def build_recommendations(
     )
     scores = np.round(np.take_along_axis(scored.scores, columns, axis=1).astype(np.float64), 6).tolist()
     titles = presentation.titles
+    item_actions = actions_if_next(scored, columns)
+    windows_next = next_events([update.window for update in updates], scored, titles, now_ms)
     return [
         {
             "schema_version": RECOMMENDATION_SCHEMA_VERSION,
@@ -131,14 +134,24 @@ def build_recommendations(
                     "score": score,
                     "source": source,
                     "explanation": explanation,
+                    "actions_if_next": if_next,
                 }
-                for rank, (item_id, score, source, explanation) in enumerate(
-                    zip(items, row_scores, row_sources, row_explanations, strict=True), start=1
+                for rank, (item_id, score, source, explanation, if_next) in enumerate(
+                    zip(items, row_scores, row_sources, reasons, row_actions, strict=True), start=1
                 )
             ],
+            "next_event": next_event,
         }
-        for update, record_id, items, row_scores, row_sources, row_explanations in zip(
-            updates, record_ids, item_ids, scores, sources, explanations, strict=True
+        for update, record_id, items, row_scores, row_sources, reasons, row_actions, next_event in zip(
+            updates,
+            record_ids,
+            item_ids,
+            scores,
+            sources,
+            explanations,
+            item_actions,
+            windows_next,
+            strict=True,
         )
     ]
 

@@ -13,10 +13,12 @@ from typing import Any, Final, Literal, TypedDict
 
 __all__ = [
     "RECOMMENDATION_SCHEMA_VERSION",
+    "ActionDriver",
     "Event",
     "ExplainedEvent",
     "Explanation",
     "ItemSource",
+    "NextEvent",
     "Recommendation",
     "RecommendedItem",
     "UserUpdate",
@@ -30,7 +32,7 @@ _RECOMMENDATION_NAMESPACE: Final = uuid.UUID("6f1c2a9e-4b1d-5e0f-9a53-0c8f6d2e7b
 #: The output record's version: an added field bumps the minor, a removed or renamed field or a
 #: changed meaning bumps the major (docs/contracts.md); stream/schemas/recommendation.schema.json
 #: describes it.
-RECOMMENDATION_SCHEMA_VERSION: Final = "1.0"
+RECOMMENDATION_SCHEMA_VERSION: Final = "1.1"
 
 
 @dataclass(frozen=True, slots=True)
@@ -114,6 +116,28 @@ class RecommendedItem(TypedDict):
     score: float
     source: ItemSource
     explanation: Explanation
+    # If this item is the user's next one, the probability of each action on it (contract.ACTIONS);
+    # None for the fallback and for versions that predate it.
+    actions_if_next: dict[str, float] | None
+
+
+class ActionDriver(TypedDict):
+    """A window event that raised the probability of an action type: its share of the evidence."""
+
+    event_id: str
+    item_id: str
+    action: str
+    ts_ms: int
+    weight: float
+
+
+class NextEvent(TypedDict):
+    """What the user will do next, whatever the item, and when."""
+
+    actions: dict[str, float]  # contract.ACTIONS -> probability of the next event's action type
+    seconds_until: dict[str, float]  # "p10", "p50"... -> quantiles of the seconds to the next event
+    drivers: dict[str, list[ActionDriver]]  # action -> the events that drove it, strongest first
+    sentence: str
 
 
 class Watermark(TypedDict):
@@ -140,6 +164,7 @@ class Recommendation(TypedDict):
     model_version: str | None  # None for the fallback
     watermark: Watermark
     items: list[RecommendedItem]
+    next_event: NextEvent | None  # None for the fallback and for versions that predate it (1.1)
 
 
 def recommendation_id(user_id: str, trigger_event_id: str) -> str:

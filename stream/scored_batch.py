@@ -3,14 +3,26 @@ stream uses it: a row can never hold another user's items."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Final
 
 import numpy as np
 from tritonclient.utils import InferenceServerException
 
-from contract import ITEM_ORIGINS, POPULARITY, SIGNALS, SIMILARITIES, TensorSpec
+from contract import (
+    ACTION_ATTRIBUTIONS,
+    ACTIONS,
+    GAP_QUANTILE_LEVELS,
+    GAP_QUANTILES,
+    ITEM_ACTIONS,
+    ITEM_ORIGINS,
+    NEXT_ACTIONS,
+    POPULARITY,
+    SIGNALS,
+    SIMILARITIES,
+    TensorSpec,
+)
 
 __all__ = ["MALFORMED_RESPONSE", "OPTIONAL_OUTPUTS", "ScoredBatch", "checked_response"]
 
@@ -36,6 +48,10 @@ class ScoredBatch:
     signals: np.ndarray | None = None  # int8 [B, K, L] contract.SIGNAL_CODES
     popularity: np.ndarray | None = None  # float32 [B, K]
     item_origins: np.ndarray | None = None  # int8 [B, K] contract.LEARNED_ORIGIN or TEXT_ORIGIN
+    next_actions: np.ndarray | None = None  # float32 [B, A] contract.ACTIONS order
+    item_actions: np.ndarray | None = None  # float32 [B, K, A] given item k as the next one
+    gap_quantiles: np.ndarray | None = None  # float32 [B, Q] seconds, contract.GAP_QUANTILE_LEVELS
+    action_attributions: np.ndarray | None = None  # float32 [B, A, L]
 
     def __len__(self) -> int:
         return len(self.items)
@@ -51,10 +67,7 @@ class ScoredBatch:
             items=[row for part in parts for row in part.items],
             scores=np.concatenate([part.scores for part in parts]),
             attributions=np.concatenate([part.attributions for part in parts]),
-            similarities=joined("similarities"),
-            signals=joined("signals"),
-            popularity=joined("popularity"),
-            item_origins=joined("item_origins"),
+            **{name: joined(name) for name in OPTIONAL_OUTPUTS},
         )
 
 
@@ -64,6 +77,10 @@ OPTIONAL_OUTPUTS: Final[dict[str, TensorSpec]] = {
     "signals": SIGNALS,
     "popularity": POPULARITY,
     "item_origins": ITEM_ORIGINS,
+    "next_actions": NEXT_ACTIONS,
+    "item_actions": ITEM_ACTIONS,
+    "gap_quantiles": GAP_QUANTILES,
+    "action_attributions": ACTION_ATTRIBUTIONS,
 }
 
 
@@ -73,32 +90,31 @@ def checked_response(
     top_items: list[str],
     scores: np.ndarray | None,
     attributions: np.ndarray | None,
-    similarities: np.ndarray | None = None,
-    signals: np.ndarray | None = None,
-    popularity: np.ndarray | None = None,
-    item_origins: np.ndarray | None = None,
+    optional: Mapping[str, np.ndarray | None] | None = None,
 ) -> ScoredBatch:
     """The response to a request of ``rows`` windows, split into rows by the response's own
     top-k (a version rolled out since the start may serve another number of items); anything
-    that does not fit the request is refused, so a row can never hold another user's items."""
+    that does not fit the request is refused, so a row can never hold another user's items.
+    ``optional``: the ``OPTIONAL_OUTPUTS`` the version served, by field name."""
     if scores is None or attributions is None or scores.ndim != 2 or attributions.ndim != 3:
         raise InferenceServerException(
             msg="the response lacks scores or attributions", status=MALFORMED_RESPONSE
         )
-    top_k = scores.shape[1]
-    expected = {
-        "scores": (scores, (rows, top_k)),
-        "attributions": (attributions, (rows, top_k, attributions.shape[2])),
-        "similarities": (similarities, (rows, top_k, top_k)),
-        "signals": (signals, (rows, top_k, attributions.shape[2])),
-        "popularity": (popularity, (rows, top_k)),
-        "item_origins": (item_origins, (rows, top_k)),
+    top_k, columns, actions = scores.shape[1], attributions.shape[2], len(ACTIONS)
+    shapes = {
+        "similarities": (rows, top_k, top_k),
+        "signals": (rows, top_k, columns),
+        "popularity": (rows, top_k),
+        "item_origins": (rows, top_k),
+        "next_actions": (rows, actions),
+        "item_actions": (rows, top_k, actions),
+        "gap_quantiles": (rows, len(GAP_QUANTILE_LEVELS)),
+        "action_attributions": (rows, actions, columns),
     }
-    wrong = [
-        f"{name} {array.shape}"
-        for name, (array, shape) in expected.items()
-        if array is not None and array.shape != shape
-    ]
+    served = {name: array for name, array in (optional or {}).items() if array is not None}
+    expected = {"scores": (scores, (rows, top_k)), "attributions": (attributions, (rows, top_k, columns))}
+    expected |= {name: (array, shapes[name]) for name, array in served.items()}
+    wrong = [f"{name} {array.shape}" for name, (array, shape) in expected.items() if array.shape != shape]
     if wrong or len(top_items) != rows * top_k:
         raise InferenceServerException(
             msg=f"a response for {rows} windows of {top_k} items has {', '.join(wrong) or 'shapes that fit'} "
@@ -110,8 +126,5 @@ def checked_response(
         items=[top_items[row * top_k : (row + 1) * top_k] for row in range(rows)],
         scores=scores,
         attributions=attributions,
-        similarities=similarities,
-        signals=signals,
-        popularity=popularity,
-        item_origins=item_origins,
+        **served,
     )

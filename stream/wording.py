@@ -13,7 +13,7 @@ from typing import Final
 
 from stream.records import ExplainedEvent
 
-__all__ = ["ItemTitles", "ago", "deed", "load_item_titles", "reason_sentence"]
+__all__ = ["ItemTitles", "ago", "deed", "load_item_titles", "reason_sentence", "span"]
 
 _DEEDS: Final = {
     "view": "viewed {what}",
@@ -64,13 +64,18 @@ def load_item_titles(path: Path) -> ItemTitles:
     return titles
 
 
+def span(seconds: float) -> str:
+    """``3 minutes``, ``2 days``: whole units of the largest unit that fits."""
+    whole = max(0, int(seconds))
+    for unit, size in (("day", 86_400), ("hour", 3600), ("minute", 60), ("second", 1)):
+        if whole >= size:
+            count = whole // size
+            return f"{count} {unit}{'s' if count > 1 else ''}"
+    return "0 seconds"
+
+
 def ago(elapsed_ms: int) -> str:
-    seconds = max(0, elapsed_ms) // 1000
-    for unit, size in (("day", 86_400), ("hour", 3600), ("minute", 60)):
-        if seconds >= size:
-            count = seconds // size
-            return f"{count} {unit}{'s' if count > 1 else ''} ago"
-    return "just now"
+    return f"{span(elapsed_ms / 1000)} ago" if elapsed_ms >= 60_000 else "just now"
 
 
 def deed(action: str, what: str) -> str:

@@ -239,4 +239,6 @@ def render_recommendation(doc: dict[str, Any]) -> str:
             f"    {item['rank']}. {name}  score {item['score']:.3f}  ({item.get('source', 'model')})"
         )
         lines.append(f"       {item['explanation']['sentence']}")
+    if doc.get("next_event"):
+        lines.append(f"    {doc['next_event']['sentence']}")
     return "\n".join(lines)

@@ -64,10 +64,12 @@ def assert_valid(validator: Draft202012Validator, doc: Any) -> None:
 
 
 def model_output(*, described: bool, origins: list[int] | None = None) -> ScoredBatch:
-    """Two windows' output over four items; ``described``: with similarities, signals and
-    popularity, as versions that support re-ranking serve."""
+    """Two windows' output over four items; ``described``: with similarities, signals,
+    popularity and the next event, as versions since re-ranking and 1.1 serve."""
     rows, k, length = len(UPDATES), 4, len(WINDOW)
     context = SIGNAL_CODES["context"]
+    actions = np.tile(np.array([0.6, 0.2, 0.05, 0.15], dtype=np.float32), (rows, 1))
+    action_weights = np.tile(np.array([[0.0, 0.3, 0.7]] * len(ACTIONS), dtype=np.float32), (rows, 1, 1))
     return ScoredBatch(
         model_version="3",
         items=[["laces", "boots", "boots-twin", "tail"]] * rows,
@@ -79,6 +81,12 @@ def model_output(*, described: bool, origins: list[int] | None = None) -> Scored
         if described
         else None,
         item_origins=None if origins is None else np.tile(np.array(origins, dtype=np.int8), (rows, 1)),
+        next_actions=actions if described else None,
+        item_actions=np.tile(actions[:, None], (1, k, 1)) if described else None,
+        gap_quantiles=np.tile(np.array([5.0, 30.0, 90.0, 600.0, 7200.0], dtype=np.float32), (rows, 1))
+        if described
+        else None,
+        action_attributions=action_weights if described else None,
     )
 
 
@@ -116,6 +124,10 @@ def test_model_records_match_the_published_schema_exactly(
 ) -> None:
     docs = published(batch, policy)
     assert {item["source"] for doc in docs for item in doc["items"]} == sources
+    predicts_next = batch.next_actions is not None
+    assert all((doc["next_event"] is not None) == predicts_next for doc in docs)
+    items = [item for doc in docs for item in doc["items"]]
+    assert all((item["actions_if_next"] is not None) == predicts_next for item in items)
     for doc in docs:
         assert doc["schema_version"] == RECOMMENDATION_SCHEMA_VERSION
         assert_valid(RECOMMENDATION, doc)

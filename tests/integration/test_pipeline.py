@@ -77,6 +77,13 @@ def test_events_become_explained_recommendations_and_invalid_ones_dead_letters(w
                     source["ts"],
                 )
                 assert 0 < cited["weight"] <= 1
+        next_event = doc["next_event"]
+        assert sum(next_event["actions"].values()) == pytest.approx(1, abs=1e-3)
+        seconds = list(next_event["seconds_until"].values())
+        assert seconds == sorted(seconds) and seconds[0] >= 0
+        for drivers in next_event["drivers"].values():
+            assert all(cited["event_id"] in own_events[user] for cited in drivers)
+        assert all(item["actions_if_next"] is not None for item in doc["items"])
         triggers[doc["trigger_event_id"]] += 1
 
     # One recommendation per (batch, user): no trigger event is used twice.
