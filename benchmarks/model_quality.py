@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from contract import TIMESTAMPS, WINDOW_ACTIONS, left_pad
+from contract import GAP_QUANTILE_LEVELS, TIMESTAMPS, WINDOW_ACTIONS, left_pad
 from serving.data import UserSequence
 from serving.datasets import FORMATS, load_dataset
 from serving.evaluation import leave_one_out
@@ -40,6 +40,12 @@ PUBLISHED: dict[str, dict[str, dict[str, float]]] = {
     },
 }
 COLUMNS = ("hr@5", "ndcg@5", "hr@10", "ndcg@10", "hr@20", "ndcg@20", "coverage@10", "long_tail@10")
+NEXT_EVENT_COLUMNS = (
+    "action_log_loss",
+    "purchase_auc",
+    "log_gap_median_abs_error",
+    *(f"gap_below_p{round(level * 100)}" for level in GAP_QUANTILE_LEVELS),
+)
 
 
 @dataclass(frozen=True)
@@ -110,6 +116,7 @@ def run(spec: DataSpec, checkpoint_dir: Path, time_budget_min: float) -> dict[st
         "networks": metrics["networks"],
         "network_race": metrics["network_race"],
         "results": metrics["results"],
+        "next_event": metrics["next_event"],
         "serving_cost": cost,
         "parameters": sum(p.numel() for p in checkpoint.model.parameters()),
         "published": PUBLISHED.get(spec.path.stem.lower(), {}),
@@ -132,6 +139,11 @@ def table(name: str, report: dict[str, Any]) -> str:
             f"{method:<22}"
             + "".join(f"{numbers[c]:>13.4f}" if c in numbers else f"{'-':>13}" for c in COLUMNS)
         )
+    rows.append(
+        "next event (test): action log loss, purchase AUC, median |log(1 + s) error|, shares under quantiles"
+    )
+    for method, numbers in report["next_event"]["test"].items():
+        rows.append(f"{method:<22}" + "".join(f"{numbers[c]:>13.4f}" for c in NEXT_EVENT_COLUMNS))
     cost = report["serving_cost"]
     rows.append(
         f"served with explanations, 1 CPU thread: batch 1 {cost['latency_ms_batch_1']:.1f} ms, "

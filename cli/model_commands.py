@@ -64,6 +64,11 @@ def train(args: argparse.Namespace) -> int:
     for name, result in m["results"].items():
         test = result["test"]
         print(f"  {name:<10} test HR@10 {test['hr@10']:.4f} NDCG@10 {test['ndcg@10']:.4f}")
+    for name, test in m["next_event"]["test"].items():
+        print(
+            f"  {name:<11} next event: action log loss {test['action_log_loss']:.3f}, purchase AUC "
+            f"{test['purchase_auc']:.3f}, median |log(1 + s) error| {test['log_gap_median_abs_error']:.2f}"
+        )
     return EXIT_OK
 
 

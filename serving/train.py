@@ -22,6 +22,7 @@ from serving.data import UserSequence, training_samples
 from serving.evaluation import Catalogue, ScoreFn, Split, evaluate, leave_one_out
 from serving.model import ModelConfig, NextActionModel
 from serving.model_selection import add_networks, choose_prior_weight
+from serving.next_event_evaluation import compare_next_event, next_event_cases
 from serving.provenance import data_summary
 from serving.train_config import TrainConfig, budget_spent
 from serving.training_run import TrainingRun, model_scorer
@@ -157,6 +158,11 @@ def train(
         "prior_weight": float(model.prior_weight),
         "prior_race": prior_race,  # validation NDCG@10 by transition prior weight
         "results": _compare(model, split, catalogue),
+        # Action type and time of the next event, for the model and its baselines.
+        "next_event": {
+            part: compare_next_event(model, catalogue.vocab, split.train, next_event_cases(sequences, part))
+            for part in ("validation", "test")
+        },
         "history": [asdict(r) for r in history],
         "member_histories": member_histories,  # the networks trained after the first
         "data": data_summary(sequences),
