@@ -40,4 +40,6 @@ def test_the_explained_positions_account_for_a_share_of_the_prediction(
     assert 0 < few.events_in_reach < many.events_in_reach <= 1
     # The planted cause is the newest event: one position already carries most of the effect.
     assert few.effect_share > 0.5
-    assert many.effect_share >= few.effect_share - 0.05
+    # More positions must not lose the effect; a share above 1 (the rest of the window had
+    # lowered the item) is already all of it, so more positions may bring it back towards 1.
+    assert many.effect_share >= min(few.effect_share, 1.0) - 0.05

@@ -81,7 +81,9 @@ def test_native_graph_answers_as_the_python_backend(
             if spec.dtype == np.int8:
                 np.testing.assert_array_equal(value, reference, err_msg=spec.name)
             else:
-                np.testing.assert_allclose(value, reference, rtol=1e-5, atol=1e-6, err_msg=spec.name)
+                # atol 1e-5: attributions divide small differences of log-probabilities, whose
+                # float32 rounding differs between runtimes by a few 1e-6.
+                np.testing.assert_allclose(value, reference, rtol=1e-5, atol=1e-5, err_msg=spec.name)
         # Triton's warmup sends empty windows: they must come out finite.
         assert all(np.isfinite(value).all() for value in got[1:] if value.dtype == np.float32)
 
