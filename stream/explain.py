@@ -18,7 +18,7 @@ from contract import HEAD_SHARE, SIGNAL_CODES, SIGNAL_KINDS
 from stream.records import ExplainedEvent, Explanation, ItemSource, Window
 from stream.wording import ItemTitles, reason_sentence
 
-__all__ = ["MAX_EVENTS", "MIN_WEIGHT", "ItemFacts", "explain_batch"]
+__all__ = ["MAX_EVENTS", "MIN_WEIGHT", "ItemFacts", "explain_batch", "strongest_events"]
 
 MAX_EVENTS: Final = 5
 MIN_WEIGHT: Final = 0.01
@@ -32,6 +32,19 @@ class ItemFacts:
 
     signals: np.ndarray | None  # int8 [B, K, L] contract.SIGNAL_CODES
     popularity: np.ndarray | None  # float32 [B, K] share of the catalogue at least as popular
+
+
+def strongest_events(windows: Sequence[Window], weights: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
+    """The ``n`` strongest columns of ``weights`` [B, X, L] for each of X outcomes, newer first
+    among equals, and their weights: [B, X, n] each. Padding (left of a shorter window) is never
+    evidence, whatever a model returns for it."""
+    length = weights.shape[2]
+    lengths = np.fromiter((len(window) for window in windows), dtype=np.int64, count=len(windows))
+    padding = np.arange(length)[None, :] < (length - lengths)[:, None]  # [B, L]
+    weights = np.where(padding[:, None, :], np.float32(0), weights)
+    # Stable sort of the reversed columns: equal weights keep newest-first order.
+    strongest = length - 1 - np.argsort(-weights[:, :, ::-1], axis=2, kind="stable")[:, :, :n]
+    return strongest, np.take_along_axis(weights, strongest, axis=2)
 
 
 def explain_batch(
@@ -51,15 +64,8 @@ def explain_batch(
     least ``MIN_WEIGHT``, strongest first, newer first among equals.
     """
     n_items = max((len(items) for items in item_ids), default=0)
-    weights = attributions[:, :n_items, :]
-    length = weights.shape[2]
-    # Padding (left of a shorter window) is never evidence, whatever a model returns for it.
-    lengths = np.fromiter((len(window) for window in windows), dtype=np.int64, count=len(windows))
-    padding = np.arange(length)[None, :] < (length - lengths)[:, None]  # [B, L]
-    weights = np.where(padding[:, None, :], np.float32(0), weights)
-    # Stable sort of the reversed columns: equal weights keep newest-first order.
-    strongest = length - 1 - np.argsort(-weights[:, :, ::-1], axis=2, kind="stable")[:, :, :MAX_EVENTS]
-    top_weights = np.take_along_axis(weights, strongest, axis=2)
+    length = attributions.shape[2]
+    strongest, top_weights = strongest_events(windows, attributions[:, :n_items, :], MAX_EVENTS)
     # Sorted strongest first, so the cited events of an item are a prefix of its row: only
     # they become Python objects, flattened in (window, item, rank) order.
     cited = top_weights >= MIN_WEIGHT

@@ -14,7 +14,7 @@ from typing import Final
 import numpy as np
 
 from contract import ACTIONS, GAP_QUANTILE_LEVELS
-from stream.explain import MIN_WEIGHT
+from stream.explain import MIN_WEIGHT, strongest_events
 from stream.records import ActionDriver, NextEvent, Window
 from stream.scored_batch import ScoredBatch
 from stream.wording import ItemTitles, deed, span
@@ -50,14 +50,9 @@ def next_events(
     """The ``next_event`` of each window's record; None where the version predates it."""
     if scored.next_actions is None or scored.gap_quantiles is None or scored.action_attributions is None:
         return [None] * len(windows)
-    weights = scored.action_attributions
-    length = weights.shape[2]
-    lengths = np.fromiter((len(window) for window in windows), dtype=np.int64, count=len(windows))
-    padding = np.arange(length)[None, :] < (length - lengths)[:, None]  # [B, L]
-    weights = np.where(padding[:, None, :], np.float32(0), weights)
-    # Reversed columns in a stable sort: equal weights cite the newer event first.
-    strongest = length - 1 - np.argsort(-weights[:, :, ::-1], axis=2, kind="stable")[:, :, :MAX_DRIVERS]
-    top_weights = np.round(np.take_along_axis(weights, strongest, axis=2).astype(np.float64), 4)
+    length = scored.action_attributions.shape[2]
+    strongest, top_weights = strongest_events(windows, scored.action_attributions, MAX_DRIVERS)
+    top_weights = np.round(top_weights.astype(np.float64), 4)
     probabilities = np.round(scored.next_actions.astype(np.float64), 4).tolist()
     quantiles = np.round(scored.gap_quantiles.astype(np.float64), 1).tolist()
     records: list[NextEvent | None] = []
