@@ -66,7 +66,7 @@ def _trained(split: ColdSplit, checkpoint_dir: Path, budget_s: float) -> Checkpo
         print(f"[cold-start] reusing the checkpoint in {checkpoint_dir}", flush=True)
         return load_checkpoint(checkpoint_dir)
     print(f"[cold-start] training on the warm items for about {budget_s:.0f} s", flush=True)
-    config = TrainConfig(time_budget_s=budget_s, max_networks=1, threads=1, dropout_choices=(), seed=0)
+    config = TrainConfig(time_budget_s=budget_s, max_networks=1, threads=1, seed=0)
     return train(split.train, checkpoint_dir, ModelConfig(dropout=0.5), config)
 
 

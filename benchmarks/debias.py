@@ -147,9 +147,7 @@ def train_comparison(
     catalogue = Catalogue.of(split.train)
     results = {}
     for adjustment in (0.0, tau):
-        config = TrainConfig(
-            epochs=epochs, max_networks=1, threads=1, dropout_choices=(), logit_adjustment=adjustment
-        )
+        config = TrainConfig(epochs=epochs, max_networks=1, threads=1, logit_adjustment=adjustment)
         with tempfile.TemporaryDirectory() as checkpoint_dir:
             checkpoint = train(sequences, Path(checkpoint_dir), train_config=config)
         scores = score_tests(checkpoint, split.test, catalogue, LIST_LENGTH, (0.0,))

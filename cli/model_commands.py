@@ -52,8 +52,8 @@ def train(args: argparse.Namespace) -> int:
         training = replace(training, max_networks=args.max_networks)
     if args.epochs is not None:
         training = replace(training, epochs=args.epochs)
-    if args.dropout is not None:  # a fixed dropout: no race
-        model, training = replace(model, dropout=args.dropout), replace(training, dropout_choices=())
+    if args.dropout is not None:
+        model = replace(model, dropout=args.dropout)
     sequences = load_dataset(require_file(args.data), args.format).sequences
     checkpoint = train_model(sequences, args.out, model, training, progress=not args.quiet)
     m = checkpoint.metrics

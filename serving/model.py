@@ -101,10 +101,13 @@ class NextActionModel(nn.Module):
             logits = joined @ torch.cat(embeddings, dim=1).T
         return logits.masked_fill(self.excluded, float("-inf"))
 
-    def action_logits(self, hiddens: Sequence[torch.Tensor]) -> torch.Tensor:
-        """Each network's hidden states [N, D] -> the mean of their next-action logits [N, A]."""
+    def action_logits(self, hiddens: Sequence[torch.Tensor], profiles: torch.Tensor) -> torch.Tensor:
+        """Each network's hidden states [N, D] and the windows' profiles [N, F]
+        (:func:`serving.next_event.window_profile`) -> the mean next-action logits [N, A]."""
         heads = [network.next_event for network in self.item_networks]
-        return torch.stack([h.action_logits(x) for h, x in zip(heads, hiddens, strict=True)]).mean(0)
+        return torch.stack([h.action_logits(x, profiles) for h, x in zip(heads, hiddens, strict=True)]).mean(
+            0
+        )
 
     def item_action_logits(self, hiddens: Sequence[torch.Tensor], items: torch.Tensor) -> torch.Tensor:
         """Hidden states [N, D] and item indices [N, K] -> mean next-action logits given each
@@ -116,10 +119,13 @@ class NextActionModel(nn.Module):
             ]
         ).mean(0)
 
-    def log_gap_quantiles(self, hiddens: Sequence[torch.Tensor]) -> torch.Tensor:
-        """Hidden states [N, D] -> mean quantiles of log(1 + seconds to the next event) [N, Q]."""
+    def log_gap_quantiles(self, hiddens: Sequence[torch.Tensor], profiles: torch.Tensor) -> torch.Tensor:
+        """Hidden states [N, D] and profiles [N, F] -> mean quantiles of log(1 + seconds to
+        the next event) [N, Q]."""
         heads = [network.next_event for network in self.item_networks]
-        return torch.stack([h.log_gap_quantiles(x) for h, x in zip(heads, hiddens, strict=True)]).mean(0)
+        return torch.stack(
+            [h.log_gap_quantiles(x, profiles) for h, x in zip(heads, hiddens, strict=True)]
+        ).mean(0)
 
     def next_event_loss(
         self,
@@ -127,13 +133,15 @@ class NextActionModel(nn.Module):
         items: torch.Tensor,
         actions: torch.Tensor,
         gaps_s: torch.Tensor,
+        profiles: torch.Tensor,
     ) -> torch.Tensor:
         """The next-event heads' loss (:meth:`NextEventHeads.loss`) summed over networks, for
-        the next events' items [N], action indices [N] (0-based) and seconds [N]."""
+        the next events' items [N], action indices [N] (0-based) and seconds [N] after windows
+        of profiles [N, F]."""
         return torch.stack(
             [
                 network.next_event.loss(
-                    hidden, NextEventTargets(actions, network.item_embedding(items), gaps_s)
+                    hidden, NextEventTargets(actions, network.item_embedding(items), gaps_s, profiles)
                 )
                 for network, hidden in zip(self.item_networks, hiddens, strict=True)
             ]

@@ -14,7 +14,7 @@ class ModelConfig:
     hidden: int = 64
     layers: int = 2
     heads: int = 2
-    dropout: float = 0.2
+    dropout: float = 0.5
     # Never score the window's own items (training loss and serving): for data where users
     # (almost) never return to an item, train() turns it on (see TrainConfig.exclude_seen).
     exclude_seen: bool = False

@@ -3,18 +3,16 @@ and the weight of the transition prior."""
 
 from __future__ import annotations
 
-import time
 from collections.abc import Sequence
 from dataclasses import asdict, replace
 
 import torch
-from tqdm import tqdm
 
 from serving.baselines import top_successors
 from serving.data import TrainingSamples, UserSequence
 from serving.evaluation import Cases, Catalogue, evaluate
 from serving.model import NextActionModel
-from serving.train_config import TrainConfig, budget_spent
+from serving.train_config import TrainConfig
 from serving.training_run import TrainingRun, model_scorer
 
 __all__ = ["add_networks", "choose_prior_weight"]
@@ -48,29 +46,23 @@ def add_networks(
     validation: Cases,
     generator: torch.Generator,
     config: TrainConfig,
-    started: float,
+    budget_s: float | None,
     progress: bool,
 ) -> tuple[NextActionModel, dict[str, float], list[list[dict[str, float]]]]:
-    """While time remains, train further networks like the first (new initial weights) and
-    keep each one whose mean with those kept so far raises validation NDCG@10 by at least
-    ``network_min_gain``. Returns the model, validation NDCG@10 by networks tried, and the
-    histories of the networks trained here."""
+    """Train up to ``config.max_networks - 1`` further networks like the first (new initial
+    weights, ``budget_s`` each) and keep each one whose mean with those kept so far raises
+    validation NDCG@10 by at least ``network_min_gain``. Returns the model, validation NDCG@10
+    by networks tried, and the histories of the networks trained here."""
     model, score = first.finish(), first.best.ndcg10
     race, histories = {"1": score}, list[list[dict[str, float]]]()
     for index in range(1, config.max_networks):
-        if budget_spent(config, time.monotonic() - started):
-            break
         torch.manual_seed(config.seed + index)
-        run = TrainingRun(NextActionModel(replace(first.model.config, networks=1)), first.catalogue, config)
-        bar = tqdm(range(config.epochs), desc=f"network {index + 1}", unit="epoch", disable=not progress)
-        for _ in bar:
-            run.step(samples, validation, generator, time.monotonic() - started)
-            bar.set_postfix(ndcg10=f"{run.history[-1].ndcg10:.3f}", best=f"{run.best.ndcg10:.3f}")
-            if run.converged(config.patience) or budget_spent(config, time.monotonic() - started):
-                break
-        bar.close()
+        run = TrainingRun(
+            NextActionModel(replace(first.model.config, networks=1)), first.catalogue, config, budget_s
+        )
+        member = run.fit(samples, validation, generator, f"network {index + 1}", progress)
         histories.append([asdict(r) for r in run.history])
-        candidate = NextActionModel.ensemble([model, run.finish()])
+        candidate = NextActionModel.ensemble([model, member])
         candidate_score = evaluate(
             model_scorer(candidate, first.catalogue.vocab), validation, first.catalogue
         ).ndcg[10]

@@ -22,6 +22,7 @@ import torch
 from contract import ACTIONS, GAP_QUANTILE_LEVELS
 from serving.data import UserSequence, encode_windows
 from serving.model import NextActionModel
+from serving.next_event import window_profile
 from serving.vocab import ItemVocab
 
 __all__ = [
@@ -85,9 +86,11 @@ def model_prediction(
     for start in range(0, len(inputs), batch_size):
         batch = inputs[start : start + batch_size]
         width = min(model.config.window, max(len(seq) for seq in batch))
-        hidden = model.newest_hidden(*(torch.from_numpy(x) for x in encode_windows(batch, vocab, width)))
-        actions.append(torch.softmax(model.action_logits(hidden), dim=-1).double().numpy())
-        quantiles.append(torch.expm1(model.log_gap_quantiles(hidden)).double().numpy())
+        items, window_actions, gaps = (torch.from_numpy(x) for x in encode_windows(batch, vocab, width))
+        hidden = model.newest_hidden(items, window_actions, gaps)
+        profiles = window_profile(window_actions, gaps)
+        actions.append(torch.softmax(model.action_logits(hidden, profiles), dim=-1).double().numpy())
+        quantiles.append(torch.expm1(model.log_gap_quantiles(hidden, profiles)).double().numpy())
     return NextEventPrediction(np.concatenate(actions), np.concatenate(quantiles))
 
 

@@ -106,7 +106,7 @@ def retrain(
         newest.training,
         out_dir,
         model_config,
-        replace(train_config, dropout_choices=(), max_networks=1),
+        replace(train_config, max_networks=1),
         progress=False,
         initial=old if warm else None,
     )

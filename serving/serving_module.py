@@ -5,7 +5,7 @@ event's action type and time with the same occlusion's attributions, in one batc
 (``ServingModule``).
 
 Shapes: B batch, W window, D hidden, V vocabulary, K top-k, P explained (occluded) positions,
-A action types, Q gap quantile levels.
+A action types, Q gap quantile levels, F the window profile (serving.next_event).
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ from torch import nn
 from contract import FIRST_ITEM_INDEX, PAD_INDEX, SIGNAL_CODES
 from serving.model import PRIOR_HISTORY, NextActionModel
 from serving.network import ItemNetwork, LowPass, key_mask
+from serving.next_event import event_profiles, profile_shares
 
 __all__ = [
     "EXPLAIN_POSITIONS",
@@ -229,9 +230,11 @@ class ServingModule(nn.Module):
         top_log_probs, top_indices = torch.topk(base, self.top_k, dim=-1)  # [B, K]
         index = top_indices.unsqueeze(1).expand(-1, variants - 1, -1)  # [B, P, K]
         occluded = torch.gather(log_probs[:, :-1], 2, index)  # [B, P, K]
-        action_log_probs = torch.log_softmax(self.model.action_logits(hidden), dim=-1)
+        profiles = self._variant_profiles(actions, gap_buckets)  # [B*(P+1), F]
+        action_log_probs = torch.log_softmax(self.model.action_logits(hidden, profiles), dim=-1)
         action_log_probs = action_log_probs.reshape(batch, variants, -1)  # [B, P+1, A]
         newest = [h.unflatten(0, (batch, variants))[:, -1] for h in hidden]  # [B, D] per network
+        window_profiles = profiles.unflatten(0, (batch, variants))[:, -1]  # [B, F]
         top_vectors = self._unit_embeddings(top_indices)  # [B, K, D']
         return ServedOutputs(
             top_indices,
@@ -243,9 +246,18 @@ class ServingModule(nn.Module):
             self.text_items[top_indices].to(torch.int8),
             action_log_probs[:, -1].exp(),
             torch.softmax(self.model.item_action_logits(newest, top_indices), dim=-1),
-            torch.expm1(self.model.log_gap_quantiles(newest).clamp(max=MAX_LOG_GAP)),
+            torch.expm1(self.model.log_gap_quantiles(newest, window_profiles).clamp(max=MAX_LOG_GAP)),
             self._attributions(items, action_log_probs[:, -1], action_log_probs[:, :-1]),
         )
+
+    def _variant_profiles(self, actions: torch.Tensor, gap_buckets: torch.Tensor) -> torch.Tensor:
+        """Profiles [B * (P + 1), F] of the P occluded windows then the original: an occluded
+        window's counts are the original's less its removed event (the others keep their gap
+        buckets, as in ``last_hidden``)."""
+        events = event_profiles(actions, gap_buckets)  # [B, W, F]
+        counts = events.sum(dim=1, keepdim=True)  # [B, 1, F]
+        removed = events[:, -self.explain_positions :]  # [B, P, F]
+        return profile_shares(torch.cat([counts - removed, counts], dim=1)).flatten(0, 1)
 
     def _attributions(
         self, items: torch.Tensor, log_probs: torch.Tensor, occluded: torch.Tensor

@@ -1,6 +1,7 @@
 """Train the next-item model on user sequences and save a checkpoint directory.
 
-Leave-one-out split, a dropout race on validation NDCG@10, early stopping, then the choices
+Leave-one-out split, one network trained on an annealed schedule that fits the time budget,
+early stopping on validation NDCG@10, then the choices
 of :mod:`serving.model_selection`; the saved checkpoint (:mod:`serving.checkpoint`) carries
 the model's and the baselines' validation and test metrics.
 """
@@ -14,7 +15,6 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from tqdm import tqdm
 
 from serving.baselines import PopularityScorer, TransitionScorer
 from serving.checkpoint import Checkpoint, save_checkpoint
@@ -24,7 +24,7 @@ from serving.model import ModelConfig, NextActionModel
 from serving.model_selection import add_networks, choose_prior_weight
 from serving.next_event_evaluation import compare_next_event, next_event_cases
 from serving.provenance import data_summary
-from serving.train_config import TrainConfig, budget_spent
+from serving.train_config import TrainConfig
 from serving.training_run import TrainingRun, model_scorer
 from serving.warm_start import warm_start
 
@@ -59,12 +59,6 @@ def _compare(model: NextActionModel, split: Split, catalogue: Catalogue) -> dict
         }
         for name, score in scorers.items()
     }
-
-
-def _race_over(epoch: int, elapsed_s: float, config: TrainConfig) -> bool:
-    if config.time_budget_s is not None and elapsed_s >= config.race_share * config.time_budget_s:
-        return True
-    return epoch >= max(1, round(config.race_share * config.epochs))
 
 
 def train(
@@ -104,36 +98,14 @@ def train(
     if len(samples) == 0 or len(validation) == 0:
         raise TrainingDataError("need users with at least three events to train and validate")
 
-    runs = [
-        TrainingRun(NextActionModel(replace(architecture, dropout=dropout)), catalogue, config)
-        for dropout in config.dropout_choices or (architecture.dropout,)
-    ]
-    warm_items = [warm_start(run.model, initial, catalogue.vocab) for run in runs if initial is not None]
-    race: dict[str, float] = {}
-    bar = tqdm(range(1, config.epochs + 1), desc="train", unit="epoch", disable=not progress)
-    for epoch in bar:
-        for run in runs:
-            if not run.converged(config.patience):
-                run.step(samples, validation, generator, time.monotonic() - started)
-        elapsed = time.monotonic() - started
-        if len(runs) > 1 and (
-            _race_over(epoch, elapsed, config) or all(r.converged(config.patience) for r in runs)
-        ):
-            # Every choice had the same epochs (or converged); the best validation NDCG@10 wins.
-            race = {f"dropout={r.model.config.dropout}": r.best.ndcg10 for r in runs}
-            runs = [max(runs, key=lambda r: r.best.ndcg10)]
-        leader = max(runs, key=lambda r: r.best.ndcg10)
-        latest = leader.history[-1]
-        bar.set_postfix(loss=f"{latest.loss:.3f}", hr10=f"{latest.hr10:.3f}", ndcg10=f"{latest.ndcg10:.3f}")
-        if len(runs) == 1 and leader.converged(config.patience):
-            break
-        if budget_spent(config, elapsed):
-            break
-    bar.close()
-    winner = max(runs, key=lambda r: r.best.ndcg10)
-    best, history = winner.best, winner.history
+    # The budget is shared by the networks the model may average (TrainConfig.max_networks).
+    network_budget_s = None if config.time_budget_s is None else config.time_budget_s / config.max_networks
+    first = TrainingRun(NextActionModel(architecture), catalogue, config, network_budget_s)
+    warm_items = warm_start(first.model, initial, catalogue.vocab) if initial is not None else None
+    first.fit(samples, validation, generator, "network 1", progress)
+    best, history = first.best, first.history
     model, network_race, member_histories = add_networks(
-        winner, samples, validation, generator, config, started, progress
+        first, samples, validation, generator, config, network_budget_s, progress
     )
     model.set_popularity(torch.from_numpy(catalogue.counts))
     prior_race = choose_prior_weight(model, split.train, validation, catalogue, config.prior_weights)
@@ -154,7 +126,6 @@ def train(
         "dropout": model.config.dropout,
         "networks": model.config.networks,
         "network_race": network_race,  # validation NDCG@10 by number of networks tried
-        "dropout_race": race,  # best validation NDCG@10 of each choice when the race ended
         "prior_weight": float(model.prior_weight),
         "prior_race": prior_race,  # validation NDCG@10 by transition prior weight
         "results": _compare(model, split, catalogue),
@@ -166,7 +137,7 @@ def train(
         "history": [asdict(r) for r in history],
         "member_histories": member_histories,  # the networks trained after the first
         "data": data_summary(sequences),
-        "warm_started_items": warm_items[0] if warm_items else None,  # rows carried over
+        "warm_started_items": warm_items,  # rows carried over
     }
     checkpoint = Checkpoint(model, catalogue.vocab, metrics)
     save_checkpoint(checkpoint, out_dir, asdict(config))

@@ -3,21 +3,25 @@
 from __future__ import annotations
 
 import copy
-from collections.abc import Sequence
+import math
+import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
 import torch
 from torch.nn import functional as F
+from tqdm import tqdm
 
 from contract import PAD_INDEX, UNKNOWN_INDEX
 from serving.data import TrainingSamples, UserSequence, encode_windows
 from serving.evaluation import Cases, Catalogue, ScoreFn, evaluate
 from serving.model import NextActionModel, log_popularity
+from serving.next_event import window_profile
 from serving.train_config import TrainConfig
 from serving.vocab import ItemVocab
 
-__all__ = ["EpochRecord", "TrainingRun", "model_scorer"]
+__all__ = ["EpochRecord", "TrainingRun", "annealed_rate", "model_scorer"]
 
 
 @dataclass(frozen=True)
@@ -27,6 +31,11 @@ class EpochRecord:
     hr10: float
     ndcg10: float
     seconds: float
+
+
+def annealed_rate(peak: float, progress: float) -> float:
+    """Cosine decay from ``peak`` at progress 0 to 0 at progress 1."""
+    return peak * 0.5 * (1.0 + math.cos(math.pi * min(max(progress, 0.0), 1.0)))
 
 
 def _hide_items(items: torch.Tensor, rate: float, generator: torch.Generator) -> torch.Tensor:
@@ -65,12 +74,15 @@ def train_epoch(
     config: TrainConfig,
     generator: torch.Generator,
     loss_offset: torch.Tensor,
+    before_batch: Callable[[float], None],
 ) -> float:
     """One pass over the samples; returns the mean item loss. ``loss_offset`` [V] is added to
-    the logits the item loss sees."""
+    the logits the item loss sees; ``before_batch`` gets the share of the epoch done."""
     model.train()
     total = 0.0
-    for batch in _batches(samples, config.batch_size, generator):
+    batches = _batches(samples, config.batch_size, generator)
+    for done, batch in enumerate(batches):
+        before_batch(done / len(batches))
         items, actions, gaps, targets = (torch.from_numpy(x) for x in samples.windows(batch))
         hidden = model.newest_hidden(_hide_items(items, config.unknown_rate, generator), actions, gaps)
         # Full softmax over all items; the window's items are out as in serving, but for
@@ -80,7 +92,8 @@ def train_epoch(
         next_actions, next_gaps = (torch.from_numpy(x) for x in samples.next_events(batch))
         item_loss = F.cross_entropy(model.exclude(logits, seen), targets)
         # The next-event heads learn from the detached state: the item loss alone shapes the trunk.
-        heads_loss = model.next_event_loss(hidden, targets, next_actions, next_gaps.float())
+        profiles = window_profile(actions, gaps)
+        heads_loss = model.next_event_loss(hidden, targets, next_actions, next_gaps.float(), profiles)
         optimizer.zero_grad()
         (item_loss + heads_loss).backward()
         optimizer.step()
@@ -89,40 +102,87 @@ def train_epoch(
 
 
 class TrainingRun:
-    """One model in training: its optimizer, validation history and best state so far."""
+    """One model in training: its optimizer, learning-rate schedule, validation history and
+    best state so far.
 
-    def __init__(self, model: NextActionModel, catalogue: Catalogue, config: TrainConfig) -> None:
+    The learning rate decays over the run's whole length, ``config.epochs`` or ``budget_s``
+    seconds, whichever ends first, so a run ends annealed on a slow machine as on a fast one
+    (fewer epochs there) instead of being cut off at a high rate.
+    """
+
+    def __init__(
+        self,
+        model: NextActionModel,
+        catalogue: Catalogue,
+        config: TrainConfig,
+        budget_s: float | None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self.model = model
         self.config = config
         self.catalogue = catalogue
+        self.budget_s = budget_s
+        self.clock = clock
+        self.started = clock()
         self.score = model_scorer(model, catalogue.vocab)
         self.loss_offset = config.logit_adjustment * log_popularity(torch.from_numpy(catalogue.counts))
         self.optimizer = torch.optim.AdamW(
             model.parameters(), lr=config.learning_rate, weight_decay=config.weight_decay
         )
-        # Halving the step size once validation stalls lets the model settle into its optimum.
-        self.schedule = torch.optim.lr_scheduler.ReduceLROnPlateau(
-            self.optimizer, mode="max", factor=0.5, patience=config.plateau_epochs
-        )
         self.history: list[EpochRecord] = []
         self.best = EpochRecord(0, float("inf"), 0.0, -1.0, 0.0)
         self._best_state = copy.deepcopy(model.state_dict())
+
+    def progress(self, epoch_share: float = 0.0) -> float:
+        """Share of the run done, by epochs or by time, whichever is further."""
+        by_epochs = (len(self.history) + epoch_share) / self.config.epochs
+        seconds = self.clock() - self.started
+        by_time = 0.0 if self.budget_s is None else seconds / max(self.budget_s, 1e-9)
+        return min(1.0, max(by_epochs, by_time))
+
+    def _set_rate(self, epoch_share: float) -> None:
+        rate = annealed_rate(self.config.learning_rate, self.progress(epoch_share))
+        for group in self.optimizer.param_groups:
+            group["lr"] = rate
 
     def step(
         self, samples: TrainingSamples, validation: Cases, generator: torch.Generator, seconds: float
     ) -> None:
         """One epoch, then validation; remembers the best state."""
-        loss = train_epoch(self.model, samples, self.optimizer, self.config, generator, self.loss_offset)
+        loss = train_epoch(
+            self.model, samples, self.optimizer, self.config, generator, self.loss_offset, self._set_rate
+        )
         result = evaluate(self.score, validation, self.catalogue)
         record = EpochRecord(len(self.history) + 1, loss, result.hit_rate[10], result.ndcg[10], seconds)
         self.history.append(record)
-        self.schedule.step(record.ndcg10)
         if record.ndcg10 > self.best.ndcg10:
             self.best, self._best_state = record, copy.deepcopy(self.model.state_dict())
 
-    def converged(self, patience: int) -> bool:
-        """No better validation NDCG@10 for ``patience`` epochs."""
-        return len(self.history) - self.best.epoch >= patience
+    def done(self) -> bool:
+        """The schedule has run out, or validation NDCG@10 has not improved for
+        ``config.patience`` epochs."""
+        return self.progress() >= 1.0 or len(self.history) - self.best.epoch >= self.config.patience
+
+    def fit(
+        self,
+        samples: TrainingSamples,
+        validation: Cases,
+        generator: torch.Generator,
+        label: str,
+        progress: bool,
+    ) -> NextActionModel:
+        """Epochs until :meth:`done`; returns the model with its best validated state."""
+        bar = tqdm(range(self.config.epochs), desc=label, unit="epoch", disable=not progress)
+        for _ in bar:
+            self.step(samples, validation, generator, self.clock() - self.started)
+            latest = self.history[-1]
+            bar.set_postfix(
+                loss=f"{latest.loss:.3f}", ndcg10=f"{latest.ndcg10:.4f}", best=f"{self.best.ndcg10:.4f}"
+            )
+            if self.done():
+                break
+        bar.close()
+        return self.finish()
 
     def finish(self) -> NextActionModel:
         self.model.load_state_dict(self._best_state)

@@ -25,7 +25,6 @@ def popular_item_margin(tmp_path: Path, logit_adjustment: float) -> float:
     sequences = load_dataset(tmp_path / "lines.txt", "user-lines").sequences
     config = TrainConfig(
         epochs=8,
-        dropout_choices=(),
         prior_weights=(0.0,),
         max_networks=1,
         threads=1,

@@ -1,6 +1,5 @@
-"""The session's synthetic model predicts the next event's action better than the user's own
-history and everyone's, its time better than everyone's, and its occlusion finds what drove a
-purchase."""
+"""The session's synthetic model predicts the next event's action and its time better than the
+user's own history and everyone's, and its occlusion finds what drove a purchase."""
 
 from __future__ import annotations
 
@@ -22,11 +21,9 @@ pytestmark = pytest.mark.unit
 PURCHASE = ACTIONS.index("purchase")
 
 
-def test_the_model_beats_both_baselines_on_action_and_everyones_on_time(
+def test_the_model_beats_the_users_own_history_and_everyones_on_action_and_time(
     checkpoint: Checkpoint, synthetic_events: list[dict[str, Any]]
 ) -> None:
-    """On time the tests' 12-epoch model beats everyone's gaps but not yet the user's own median
-    (docs/2026-11-29-next-event.md): that comparison is reported, not asserted."""
     train = user_sequences(e for e in synthetic_events if not is_heldout(e["user_id"]))
     heldout = user_sequences(e for e in synthetic_events if is_heldout(e["user_id"]))
     cases = next_event_cases(heldout, "test")
@@ -35,7 +32,9 @@ def test_the_model_beats_both_baselines_on_action_and_everyones_on_time(
     model, own, everyone = metrics["model"], metrics["own_history"], metrics["global"]
     assert model["action_log_loss"] < min(own["action_log_loss"], everyone["action_log_loss"])
     assert model["purchase_auc"] > max(own["purchase_auc"], everyone["purchase_auc"])
-    assert model["log_gap_median_abs_error"] < everyone["log_gap_median_abs_error"]
+    assert model["log_gap_median_abs_error"] < min(
+        own["log_gap_median_abs_error"], everyone["log_gap_median_abs_error"]
+    )
     # The median is a median: about half the next events come sooner (test events are few).
     assert 0.35 < model["gap_below_p50"] < 0.65
 

@@ -12,6 +12,7 @@ from contract import PAD_INDEX, SIGNAL_CODES, UNKNOWN_INDEX
 from serving.export import ATTRIBUTION_TOLERANCE
 from serving.model import PRIOR_HISTORY, ModelConfig, NextActionModel
 from serving.network import LowPass, decayed_sums, key_mask
+from serving.next_event import window_profile
 from serving.serving_module import MAX_LOG_GAP, MIN_DROP, ServingModule
 
 pytestmark = pytest.mark.unit
@@ -296,18 +297,24 @@ def test_next_event_outputs_are_the_heads_on_the_window_and_their_occlusion(mode
     with torch.no_grad():
         served = module(items, actions, gaps)
         hidden = model.newest_hidden(items, actions, gaps)
-        torch.testing.assert_close(served.next_actions, torch.softmax(model.action_logits(hidden), -1))
+        profile = window_profile(actions, gaps)
+        torch.testing.assert_close(
+            served.next_actions, torch.softmax(model.action_logits(hidden, profile), -1)
+        )
         torch.testing.assert_close(
             served.item_actions, torch.softmax(model.item_action_logits(hidden, served.top_indices), -1)
         )
-        log_gaps = model.log_gap_quantiles(hidden).clamp(max=MAX_LOG_GAP)
+        log_gaps = model.log_gap_quantiles(hidden, profile).clamp(max=MAX_LOG_GAP)
         torch.testing.assert_close(served.gap_quantiles, torch.expm1(log_gaps))
         assert torch.all(served.gap_quantiles[:, 1:] >= served.gap_quantiles[:, :-1])
-        base = torch.log_softmax(model.action_logits(hidden), -1)  # [3, A]
+        base = torch.log_softmax(model.action_logits(hidden, profile), -1)  # [3, A]
         drops = torch.zeros_like(served.action_attributions)  # [3, A, W]
         for position in range(WINDOW - EXPLAIN, WINDOW):
-            occluded = model.newest_hidden(*(without(t, position) for t in (items, actions, gaps)))
-            drop = base - torch.log_softmax(model.action_logits(occluded), -1) - MIN_DROP
+            # The occluded window from scratch: its own trunk pass and its own profile.
+            occluded_window = [without(t, position) for t in (items, actions, gaps)]
+            occluded = model.newest_hidden(*occluded_window)
+            occluded_profile = window_profile(*occluded_window[1:])
+            drop = base - torch.log_softmax(model.action_logits(occluded, occluded_profile), -1) - MIN_DROP
             drops[:, :, position] = torch.where(items[:, position : position + 1] != PAD_INDEX, drop, 0.0)
     drops = drops.clamp(min=0)
     totals = drops.sum(dim=2, keepdim=True)

@@ -1,7 +1,9 @@
-"""Training's choices: the dropout race and whether a second network is kept."""
+"""Training's schedule and choices: the learning rate over the budget, whether a second network
+is kept."""
 
 from __future__ import annotations
 
+import itertools
 from dataclasses import replace
 from pathlib import Path
 
@@ -10,20 +12,56 @@ import pytest
 pytestmark = pytest.mark.unit
 
 
-def test_dropout_race_keeps_the_choice_with_the_best_validation_ndcg(tmp_path: Path) -> None:
+def _sequences(tmp_path: Path, users: int, items: int, stride: int) -> list:
     from serving.datasets import load_dataset
-    from serving.train import TrainConfig, train
 
-    lines = "".join(f"{u} {' '.join(str((u * 7 + n) % 23) for n in range(8))}\n" for u in range(40))
+    lines = "".join(
+        f"{u} {' '.join(str((u * stride + n) % items) for n in range(8))}\n" for u in range(users)
+    )
     (tmp_path / "lines.txt").write_text(lines)
-    sequences = load_dataset(tmp_path / "lines.txt", "user-lines").sequences
-    config = TrainConfig(epochs=6, dropout_choices=(0.0, 0.6), race_share=0.5, seed=1)
-    checkpoint = train(sequences, tmp_path / "ckpt", train_config=config, progress=False)
-    race = checkpoint.metrics["dropout_race"]
-    assert set(race) == {"dropout=0.0", "dropout=0.6"}
-    assert checkpoint.metrics["dropout"] == float(max(race, key=race.__getitem__).split("=")[1])
-    assert checkpoint.model.config.dropout == checkpoint.metrics["dropout"]
-    assert checkpoint.metrics["epochs_run"] == len(checkpoint.metrics["history"]) <= 6
+    return load_dataset(tmp_path / "lines.txt", "user-lines").sequences
+
+
+class _Clock:
+    """A clock that advances a fixed step each time it is read."""
+
+    def __init__(self, step_s: float) -> None:
+        self.now, self.step_s = 0.0, step_s
+
+    def __call__(self) -> float:
+        self.now += self.step_s
+        return self.now
+
+
+@pytest.mark.parametrize("budget_s", [None, 60.0], ids=["epochs-end-first", "time-ends-first"])
+def test_the_learning_rate_anneals_to_zero_over_epochs_or_time_whichever_ends_first(
+    tmp_path: Path, budget_s: float | None
+) -> None:
+    import torch
+
+    from serving.data import training_samples
+    from serving.evaluation import Catalogue, leave_one_out
+    from serving.model import ModelConfig, NextActionModel
+    from serving.train import TrainConfig
+    from serving.training_run import TrainingRun
+
+    split = leave_one_out(_sequences(tmp_path, users=40, items=23, stride=7))
+    catalogue = Catalogue.of(split.train)
+    model = NextActionModel(ModelConfig(n_items=len(catalogue.vocab), window=8))
+    config = TrainConfig(epochs=8, batch_size=16, learning_rate=1e-2, patience=100, threads=1)
+    samples = training_samples(split.train, catalogue.vocab, 8)
+    run = TrainingRun(model, catalogue, config, budget_s, clock=_Clock(1.0))
+    rates: list[float] = []
+    run.optimizer.register_step_pre_hook(lambda opt, *_: rates.append(opt.param_groups[0]["lr"]))
+    run.fit(samples, split.validation, torch.Generator().manual_seed(0), "test", progress=False)
+
+    assert run.progress() == 1.0
+    if budget_s is None:
+        assert len(run.history) == 8
+    else:  # the clock reads 1 s more at each batch: 60 s end within the fourth epoch
+        assert len(run.history) < 8 and run.history[-2].seconds < budget_s
+    assert rates[0] == pytest.approx(1e-2, rel=0.05) and rates[-1] < 1e-3
+    assert all(later <= earlier for earlier, later in itertools.pairwise(rates))
 
 
 @pytest.mark.parametrize(("min_gain", "kept"), [(-1.0, 2), (10.0, 1)], ids=["any-gain", "impossible-gain"])
@@ -33,15 +71,12 @@ def test_a_second_network_is_kept_only_when_it_raises_validation_ndcg_enough(
     import torch
 
     from serving.checkpoint import load_checkpoint
-    from serving.datasets import load_dataset
     from serving.export import export
     from serving.model import NextActionModel
     from serving.train import TrainConfig, train
 
-    lines = "".join(f"{u} {' '.join(str((u * 5 + n) % 211) for n in range(8))}\n" for u in range(60))
-    (tmp_path / "lines.txt").write_text(lines)
-    sequences = load_dataset(tmp_path / "lines.txt", "user-lines").sequences
-    config = TrainConfig(epochs=3, dropout_choices=(), network_min_gain=min_gain, prior_weights=(0.0,))
+    sequences = _sequences(tmp_path, users=60, items=211, stride=5)
+    config = TrainConfig(epochs=3, max_networks=2, network_min_gain=min_gain, prior_weights=(0.0,))
     train(sequences, tmp_path / "ckpt", train_config=config, progress=False)
     checkpoint = load_checkpoint(tmp_path / "ckpt")
     metrics = checkpoint.metrics
