@@ -1,42 +1,44 @@
 """Model quality benchmark: the model against the popularity and transition baselines and
-published numbers, on public data sets, under the one leave-one-out protocol.
+published numbers, on public data sets, under the one leave-one-out protocol; each data set
+trained once per seed, the model's figures as mean and standard deviation over the seeds, under
+both evaluator conventions (the user's items excluded, or scored 0 as in the published code).
 
 Usage:
     nextaction quality movielens:PATH/u.data user-lines:PATH/Beauty.txt \
-        [--time-budget MINUTES] [--out results.json] [--checkpoints DIR]
+        [--time-budget MINUTES] [--seeds 0 1 2] [--out results.json] [--checkpoints DIR]
 """
 
 from __future__ import annotations
 
 import json
+import statistics
 import tempfile
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 from contract import GAP_QUANTILE_LEVELS, TIMESTAMPS, WINDOW_ACTIONS, left_pad
+from serving.baselines import PopularityScorer, TransitionScorer
 from serving.data import UserSequence
 from serving.datasets import FORMATS, load_dataset
-from serving.evaluation import leave_one_out
+from serving.evaluation import Catalogue, ScoreFn, evaluate, leave_one_out
 from serving.export import export
 from serving.serving_module import EXPLAIN_POSITIONS
 from serving.train import TrainConfig, train
+from serving.training_run import model_scorer
 from serving.triton_backend import NextActionPredictor
 
 # Published full-ranking leave-one-out results (same protocol: all items ranked, last item
 # tested), by data file stem.
+_ALL = ("hr@5", "ndcg@5", "hr@10", "ndcg@10", "hr@20", "ndcg@20")
 PUBLISHED: dict[str, dict[str, dict[str, float]]] = {
     "beauty": {
-        "BSARec (AAAI 2024)": {"hr@10": 0.1008, "ndcg@10": 0.0611},
-        "ICLRec (WWW 2022)": {
-            "hr@5": 0.0500,
-            "ndcg@5": 0.0326,
-            "hr@10": 0.0744,
-            "ndcg@10": 0.0403,
-            "hr@20": 0.1058,
-            "ndcg@20": 0.0483,
-        },
+        "WEARec (AAAI 2026)": dict(zip(_ALL[2:], (0.1041, 0.0614, 0.1391, 0.0703), strict=True)),
+        "TV-Rec (NeurIPS 2025)": dict(
+            zip(_ALL, (0.0721, 0.0513, 0.1017, 0.0608, 0.1403, 0.0705), strict=True)
+        ),
+        "BSARec (AAAI 2024)": dict(zip(_ALL, (0.0736, 0.0523, 0.1008, 0.0611, 0.1373, 0.0703), strict=True)),
     },
 }
 COLUMNS = ("hr@5", "ndcg@5", "hr@10", "ndcg@10", "hr@20", "ndcg@20", "coverage@10", "long_tail@10")
@@ -90,15 +92,34 @@ def serving_cost(
     }
 
 
-def run(spec: DataSpec, checkpoint_dir: Path, time_budget_min: float) -> dict[str, Any]:
+def zero_convention(checkpoint_dir: Path, sequences: list[UserSequence]) -> dict[str, dict[str, float]]:
+    """Test metrics of the model and the baselines with the user's items scored 0."""
+    from serving.checkpoint import load_checkpoint
+
+    checkpoint = load_checkpoint(checkpoint_dir)
+    split = leave_one_out(sequences)
+    catalogue = Catalogue.of(split.train)
+    scorers: dict[str, ScoreFn] = {
+        "model": model_scorer(checkpoint.model, catalogue.vocab),
+        "popularity": PopularityScorer(catalogue),
+        "transition": TransitionScorer(catalogue, split.train),
+    }
+    return {
+        name: evaluate(score, split.test, catalogue, history="zero").to_dict()
+        for name, score in scorers.items()
+    }
+
+
+def run(spec: DataSpec, checkpoint_dir: Path, time_budget_min: float, seed: int) -> dict[str, Any]:
     print(f"[benchmark] loading {spec.path} ({spec.data_format})", flush=True)
     sequences = load_dataset(spec.path, spec.data_format).sequences
     interactions = sum(len(s) for s in sequences)
-    print(f"[benchmark] {len(sequences)} users, {interactions} interactions; training", flush=True)
-    started = time.monotonic()
-    checkpoint = train(
-        sequences, checkpoint_dir, train_config=TrainConfig(time_budget_s=time_budget_min * 60)
+    print(
+        f"[benchmark] {len(sequences)} users, {interactions} interactions; training, seed {seed}", flush=True
     )
+    started = time.monotonic()
+    config = replace(TrainConfig(time_budget_s=time_budget_min * 60), seed=seed)
+    checkpoint = train(sequences, checkpoint_dir, train_config=config)
     metrics = checkpoint.metrics
     print("[benchmark] exporting and timing the served model", flush=True)
     cost = serving_cost(checkpoint_dir, leave_one_out(sequences).test.inputs[:32])
@@ -115,7 +136,9 @@ def run(spec: DataSpec, checkpoint_dir: Path, time_budget_min: float) -> dict[st
         "best_epoch": metrics["best_epoch"],
         "networks": metrics["networks"],
         "network_race": metrics["network_race"],
+        "seed": seed,
         "results": metrics["results"],
+        "results_history_zero": zero_convention(checkpoint_dir, sequences),
         "next_event": metrics["next_event"],
         "serving_cost": cost,
         "parameters": sum(p.numel() for p in checkpoint.model.parameters()),
@@ -123,50 +146,86 @@ def run(spec: DataSpec, checkpoint_dir: Path, time_budget_min: float) -> dict[st
     }
 
 
-def table(name: str, report: dict[str, Any]) -> str:
-    header = f"{'':<22}" + "".join(f"{c:>13}" for c in COLUMNS)
+def summary(
+    runs: list[dict[str, Any]], results: str = "results"
+) -> dict[str, dict[str, tuple[float, float]]]:
+    """Test metrics of each method over the seeds' runs: (mean, standard deviation; 0 for
+    one run)."""
+    summed: dict[str, dict[str, tuple[float, float]]] = {}
+    for method in runs[0][results]:
+        values = [run[results][method] for run in runs]
+        if results == "results":
+            values = [v["test"] for v in values]
+        summed[method] = {
+            column: (
+                statistics.fmean(v[column] for v in values),
+                statistics.stdev(v[column] for v in values) if len(values) > 1 else 0.0,
+            )
+            for column in COLUMNS
+        }
+    return summed
+
+
+def table(name: str, runs: list[dict[str, Any]]) -> str:
+    first = runs[0]
+    seconds = [r["train_seconds"] for r in runs]
+    epochs = [r["epochs_run"] for r in runs]
+    header = f"{'':<26}" + "".join(f"{c:>17}" for c in COLUMNS)
     rows = [
-        f"{name}: {report['users']} users, {report['items']} items; model trained "
-        f"{report['train_seconds']:.0f} s ({report['epochs_run']} epochs, best {report['best_epoch']}; "
-        f"{report['networks']} network(s) averaged)",
-        header,
+        f"{name}: {first['users']} users, {first['items']} items; {len(runs)} seed(s) "
+        f"{[r['seed'] for r in runs]}, each trained {min(seconds):.0f}-{max(seconds):.0f} s "
+        f"({min(epochs)}-{max(epochs)} epochs; {first['networks']} network(s)); mean ± sd over seeds"
     ]
-    for method, result in report["results"].items():
-        test = result["test"]
-        rows.append(f"{method:<22}" + "".join(f"{test[c]:>13.4f}" for c in COLUMNS))
-    for method, numbers in report["published"].items():
+    for label, results in (
+        ("user's items excluded", "results"),
+        ("user's items scored 0", "results_history_zero"),
+    ):
+        rows += [f"test, {label}:", header]
+        for method, columns in summary(runs, results).items():
+            rows.append(
+                f"{method:<26}" + "".join(f"{mean:.4f} ± {sd:.4f}".rjust(17) for mean, sd in columns.values())
+            )
+    for method, numbers in first["published"].items():
         rows.append(
-            f"{method:<22}"
-            + "".join(f"{numbers[c]:>13.4f}" if c in numbers else f"{'-':>13}" for c in COLUMNS)
+            f"{method + ' (published)':<26}"
+            + "".join(f"{numbers[c]:>17.4f}" if c in numbers else f"{'-':>17}" for c in COLUMNS)
         )
     rows.append(
-        "next event (test): action log loss, purchase AUC, median |log(1 + s) error|, shares under quantiles"
+        "next event (test, first seed): action log loss, purchase AUC, median |log(1 + s) error|, "
+        "shares under quantiles"
     )
-    for method, numbers in report["next_event"]["test"].items():
-        rows.append(f"{method:<22}" + "".join(f"{numbers[c]:>13.4f}" for c in NEXT_EVENT_COLUMNS))
-    cost = report["serving_cost"]
+    for method, numbers in first["next_event"]["test"].items():
+        rows.append(f"{method:<26}" + "".join(f"{numbers[c]:>17.4f}" for c in NEXT_EVENT_COLUMNS))
+    cost = first["serving_cost"]
     rows.append(
         f"served with explanations, 1 CPU thread: batch 1 {cost['latency_ms_batch_1']:.1f} ms, "
         f"batch 32 {cost['latency_ms_batch_32']:.0f} ms ({cost['windows_per_s_batch_32']:.0f} windows/s); "
-        f"{report['parameters']:,} parameters, ONNX {cost['onnx_megabytes']:.1f} MB"
+        f"{first['parameters']:,} parameters, ONNX {cost['onnx_megabytes']:.1f} MB"
     )
     return "\n".join(rows)
 
 
 def run_all(
-    specs: list[DataSpec], *, time_budget_min: float, out: Path | None, checkpoints: Path | None
+    specs: list[DataSpec],
+    *,
+    time_budget_min: float,
+    seeds: list[int],
+    out: Path | None,
+    checkpoints: Path | None,
 ) -> None:
-    """Train and evaluate on each data set in turn; print the tables (and write JSON to ``out``
-    after each data set, so a long run keeps what it finished)."""
-    reports: dict[str, dict[str, Any]] = {}
+    """Train and evaluate on each data set once per seed; print the tables (and write JSON to
+    ``out`` after each run, so a long benchmark keeps what it finished)."""
+    reports: dict[str, list[dict[str, Any]]] = {}
     with tempfile.TemporaryDirectory(prefix="model-quality-") as tmp:
         root = checkpoints or Path(tmp)
         for n, spec in enumerate(specs, start=1):
             name = f"{spec.path.parent.name}/{spec.path.name}"
-            print(f"[benchmark] data set {n}/{len(specs)}: {name}", flush=True)
-            reports[name] = run(spec, root / f"{n}-{spec.path.stem}", time_budget_min)
-            if out:
-                out.write_text(json.dumps(reports, indent=2) + "\n")
-    print("\nTest metrics (leave-one-out, all items ranked, input items excluded):")
-    for name, report in reports.items():
-        print("\n" + table(name, report))
+            for seed in seeds:
+                print(f"[benchmark] data set {n}/{len(specs)}: {name}, seed {seed}", flush=True)
+                run_dir = root / f"{n}-{spec.path.stem}-seed{seed}"
+                reports.setdefault(name, []).append(run(spec, run_dir, time_budget_min, seed))
+                if out:
+                    out.write_text(json.dumps(reports, indent=2) + "\n")
+    print("\nTest metrics (leave-one-out, all items ranked):")
+    for name, runs in reports.items():
+        print("\n" + table(name, runs))

@@ -40,7 +40,9 @@ def quality(args: argparse.Namespace) -> int:
     specs = _data_specs("quality", args.data)
     if specs is None:
         return EXIT_USAGE
-    run_all(specs, time_budget_min=args.time_budget, out=args.out, checkpoints=args.checkpoints)
+    run_all(
+        specs, time_budget_min=args.time_budget, seeds=args.seeds, out=args.out, checkpoints=args.checkpoints
+    )
     return EXIT_OK
 
 

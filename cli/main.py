@@ -233,15 +233,19 @@ def _model_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser
     train.add_argument("--format", choices=sorted(FORMATS), default="events")
     train.add_argument("--out", type=Path, required=True)
     train.add_argument(
-        "--epochs", type=positive, help="most epochs (default 200; early stopping ends sooner)"
+        "--epochs",
+        type=positive,
+        help="most epochs (default 60; the time budget or early stopping may end sooner)",
     )
-    train.add_argument("--dropout", type=float, help="fixed dropout (default: chosen on validation)")
-    train.add_argument("--time-budget", type=float, help="minutes; stops after the epoch crossing it")
+    train.add_argument("--dropout", type=float, help="dropout (default 0.5)")
+    train.add_argument(
+        "--time-budget", type=float, help="minutes; the learning rate anneals over it, or over the epochs"
+    )
     train.add_argument(
         "--max-networks",
         type=positive,
         help="most networks averaged, each kept only if it lifts validation NDCG@10 enough "
-        "(default 2; 1 for the cheapest model to serve)",
+        "and each trained on its share of the time budget (default 1, the cheapest to serve)",
     )
     train.add_argument(
         "--logit-adjustment",
@@ -385,7 +389,12 @@ def _benchmark_commands(commands: argparse._SubParsersAction[argparse.ArgumentPa
         "model quality on public data against baselines and published results",
     )
     quality.add_argument("data", nargs="+", metavar="FORMAT:PATH", help="e.g. movielens:ml-100k/u.data")
-    quality.add_argument("--time-budget", type=float, default=45.0, help="training minutes per data set")
+    quality.add_argument(
+        "--time-budget", type=float, default=45.0, help="training minutes per data set and seed"
+    )
+    quality.add_argument(
+        "--seeds", type=int, nargs="+", default=[0, 1, 2], help="one training per seed (default 0 1 2)"
+    )
     quality.add_argument("--out", type=Path, help="write the results as JSON")
     quality.add_argument("--checkpoints", type=Path, help="keep checkpoints here (default: discarded)")
 

@@ -5,6 +5,10 @@ the rest is training data; users with fewer than three interactions are training
 Every catalogue item (the items of the training data) is ranked; items already in the user's
 input sequence are excluded (scored -inf), and a target tied with other items ranks below
 all of them, so constant or coarse scores can never look good by luck.
+
+``history="zero"`` is the other convention of published sequential recommenders (the code of
+BSARec and its successors): the input's items keep a score of 0 instead of leaving the
+ranking, so they still outrank every item the model scores below 0.
 """
 
 from __future__ import annotations
@@ -13,6 +17,7 @@ import math
 from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Literal
 
 import numpy as np
 
@@ -25,6 +30,7 @@ __all__ = [
     "HEAD_SHARE",
     "Cases",
     "Catalogue",
+    "History",
     "Metrics",
     "ScoreFn",
     "Split",
@@ -117,12 +123,18 @@ class Metrics:
         return flat
 
 
-def exclude_inputs(scores: np.ndarray, inputs: Sequence[UserSequence], vocab: ItemVocab) -> np.ndarray:
-    """float64 [B, V]: pad, unknown and every item of the user's input at -inf."""
+History = Literal["excluded", "zero"]
+
+
+def exclude_inputs(
+    scores: np.ndarray, inputs: Sequence[UserSequence], vocab: ItemVocab, history: History = "excluded"
+) -> np.ndarray:
+    """float64 [B, V]: pad and unknown at -inf, every item of the user's input at -inf
+    (``history="excluded"``) or at 0 (``"zero"``)."""
     scores = scores.astype(np.float64, copy=True)
-    scores[:, :FIRST_ITEM_INDEX] = -np.inf
     for row, seq in enumerate(inputs):
-        scores[row, vocab.indices(seq.items)] = -np.inf
+        scores[row, vocab.indices(seq.items)] = -np.inf if history == "excluded" else 0.0
+    scores[:, :FIRST_ITEM_INDEX] = -np.inf  # after the inputs: unknown ones map to the unknown index
     return scores
 
 
@@ -143,13 +155,15 @@ def _top(scores: np.ndarray, n: int) -> list[np.ndarray]:
     return [row[np.isfinite(s[row])] for row, s in zip(top, scores, strict=True)]
 
 
-def evaluate(score: ScoreFn, cases: Cases, catalogue: Catalogue, batch_size: int = 256) -> Metrics:
+def evaluate(
+    score: ScoreFn, cases: Cases, catalogue: Catalogue, batch_size: int = 256, history: History = "excluded"
+) -> Metrics:
     if not len(cases):
         raise ValueError("no evaluation cases: every user has fewer than three interactions")
     ranks, recommended = [], []
     for start in range(0, len(cases), batch_size):
         inputs = cases.inputs[start : start + batch_size]
-        scores = exclude_inputs(score(inputs), inputs, catalogue.vocab)
+        scores = exclude_inputs(score(inputs), inputs, catalogue.vocab, history)
         targets = catalogue.vocab.indices(cases.targets[start : start + batch_size])
         ranks.append(_ranks(scores, targets))
         recommended.extend(_top(scores, LIST_LENGTH))

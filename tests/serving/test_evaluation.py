@@ -57,6 +57,19 @@ def test_ties_rank_below_and_input_or_unknown_targets_miss() -> None:
     assert alone.ndcg[5] == 1.0  # untied at the top: rank 0
 
 
+def test_under_the_zero_convention_input_items_score_0_and_still_outrank_negative_scores() -> None:
+    catalogue = Catalogue.of([seq("t", "aaaaabbbbcccdde")])  # [pad, unknown, a, b, c, d, e]
+    cases = Cases([seq("u1", "cz"), seq("u2", "a")], ["b", "a"])
+    scores = [
+        [9, 9, 3, -1, 5, 2, -2],  # input c scores 0, above b: rank 3 (a, d, c); unknown z stays out
+        [0, 0, 10, 0, 0, 0, 0],  # the target a is in the input: 0, tied with b..e -> rank 4
+    ]
+    zero = evaluate(fixed_scores(scores), cases, catalogue, history="zero")
+    excluded = evaluate(fixed_scores(scores), cases, catalogue)
+    assert zero.ndcg[5] == pytest.approx((1 / np.log2(5) + 1 / np.log2(6)) / 2)
+    assert excluded.ndcg[5] == pytest.approx((1 / np.log2(4)) / 2)  # b is third; a misses
+
+
 def popularity_catalogue() -> Catalogue:
     """15 items, i00 the most popular (15 interactions) down to i14 (1)."""
     return Catalogue.of([seq("t", [f"i{n:02d}" for n in range(15) for _ in range(15 - n)])])
