@@ -20,8 +20,8 @@ from serving.vocab import ItemVocab
 # Users from HELDOUT_FROM on are never trained on: the planted rules are checked on them.
 SYNTHETIC = SyntheticConfig(n_users=1000, seed=3)
 HELDOUT_FROM = 800
-# Small and quick, yet enough for the planted rules; one dropout and one network (the race and
-# further networks are tested on their own).
+# Small and quick, yet enough for the planted rules; one network (further networks are tested
+# on their own).
 TRAINING = TrainConfig(epochs=12, patience=12, seed=0, max_networks=1, learning_rate=3e-3, batch_size=64)
 
 
