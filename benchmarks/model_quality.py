@@ -5,7 +5,7 @@ both evaluator conventions (the user's items excluded, or scored 0 as in the pub
 
 Usage:
     nextaction quality movielens:PATH/u.data user-lines:PATH/Beauty.txt \
-        [--time-budget MINUTES] [--seeds 0 1 2] [--out results.json] [--checkpoints DIR]
+        [--time-budget MINUTES] [--seeds 0 1 2] [--max-networks N] [--out results.json] [--checkpoints DIR]
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ import json
 import statistics
 import tempfile
 import time
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -42,12 +42,24 @@ PUBLISHED: dict[str, dict[str, dict[str, float]]] = {
     },
 }
 COLUMNS = ("hr@5", "ndcg@5", "hr@10", "ndcg@10", "hr@20", "ndcg@20", "coverage@10", "long_tail@10")
-NEXT_EVENT_COLUMNS = (
-    "action_log_loss",
-    "purchase_auc",
+ACTION_COLUMNS = ("action_log_loss", "purchase_auc")
+TIME_COLUMNS = (
     "log_gap_median_abs_error",
     *(f"gap_below_p{round(level * 100)}" for level in GAP_QUANTILE_LEVELS),
 )
+NEXT_EVENT_COLUMNS = (*ACTION_COLUMNS, *TIME_COLUMNS)
+# Formats whose events carry real times (the others get evenly spaced ones).
+TIMED_FORMATS = frozenset({"events", "movielens"})
+
+
+def next_event_columns(sequences: list[UserSequence], data_format: str) -> list[str]:
+    """The next-event measures the data can support: action types only where it has more than
+    one, times only where they are real."""
+    kinds = {action for seq in sequences for action in seq.actions}
+    return [
+        *(ACTION_COLUMNS if len(kinds) > 1 else ()),
+        *(TIME_COLUMNS if data_format in TIMED_FORMATS else ()),
+    ]
 
 
 @dataclass(frozen=True)
@@ -110,7 +122,9 @@ def zero_convention(checkpoint_dir: Path, sequences: list[UserSequence]) -> dict
     }
 
 
-def run(spec: DataSpec, checkpoint_dir: Path, time_budget_min: float, seed: int) -> dict[str, Any]:
+def run(
+    spec: DataSpec, checkpoint_dir: Path, time_budget_min: float, seed: int, max_networks: int = 1
+) -> dict[str, Any]:
     print(f"[benchmark] loading {spec.path} ({spec.data_format})", flush=True)
     sequences = load_dataset(spec.path, spec.data_format).sequences
     interactions = sum(len(s) for s in sequences)
@@ -118,7 +132,7 @@ def run(spec: DataSpec, checkpoint_dir: Path, time_budget_min: float, seed: int)
         f"[benchmark] {len(sequences)} users, {interactions} interactions; training, seed {seed}", flush=True
     )
     started = time.monotonic()
-    config = replace(TrainConfig(time_budget_s=time_budget_min * 60), seed=seed)
+    config = TrainConfig(time_budget_s=time_budget_min * 60, seed=seed, max_networks=max_networks)
     checkpoint = train(sequences, checkpoint_dir, train_config=config)
     metrics = checkpoint.metrics
     print("[benchmark] exporting and timing the served model", flush=True)
@@ -140,6 +154,7 @@ def run(spec: DataSpec, checkpoint_dir: Path, time_budget_min: float, seed: int)
         "results": metrics["results"],
         "results_history_zero": zero_convention(checkpoint_dir, sequences),
         "next_event": metrics["next_event"],
+        "next_event_columns": next_event_columns(sequences, spec.data_format),
         "serving_cost": cost,
         "parameters": sum(p.numel() for p in checkpoint.model.parameters()),
         "published": PUBLISHED.get(spec.path.stem.lower(), {}),
@@ -190,12 +205,12 @@ def table(name: str, runs: list[dict[str, Any]]) -> str:
             f"{method + ' (published)':<26}"
             + "".join(f"{numbers[c]:>17.4f}" if c in numbers else f"{'-':>17}" for c in COLUMNS)
         )
+    measures = first["next_event_columns"]
     rows.append(
-        "next event (test, first seed): action log loss, purchase AUC, median |log(1 + s) error|, "
-        "shares under quantiles"
+        f"next event (test, first seed): {', '.join(measures) or 'no action types or times to predict'}"
     )
-    for method, numbers in first["next_event"]["test"].items():
-        rows.append(f"{method:<26}" + "".join(f"{numbers[c]:>17.4f}" for c in NEXT_EVENT_COLUMNS))
+    for method, numbers in first["next_event"]["test"].items() if measures else ():
+        rows.append(f"{method:<26}" + "".join(f"{numbers[c]:>17.4f}" for c in measures))
     cost = first["serving_cost"]
     rows.append(
         f"served with explanations, 1 CPU thread: batch 1 {cost['latency_ms_batch_1']:.1f} ms, "
@@ -210,6 +225,7 @@ def run_all(
     *,
     time_budget_min: float,
     seeds: list[int],
+    max_networks: int,
     out: Path | None,
     checkpoints: Path | None,
 ) -> None:
@@ -223,7 +239,7 @@ def run_all(
             for seed in seeds:
                 print(f"[benchmark] data set {n}/{len(specs)}: {name}, seed {seed}", flush=True)
                 run_dir = root / f"{n}-{spec.path.stem}-seed{seed}"
-                reports.setdefault(name, []).append(run(spec, run_dir, time_budget_min, seed))
+                reports.setdefault(name, []).append(run(spec, run_dir, time_budget_min, seed, max_networks))
                 if out:
                     out.write_text(json.dumps(reports, indent=2) + "\n")
     print("\nTest metrics (leave-one-out, all items ranked):")

@@ -41,7 +41,12 @@ def quality(args: argparse.Namespace) -> int:
     if specs is None:
         return EXIT_USAGE
     run_all(
-        specs, time_budget_min=args.time_budget, seeds=args.seeds, out=args.out, checkpoints=args.checkpoints
+        specs,
+        time_budget_min=args.time_budget,
+        seeds=args.seeds,
+        max_networks=args.max_networks,
+        out=args.out,
+        checkpoints=args.checkpoints,
     )
     return EXIT_OK
 

@@ -395,6 +395,9 @@ def _benchmark_commands(commands: argparse._SubParsersAction[argparse.ArgumentPa
     quality.add_argument(
         "--seeds", type=int, nargs="+", default=[0, 1, 2], help="one training per seed (default 0 1 2)"
     )
+    quality.add_argument(
+        "--max-networks", type=positive, default=1, help="networks averaged, sharing the budget (default 1)"
+    )
     quality.add_argument("--out", type=Path, help="write the results as JSON")
     quality.add_argument("--checkpoints", type=Path, help="keep checkpoints here (default: discarded)")
 

@@ -7,7 +7,15 @@ from typing import Any
 
 import pytest
 
-from benchmarks.model_quality import COLUMNS, NEXT_EVENT_COLUMNS, PUBLISHED, summary, table
+from benchmarks.model_quality import (
+    COLUMNS,
+    NEXT_EVENT_COLUMNS,
+    PUBLISHED,
+    TIME_COLUMNS,
+    next_event_columns,
+    summary,
+    table,
+)
 
 pytestmark = pytest.mark.unit
 
@@ -29,6 +37,7 @@ def _run(seed: int, model_ndcg: float, zero_ndcg: float) -> dict[str, Any]:
         },
         "results_history_zero": {"model": metrics(zero_ndcg), "popularity": metrics(0.1)},
         "next_event": {"test": {"model": dict.fromkeys(NEXT_EVENT_COLUMNS, 0.25)}},
+        "next_event_columns": list(TIME_COLUMNS),
         "serving_cost": {
             "latency_ms_batch_1": 0.5,
             "latency_ms_batch_32": 17.0,
@@ -50,6 +59,17 @@ def test_the_summary_is_the_mean_and_standard_deviation_of_the_seeds_test_metric
     assert "3 seed(s) [0, 1, 2]" in text and "60-62 s" in text
     assert "0.0620 ± 0.0020" in text and "0.0600 ± 0.0026" in text
     assert "WEARec (AAAI 2026) (published)" in text
+    assert "log_gap_median_abs_error" in text and "purchase_auc" not in text
+
+
+def test_next_event_measures_need_action_types_and_real_times() -> None:
+    from serving.data import UserSequence
+
+    views = [UserSequence("u", ("e1", "e2"), ("a", "b"), (1, 1), (0, 1000))]
+    mixed = [UserSequence("u", ("e1", "e2"), ("a", "b"), (1, 4), (0, 1000))]
+    assert next_event_columns(views, "user-lines") == []
+    assert next_event_columns(views, "movielens") == list(TIME_COLUMNS)
+    assert next_event_columns(mixed, "events") == list(NEXT_EVENT_COLUMNS)
 
 
 def test_one_seed_has_no_spread() -> None:
