@@ -251,9 +251,8 @@ class ServingModule(nn.Module):
         )
 
     def _variant_profiles(self, actions: torch.Tensor, gap_buckets: torch.Tensor) -> torch.Tensor:
-        """Profiles [B * (P + 1), F] of the P occluded windows then the original: an occluded
-        window's counts are the original's less its removed event (the others keep their gap
-        buckets, as in ``last_hidden``)."""
+        """Profiles [B * (P + 1), F] of the P occluded windows then the original: the original's
+        counts less the removed event (the others keep their gap buckets, as in last_hidden)."""
         events = event_profiles(actions, gap_buckets)  # [B, W, F]
         counts = events.sum(dim=1, keepdim=True)  # [B, 1, F]
         removed = events[:, -self.explain_positions :]  # [B, P, F]
