@@ -185,7 +185,7 @@ def table(name: str, runs: list[dict[str, Any]]) -> str:
     first = runs[0]
     seconds = [r["train_seconds"] for r in runs]
     epochs = [r["epochs_run"] for r in runs]
-    header = f"{'':<26}" + "".join(f"{c:>17}" for c in COLUMNS)
+    header = f"{'':<34}" + "".join(f"{c:>17}" for c in COLUMNS)
     rows = [
         f"{name}: {first['users']} users, {first['items']} items; {len(runs)} seed(s) "
         f"{[r['seed'] for r in runs]}, each trained {min(seconds):.0f}-{max(seconds):.0f} s "
@@ -198,11 +198,11 @@ def table(name: str, runs: list[dict[str, Any]]) -> str:
         rows += [f"test, {label}:", header]
         for method, columns in summary(runs, results).items():
             rows.append(
-                f"{method:<26}" + "".join(f"{mean:.4f} ± {sd:.4f}".rjust(17) for mean, sd in columns.values())
+                f"{method:<34}" + "".join(f"{mean:.4f} ± {sd:.4f}".rjust(17) for mean, sd in columns.values())
             )
     for method, numbers in first["published"].items():
         rows.append(
-            f"{method + ' (published)':<26}"
+            f"{method + ' (published)':<34}"
             + "".join(f"{numbers[c]:>17.4f}" if c in numbers else f"{'-':>17}" for c in COLUMNS)
         )
     measures = first["next_event_columns"]
@@ -210,7 +210,7 @@ def table(name: str, runs: list[dict[str, Any]]) -> str:
         f"next event (test, first seed): {', '.join(measures) or 'no action types or times to predict'}"
     )
     for method, numbers in first["next_event"]["test"].items() if measures else ():
-        rows.append(f"{method:<26}" + "".join(f"{numbers[c]:>17.4f}" for c in measures))
+        rows.append(f"{method:<34}" + "".join(f"{numbers[c]:>17.4f}" for c in measures))
     cost = first["serving_cost"]
     rows.append(
         f"served with explanations, 1 CPU thread: batch 1 {cost['latency_ms_batch_1']:.1f} ms, "
