@@ -19,7 +19,7 @@ import torch
 from serving.baselines import PopularityScorer, TransitionScorer
 from serving.checkpoint import Checkpoint, save_checkpoint
 from serving.data import UserSequence, training_samples
-from serving.evaluation import Catalogue, ScoreFn, Split, evaluate, leave_one_out
+from serving.evaluation import Catalogue, History, ScoreFn, Split, evaluate, leave_one_out
 from serving.model import ModelConfig, NextActionModel
 from serving.model_selection import add_networks, choose_prior_weight
 from serving.next_event_evaluation import compare_next_event, next_event_cases
@@ -28,7 +28,7 @@ from serving.train_config import TrainConfig
 from serving.training_run import TrainingRun, model_scorer
 from serving.warm_start import warm_start
 
-__all__ = ["TrainConfig", "TrainingDataError", "repeat_share", "train"]
+__all__ = ["TrainConfig", "TrainingDataError", "compare", "repeat_share", "train"]
 
 
 class TrainingDataError(ValueError):
@@ -45,7 +45,9 @@ def repeat_share(sequences: Sequence[UserSequence], window: int) -> float:
     return repeats / max(total, 1)
 
 
-def _compare(model: NextActionModel, split: Split, catalogue: Catalogue) -> dict[str, dict[str, Any]]:
+def compare(
+    model: NextActionModel, split: Split, catalogue: Catalogue, history: History = "excluded"
+) -> dict[str, dict[str, Any]]:
     """Validation and test metrics of the model and of both baselines, by scorer name."""
     scorers: dict[str, ScoreFn] = {
         "model": model_scorer(model, catalogue.vocab),
@@ -54,8 +56,8 @@ def _compare(model: NextActionModel, split: Split, catalogue: Catalogue) -> dict
     }
     return {
         name: {
-            "validation": evaluate(score, split.validation, catalogue).to_dict(),
-            "test": evaluate(score, split.test, catalogue).to_dict(),
+            part: evaluate(score, cases, catalogue, history=history).to_dict()
+            for part, cases in (("validation", split.validation), ("test", split.test))
         }
         for name, score in scorers.items()
     }
@@ -128,7 +130,7 @@ def train(
         "network_race": network_race,  # validation NDCG@10 by number of networks tried
         "prior_weight": float(model.prior_weight),
         "prior_race": prior_race,  # validation NDCG@10 by transition prior weight
-        "results": _compare(model, split, catalogue),
+        "results": compare(model, split, catalogue),
         # Action type and time of the next event, for the model and its baselines.
         "next_event": {
             part: compare_next_event(model, catalogue.vocab, split.train, next_event_cases(sequences, part))
