@@ -75,8 +75,7 @@ def top_lists(scores: np.ndarray, k: int) -> np.ndarray:
 def item_embeddings(checkpoint: Checkpoint) -> np.ndarray:
     """float [V, D * networks], unit rows: the networks' item embeddings side by side, the
     space the model's averaged scores are dot products in."""
-    weights = [network.item_embedding.weight.detach() for network in checkpoint.model.item_networks]
-    return unit_rows(torch.cat(weights, dim=1).numpy())
+    return unit_rows(checkpoint.model.joined_item_table().detach().numpy())
 
 
 @dataclass(frozen=True)

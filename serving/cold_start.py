@@ -41,8 +41,7 @@ class TextRows:
 
 def item_rows(model: NextActionModel) -> np.ndarray:
     """Every network's item embedding side by side, float32 [V, networks * D]."""
-    weights = [network.item_embedding.weight.detach() for network in model.item_networks]
-    return torch.cat(weights, dim=1).numpy()
+    return model.joined_item_table().detach().numpy()
 
 
 def fit_text_mapping(checkpoint: Checkpoint, texts: Mapping[str, str], encoder: TextEncoder) -> TextMapping:

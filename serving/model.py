@@ -78,6 +78,11 @@ class NextActionModel(nn.Module):
     def item_networks(self) -> list[ItemNetwork]:
         return cast(list[ItemNetwork], list(self.networks))
 
+    def joined_item_table(self) -> torch.Tensor:
+        """Every network's item embeddings side by side, [V, networks * D]: the space the
+        model's averaged scores are dot products in."""
+        return torch.cat([network.item_embedding.weight for network in self.item_networks], dim=1)
+
     @staticmethod
     def ensemble(models: Sequence[NextActionModel]) -> NextActionModel:
         """One model of all the given models' networks (same architecture), prior weight 0."""
@@ -91,14 +96,12 @@ class NextActionModel(nn.Module):
     def item_logits(self, hiddens: Sequence[torch.Tensor]) -> torch.Tensor:
         """Each network's hidden states [..., D] -> the mean of their item scores [..., V];
         pad and unknown at -inf."""
-        embeddings = [network.item_embedding.weight for network in self.item_networks]
-        if len(embeddings) == 1:
-            logits = hiddens[0] @ embeddings[0].T
+        if len(hiddens) == 1:
+            logits = hiddens[0] @ self.item_networks[0].item_embedding.weight.T
         else:
             # One product over the joined hidden units rather than a [..., V] matrix per network
-            # to average: the [..., V] products dominate the cost of serving.
-            joined = torch.cat(list(hiddens), dim=-1) / len(embeddings)
-            logits = joined @ torch.cat(embeddings, dim=1).T
+            # to average: the [..., V] products are a large share of the cost of serving.
+            logits = (torch.cat(list(hiddens), dim=-1) / len(hiddens)) @ self.joined_item_table().T
         return logits.masked_fill(self.excluded, float("-inf"))
 
     def action_logits(self, hiddens: Sequence[torch.Tensor], profiles: torch.Tensor) -> torch.Tensor:

@@ -101,10 +101,8 @@ def _closest_share_cosine(model: NextActionModel, pairs: int, generator: torch.G
     if known < 2:
         return 1.0
     picks = torch.randint(FIRST_ITEM_INDEX, model.config.n_items, (2, pairs), generator=generator)
-    joined = [
-        torch.cat([network.item_embedding.weight[side] for network in model.item_networks], dim=-1)
-        for side in picks
-    ]
+    table = model.joined_item_table()
+    joined = [table[side] for side in picks]
     cosine = nn.functional.cosine_similarity(joined[0], joined[1], dim=-1)
     return float(torch.quantile(cosine[picks[0] != picks[1]], 1.0 - SIMILAR_SHARE))
 
