@@ -34,8 +34,9 @@ class TrainConfig:
     prior_weights: tuple[float, ...] = (0.0, 0.5, 1.0, 2.0)
     # Networks trained one after another, each on its share of the time budget, whose scores
     # are averaged. Each one adds 0.35-0.75x one network's inference cost at batch 32 (by
-    # machine, docs/2026-11-30-training-budget.md), so it must raise validation NDCG@10 by ``network_min_gain`` to be kept; and at one
-    # network, all the budget goes to a schedule that runs to its end.
+    # machine, docs/2026-11-30-training-budget.md), so it must raise validation NDCG@10 by
+    # ``network_min_gain`` to be kept; and at one network, all the budget goes to a schedule
+    # that runs to its end.
     max_networks: int = 1
     network_min_gain: float = 0.01
     # Logit-adjusted loss (Menon et al., ICLR 2021): the loss sees logits + this * log(each
