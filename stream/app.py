@@ -16,11 +16,12 @@ from stream.health import Health
 from stream.inference import TritonScorer
 from stream.kafka_security import KafkaSecurity
 from stream.metrics import StreamMetrics
-from stream.monitor import ConsumerLag, Monitor
+from stream.monitor import ConsumerLag, Monitor, StallRewinder
 from stream.outputs import OutputPublisher
 from stream.recommendations import Presentation
 from stream.rerank import RerankPolicy
 from stream.settings import Settings, SettingsError
+from stream.stall_watch import StallWatch
 from stream.tables import WindowStore, declare_windows
 from stream.topics import Topics, declare_topics
 from stream.transports import faust_broker_url, register_transports
@@ -44,6 +45,7 @@ class StreamApp:
     metrics: StreamMetrics
     health: Health
     lag: ConsumerLag
+    rewinder: StallRewinder | None
     presentation: Presentation = field(default_factory=Presentation)
     failure: FailFast = field(default_factory=FailFast)
 
@@ -53,7 +55,7 @@ class StreamApp:
 
     def monitor(self) -> Monitor:
         """The heartbeat and lag timer, to run beside the app (:func:`stream.worker.run_app`)."""
-        return Monitor(self.app, self.health, self.lag)
+        return Monitor(self.app, self.health, self.lag, self.rewinder)
 
 
 def create_app(settings: Settings, metrics: StreamMetrics) -> StreamApp:
@@ -114,9 +116,17 @@ def create_app(settings: Settings, metrics: StreamMetrics) -> StreamApp:
         metrics=metrics,
         health=health,
         lag=ConsumerLag(metrics.consumer_lag, settings.topic_events),
+        rewinder=stall_rewinder(settings, metrics),
         presentation=presentation(settings),
         failure=failure,
     )
+
+
+def stall_rewinder(settings: Settings, metrics: StreamMetrics) -> StallRewinder | None:
+    after_s = settings.stall_rewind_after_s
+    if not after_s:
+        return None
+    return StallRewinder(StallWatch(after_s), metrics.partition_rewinds, settings.topic_events, after_s)
 
 
 def presentation(settings: Settings) -> Presentation:

@@ -56,6 +56,10 @@ class Health:
     def circuit(self, is_open: bool) -> None:
         self._circuit_open = is_open
 
+    def reading(self) -> bool:
+        """The worker reads its input: partitions owned, windows restored, no batch failed."""
+        return bool(self._partitions) and self._recovered and self._failure.reason is None
+
     def live(self) -> Verdict:
         if (failed := self._failed()) is not None:
             return failed

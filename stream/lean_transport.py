@@ -16,6 +16,9 @@ no commit (or a commit of 0) where it is, so those events were never read again.
 case of a new consumer group, and of a worker restarted after one that stopped before its
 first commit: its replacement sat idle over a full partition.
 
+It can also be told to read a partition again from an offset (:meth:`LeanConsumer.request_rewind`),
+which the worker's stall watch does when a partition's backlog waits with no commit.
+
 Its producer is idempotent whenever it waits for all in-sync replicas (``acks=all``): a send
 that the client retries after a lost answer is then written once and in order.
 
@@ -61,12 +64,38 @@ class LeanConsumerThread(faust_aiokafka.AIOKafkaConsumerThread):
             await consumer.seek_to_beginning(*uncommitted)
         return cast(Mapping[TP, int], committed)
 
+    async def rewind(self, tp: TP, offset: int) -> None:
+        """Fetch ``tp`` from ``offset`` on, on the consumer's own thread and event loop."""
+        await self.call_thread(self._seek_now, tp, offset)
+
+    async def _seek_now(self, tp: TP, offset: int) -> None:
+        self._ensure_consumer().seek(TopicPartition(tp.topic, tp.partition), offset)
+
 
 class LeanConsumer(faust_aiokafka.Consumer):
     """Faust's aiokafka consumer, delivering records without a task per record."""
 
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._rewinds: dict[TP, int] = {}  # partition -> offset to read again from
+
     def _new_consumer_thread(self) -> faust_aiokafka.AIOKafkaConsumerThread:
         return LeanConsumerThread(self, loop=self.loop, beacon=self.beacon)
+
+    def request_rewind(self, tp: TP, offset: int) -> None:
+        """Read ``tp`` again from ``offset`` (:mod:`stream.stall_watch`). The delivery loop
+        seeks between two fetches: a seek while it delivers a fetch's records would be undone
+        by the read offsets those records set."""
+        self._rewinds[tp] = offset
+
+    async def _apply_rewinds(self) -> None:
+        rewinds, self._rewinds = self._rewinds, {}
+        assigned = self.assignment()
+        for tp, offset in rewinds.items():
+            if tp in assigned:
+                await cast(LeanConsumerThread, self._thread).rewind(tp, offset)
+                # Records below the read offset are skipped as delivered: it moves back too.
+                self._read_offset[tp] = offset or None
 
     async def _drain_messages(self, fetcher: ServiceT) -> None:
         callback = self.callback
@@ -81,6 +110,8 @@ class LeanConsumer(faust_aiokafka.Consumer):
         since_yield = 0
         try:
             while not (consumer_should_stop() or fetcher_should_stop()):
+                if self._rewinds:
+                    await self._apply_rewinds()
                 self.diag.set_flag(CONSUMER_FETCHING)
                 records = getmany(timeout=1.0)
                 await self.sleep(0)

@@ -50,6 +50,7 @@ class StreamMetrics:
     input_held_bytes: Gauge
     oldest_unacknowledged_age: Gauge
     consumer_lag: Gauge
+    partition_rewinds: Counter
     last_publication: Gauge
     ready: Gauge
     build: Info
@@ -176,6 +177,13 @@ class StreamMetrics:
                 "nextaction_consumer_lag_records",
                 "Records of an owned input partition after the last one acknowledged (its highwater "
                 "less the next offset to acknowledge)",
+                ["topic", "partition"],
+                registry=registry,
+            ),
+            partition_rewinds=Counter(
+                "nextaction_partition_rewinds",
+                "Owned input partitions read again from the committed offset after their backlog "
+                "waited NEXTACTION_STALL_REWIND_AFTER_S with no commit (a stalled consumer)",
                 ["topic", "partition"],
                 registry=registry,
             ),

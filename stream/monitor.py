@@ -1,21 +1,25 @@
-"""A one-second timer on the worker's event loop: the liveness heartbeat, and the consumer lag
-of the input partitions this worker owns."""
+"""A one-second timer on the worker's event loop: the liveness heartbeat, the consumer lag of
+the input partitions this worker owns, and the stall watch over them (:mod:`stream.stall_watch`)."""
 
 from __future__ import annotations
 
 import contextlib
+import logging
 from collections.abc import Iterable
-from typing import Any
+from typing import Any, Protocol, runtime_checkable
 
 import faust
 from faust.exceptions import ConsumerNotStarted
 from faust.types import TP, ConsumerT, EventT
 from mode import Service
-from prometheus_client import Gauge
+from prometheus_client import Counter, Gauge
 
 from stream.health import Health
+from stream.stall_watch import PartitionProgress, StallWatch
 
-__all__ = ["ConsumerLag", "Monitor"]
+__all__ = ["ConsumerLag", "Monitor", "StallRewinder", "owned_progress"]
+
+log = logging.getLogger(__name__)
 
 _INTERVAL_S = 1.0
 
@@ -26,53 +30,112 @@ class ConsumerLag:
 
     def __init__(self, gauge: Gauge, topic: str) -> None:
         self._gauge = gauge
-        self._topic = topic
+        self.topic = topic
         self._next_offsets: dict[int, int] = {}  # partition -> after the last acknowledged offset
         self._shown: set[int] = set()
 
     def acknowledged(self, events: Iterable[EventT]) -> None:
         for event in events:
             message = event.message
-            if message.topic == self._topic:
+            if message.topic == self.topic:
                 following = message.offset + 1
                 if following > self._next_offsets.get(message.partition, 0):
                     self._next_offsets[message.partition] = following
 
-    def update(self, consumer: ConsumerT) -> None:
-        owned: dict[int, int] = {}
-        for tp in consumer.assignment():
-            if tp.topic != self._topic:
+    def update(self, owned: Iterable[PartitionProgress]) -> None:
+        lags: dict[int, int] = {}
+        for progress in owned:
+            if progress.highwater is None:  # not fetched since the assignment: unknown, not zero
                 continue
-            highwater = consumer.highwater(tp)
-            if highwater is None:  # not fetched since the assignment: unknown, not zero
-                continue
-            owned[tp.partition] = max(0, highwater - self._next_offset(consumer, tp))
-        for partition in self._shown - owned.keys():  # revoked: its lag is another worker's now
-            self._gauge.remove(self._topic, str(partition))
-        for partition, lag in owned.items():
-            self._gauge.labels(self._topic, str(partition)).set(lag)
-        self._shown = set(owned)
+            # Before this worker acknowledges anything of a partition (just assigned, or stuck
+            # on its first batch) the group's committed offset is where it stands; it is also
+            # ahead of what this worker acknowledged before another worker owned the partition.
+            following = max(self._next_offsets.get(progress.partition, 0), progress.committed or 0)
+            lags[progress.partition] = max(0, progress.highwater - following)
+        for partition in self._shown - lags.keys():  # revoked: its lag is another worker's now
+            self._gauge.remove(self.topic, str(partition))
+        for partition, lag in lags.items():
+            self._gauge.labels(self.topic, str(partition)).set(lag)
+        self._shown = set(lags)
 
-    def _next_offset(self, consumer: ConsumerT, tp: TP) -> int:
-        # Before this worker acknowledges anything of a partition (just assigned, or stuck on
-        # its first batch) the group's committed offset is where it stands; it is also ahead
-        # of what this worker acknowledged before another worker owned the partition.
-        committed: int | None = consumer._committed_offset.get(tp)  # type: ignore[attr-defined]
-        return max(self._next_offsets.get(tp.partition, 0), committed or 0)
+
+def owned_progress(consumer: ConsumerT, topic: str) -> list[PartitionProgress]:
+    """The partitions of ``topic`` this worker owns, with their committed offset and end."""
+    committed = consumer._committed_offset  # type: ignore[attr-defined]
+    return [
+        PartitionProgress(tp.partition, committed.get(tp), consumer.highwater(tp))
+        for tp in consumer.assignment()
+        if tp.topic == topic
+    ]
+
+
+@runtime_checkable
+class Rewindable(Protocol):
+    """A consumer that can read a partition again (:class:`stream.lean_transport.LeanConsumer`)."""
+
+    def request_rewind(self, tp: TP, offset: int) -> None: ...
+
+
+class StallRewinder:
+    """Has the consumer read a stalled partition again from its committed offset."""
+
+    def __init__(self, watch: StallWatch, rewinds: Counter, topic: str, after_s: float) -> None:
+        self._watch = watch
+        self._rewinds = rewinds
+        self._topic = topic
+        self._after_s = after_s
+
+    def check(self, consumer: ConsumerT, owned: Iterable[PartitionProgress], reading: bool) -> None:
+        """``reading``: the worker owns its partitions and its flow runs (no rebalance, no
+        recovery, no failure); while it is not, nothing is judged."""
+        owned = list(owned)
+        for progress in owned:  # a series at 0 from the start, so that increase() sees the first
+            self._rewinds.labels(self._topic, str(progress.partition))
+        if not reading or not isinstance(consumer, Rewindable):
+            self._watch.reset()
+            return
+        for progress in self._watch.stalled(owned):
+            committed = progress.committed
+            assert committed is not None  # a partition with a backlog has a committed offset
+            log.warning(
+                "%s[%d]: %d records past the committed offset %d and no commit for %.0f s: "
+                "reading again from %d (a stalled consumer; records after it may be published twice)",
+                self._topic,
+                progress.partition,
+                progress.backlog,
+                committed,
+                self._after_s,
+                committed,
+            )
+            self._rewinds.labels(self._topic, str(progress.partition)).inc()
+            consumer.request_rewind(TP(self._topic, progress.partition), committed)
 
 
 class Monitor(Service):
     """Runs beside the app in the worker; from its start, so that the heartbeat also beats
     while the windows table is restored (Faust starts its own timers only after that)."""
 
-    def __init__(self, app: faust.App, health: Health, lag: ConsumerLag, **kwargs: Any) -> None:
+    def __init__(
+        self,
+        app: faust.App,
+        health: Health,
+        lag: ConsumerLag,
+        rewinder: StallRewinder | None,
+        **kwargs: Any,
+    ) -> None:
         super().__init__(**kwargs)
         self._app = app
         self._health = health
         self._lag = lag
+        self._rewinder = rewinder
 
     @Service.timer(_INTERVAL_S)
     async def _tick(self) -> None:
         self._health.tick()
         with contextlib.suppress(ConsumerNotStarted):  # the app starts it just after this service
-            self._lag.update(self._app.consumer)
+            consumer = self._app.consumer
+            owned = owned_progress(consumer, self._lag.topic)
+            self._lag.update(owned)
+            if self._rewinder is not None:
+                reading = self._health.reading() and self._app.flow_control.is_active()
+                self._rewinder.check(consumer, owned, reading)

@@ -65,6 +65,13 @@ class Settings(BaseSettings):
     liveness_timeout_s: float = Field(
         30.0, gt=0, le=3600, description="/livez answers 503 once the event loop has not ticked this long"
     )
+    stall_rewind_after_s: float = Field(
+        60.0,
+        ge=0,
+        le=3600,
+        description="an owned partition's backlog with no commit this long is read again "
+        "from the committed offset (0: never)",
+    )
     log_format: Literal["text", "json"] = Field(
         "text", description="json = the worker logs one JSON object per line (stream/log_format.py)"
     )

@@ -34,7 +34,15 @@ _PROGRESS_METRICS = (
     "nextaction_events_consumed_total",
     "nextaction_events_acknowledged_total",
     "nextaction_batch_failures_total",
+    "nextaction_oldest_unacknowledged_age_seconds",
 )
+
+
+def _progress(values: Mapping[str, float]) -> str:
+    shown = ", ".join(
+        f"{name.removeprefix('nextaction_')} {values[name]:g}" for name in _PROGRESS_METRICS if name in values
+    )
+    return shown or "no metrics"
 
 
 class WorkerProcess(StartStop):
@@ -90,12 +98,16 @@ class WorkerProcess(StartStop):
                 process.kill()
         return process.wait()
 
-    def log_tail(self) -> str:
-        """The end of the worker's log: enough to show a rebalance when a wait fails."""
+    def log_text(self) -> str:
+        """The worker's whole log (a note in its place when there is none)."""
         try:
-            return self.log_path.read_text(errors="replace")[-_LOG_TAIL_CHARS:]
+            return self.log_path.read_text(errors="replace")
         except OSError as exc:
             return f"(no log at {self.log_path}: {exc})"
+
+    def log_tail(self) -> str:
+        """The end of the worker's log: enough to show a rebalance when a wait fails."""
+        return self.log_text()[-_LOG_TAIL_CHARS:]
 
     def metrics(self) -> dict[str, float]:
         return scrape(self.metrics_url)
@@ -138,12 +150,14 @@ class WorkerProcess(StartStop):
                 satisfied, timeout_s=timeout_s, what=what, interval_s=0.2, check=self._check_running
             )
         except TimeoutError as exc:
-            progress = ", ".join(
-                f"{name.removeprefix('nextaction_')} {last[name]:g}"
-                for name in _PROGRESS_METRICS
-                if name in last
-            )
-            raise TimeoutError(f"{exc} (last seen: {progress or 'no metrics'})\n{self.log_tail()}") from None
+            raise TimeoutError(f"{exc} (last seen: {_progress(last)})\n{self.log_tail()}") from None
+
+    def progress(self) -> str:
+        """The worker's progress metrics now, on one line (for a report of a failed wait)."""
+        try:
+            return _progress(self.metrics())
+        except OSError as exc:
+            return f"no metrics ({exc})"
 
     def _check_running(self) -> None:
         returncode = self._require_started().poll()

@@ -45,6 +45,7 @@ __all__ = ["BackgroundLoad", "Outputs", "Rig", "Trial", "log", "rss_mb"]
 
 _CLEAN_EXITS = (0, EXIT_SHUTDOWN_TIMED_OUT)
 _RSS_INTERVAL_S = 0.5
+_REWIND_WARNING = "records past the committed offset"  # stream.monitor's warning
 
 
 def log(message: str) -> None:
@@ -161,7 +162,7 @@ class Trial:
         worker = WorkerProcess(
             {**self.overrides, "data_dir": self.rig.workdir / f"{self.name}-{number}"},
             self.rig.workdir / "logs" / f"worker-{self.name}-{number}.log",
-            loglevel="warning",
+            loglevel="info",  # rebalances, recoveries and seeks: what a stalled run needs told
         ).start()
         self.workers.append(worker)
         return worker
@@ -238,8 +239,12 @@ class Trial:
         try:
             wait_until(caught_up, timeout_s=timeout_s, what="all committed", interval_s=0.5)
         except TimeoutError:
+            live = [worker for worker in self.workers if worker.process and worker.process.poll() is None]
+            progress = "; ".join(f"{worker.log_path.name}: {worker.progress()}" for worker in live)
             row.require(
-                False, f"not all committed within {timeout_s:g} s: {committed} of {ends} per partition"
+                False,
+                f"not all committed within {timeout_s:g} s: {committed} of {ends} per partition "
+                f"(live workers: {progress or 'none'})",
             )
 
     def collect(self, row: Row, timeout_s: float) -> Outputs:
@@ -314,6 +319,9 @@ class Trial:
         row.require(not self.crashes, "; ".join(self.crashes))
         mismatched = outputs.window_mismatches
         row.require(not mismatched, f"{len(mismatched)} windows differ from a replay, e.g. {mismatched[:3]}")
+        rewinds = sum(worker.log_text().count(_REWIND_WARNING) for worker in self.workers)
+        if rewinds:  # recovered, so not a failure; but a consumer defect was hit, and shown
+            row.notes.append(f"{rewinds} partition rewinds after a stall (worker logs: {_REWIND_WARNING!r})")
         return row
 
     @contextmanager

@@ -1,5 +1,12 @@
-"""``nextaction worker`` with a defect injected: the scoring of its first batch raises once
-(the file named by FAULTY_WORKER_MARKER records that it did). ``python -m faulty_worker worker``."""
+"""``nextaction worker`` with a defect injected, chosen by FAULTY_WORKER_DEFECT:
+
+- ``score`` (the default): the scoring of its first batch raises once (the file named by
+  FAULTY_WORKER_MARKER records that it did);
+- ``lose-deliveries``: the events at offsets FAULTY_WORKER_LOST_FROM to FAULTY_WORKER_LOST_TO
+  (inclusive) are judged stale the first time they are taken, as a delivery raced by a
+  rebalance is: dropped unacknowledged, and never fetched again by themselves.
+
+``python -m faulty_worker worker``."""
 
 from __future__ import annotations
 
@@ -8,26 +15,43 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from faust.types import EventT
+
 from cli.main import main
+from stream.batches import EventReader
 from stream.inference import TritonScorer
 from stream.records import Window
 from stream.scored_batch import ScoredBatch
 
 _FAILING_CALL = 1
-_marker = Path(os.environ["FAULTY_WORKER_MARKER"])
 _score = TritonScorer.score
+_is_current = EventReader._is_current
 _calls = 0
+_dropped: set[int] = set()
 
 
 async def _score_with_defect(self: TritonScorer, windows: Sequence[Window]) -> ScoredBatch:
     global _calls
     _calls += 1
-    if _calls == _FAILING_CALL and not _marker.exists():
-        _marker.touch()
+    marker = Path(os.environ["FAULTY_WORKER_MARKER"])
+    if _calls == _FAILING_CALL and not marker.exists():
+        marker.touch()
         raise RuntimeError("injected defect")
     return await _score(self, windows)
 
 
+def _is_current_unless_lost(self: EventReader, event: EventT) -> bool:
+    offset = event.message.offset
+    lost = range(int(os.environ["FAULTY_WORKER_LOST_FROM"]), int(os.environ["FAULTY_WORKER_LOST_TO"]) + 1)
+    if offset in lost and offset not in _dropped:
+        _dropped.add(offset)
+        return False
+    return _is_current(self, event)
+
+
 if __name__ == "__main__":
-    TritonScorer.score = _score_with_defect  # type: ignore[method-assign]
+    if os.environ.get("FAULTY_WORKER_DEFECT", "score") == "score":
+        TritonScorer.score = _score_with_defect  # type: ignore[method-assign]
+    else:
+        EventReader._is_current = _is_current_unless_lost  # type: ignore[method-assign]
     sys.exit(main())

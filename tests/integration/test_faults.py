@@ -12,6 +12,7 @@ import pytest
 
 from serving.synthetic import SyntheticConfig, generate_events
 from tools.hostile import HOSTILE_KINDS, hostile_message
+from tools.polling import wait_until
 from tools.replay import event_message
 from tools.topic_reader import committed_offsets
 
@@ -88,6 +89,38 @@ def test_a_failed_batch_stops_the_worker_and_its_restart_loses_nothing(
     newest = {event["user_id"]: event["event_id"] for event in events}
     assert set(newest.values()) <= {orjson.loads(r.value)["trigger_event_id"] for r in records}
     assert restarted.stop() == 0
+
+
+def test_a_partition_whose_deliveries_were_lost_is_read_again_and_committed_to_its_end(
+    worker_factory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("PYTHONPATH", str(HERE))
+    monkeypatch.setenv("FAULTY_WORKER_DEFECT", "lose-deliveries")
+    lost = range(100, 120)
+    monkeypatch.setenv("FAULTY_WORKER_LOST_FROM", str(lost[0]))
+    monkeypatch.setenv("FAULTY_WORKER_LOST_TO", str(lost[-1]))
+    events = synthetic(users=40, seed=43)
+    worker = worker_factory("losing", module="faulty_worker", stall_rewind_after_s=3).start()
+    worker.process.wait_assigned()
+    worker.produce([event_message(event) for event in events])
+
+    def committed() -> int:
+        settings = worker.settings
+        (offset,) = committed_offsets(settings.kafka_bootstrap, "losing", settings.topic_events, 1)
+        return offset
+
+    # Without the rewind the commit stays at the first lost offset for good: it passes an
+    # offset only once that event is acknowledged, so reaching the end means all were.
+    wait_until(lambda: committed() == len(events), timeout_s=120, what="every event committed")
+    metrics = worker.process.metrics()
+    topic = worker.settings.topic_events
+    assert metrics[f'nextaction_partition_rewinds_total{{partition="0",topic="{topic}"}}'] >= 1
+    assert metrics["nextaction_agent_starts_total"] == 1  # read again by the same worker, no restart
+    assert f"records past the committed offset {lost[0]} and no commit for 3 s" in worker.log.read_text()
+    records = worker.read(worker.settings.topic_recommendations)
+    newest = {event["user_id"]: event["event_id"] for event in events}
+    assert set(newest.values()) <= {orjson.loads(record.value)["trigger_event_id"] for record in records}
+    assert worker.stop() == 0
 
 
 def test_messages_larger_than_the_input_budget_pause_fetching_without_stalling_it(worker_factory) -> None:

@@ -162,6 +162,7 @@ def agent_with(
         metrics=metrics,
         health=Health(cast(Any, failure), stale_after_s=30),
         lag=ConsumerLag(metrics.consumer_lag, "events"),
+        rewinder=None,
         failure=cast(Any, failure),
     )
     return RecommendAgent(parts, settings), metrics, windows

@@ -11,7 +11,7 @@ import pytest
 from faust.types import TP
 
 from stream.metrics import StreamMetrics
-from stream.monitor import ConsumerLag
+from stream.monitor import ConsumerLag, owned_progress
 from tests.stream.test_agents import Producer, agent_with, event, events
 
 pytestmark = pytest.mark.unit
@@ -53,13 +53,13 @@ def test_lag_counts_the_records_after_the_last_acknowledged_one_of_each_owned_pa
     p0, p1, p2, changelog = TP("events", 0), TP("events", 1), TP("events", 2), TP("app-windows-changelog", 0)
     consumer = Consumer({p0: 120, p1: 50, p2: None, changelog: 999}, committed={p1: 40})
     lag.acknowledged(acknowledged(0, 98, 99))
-    lag.update(cast(Any, consumer))
+    lag.update(owned_progress(cast(Any, consumer), "events"))
     # p1: nothing acknowledged here yet, so from the group's committed offset; p2: not fetched
     assert lag_values(metrics) == {"0": 20, "1": 10}
 
     lag.acknowledged(acknowledged(0, 100, 119))
     del consumer.highwaters[p1]  # revoked: its lag is another worker's to report
-    lag.update(cast(Any, consumer))
+    lag.update(owned_progress(cast(Any, consumer), "events"))
     assert lag_values(metrics) == {"0": 0}
 
 

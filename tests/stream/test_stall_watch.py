@@ -1,0 +1,127 @@
+"""The stall watch: which owned partitions have waited with a backlog and no commit, and the
+rewind the monitor then asks of the consumer."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any, cast
+
+import pytest
+from faust.types import TP
+
+from stream.metrics import StreamMetrics
+from stream.monitor import StallRewinder
+from stream.stall_watch import PartitionProgress, StallWatch
+
+pytestmark = pytest.mark.unit
+
+AFTER_S = 60.0
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def progress(partition: int, committed: int | None, highwater: int | None) -> PartitionProgress:
+    return PartitionProgress(partition, committed, highwater)
+
+
+def stalled_partitions(watch: StallWatch, *owned: PartitionProgress) -> list[int]:
+    return [p.partition for p in watch.stalled(owned)]
+
+
+def test_a_backlog_waiting_at_the_same_commit_is_reported_after_the_wait_and_then_once_per_wait() -> None:
+    clock = Clock()
+    watch = StallWatch(AFTER_S, clock)
+    assert stalled_partitions(watch, progress(0, 609, 1600)) == []
+    clock.now += AFTER_S - 1
+    assert stalled_partitions(watch, progress(0, 609, 1600)) == []
+    clock.now += 1
+    assert stalled_partitions(watch, progress(0, 609, 1600)) == [0]
+    clock.now += AFTER_S / 2
+    assert stalled_partitions(watch, progress(0, 609, 1700)) == []  # reported: the wait starts again
+    clock.now += AFTER_S / 2
+    assert stalled_partitions(watch, progress(0, 609, 1700)) == [0]
+
+
+def test_a_moving_commit_restarts_the_wait_and_a_partition_without_backlog_is_never_stalled() -> None:
+    clock = Clock()
+    watch = StallWatch(AFTER_S, clock)
+    busy, idle, never_committed, never_fetched = (
+        progress(0, 100, 5000),
+        progress(1, 700, 700),
+        progress(2, None, 900),
+        progress(3, 50, None),
+    )
+    assert stalled_partitions(watch, busy, idle, never_committed, never_fetched) == []
+    for commit in range(200, 2000, 100):  # a slow worker far behind, committing as it goes
+        clock.now += AFTER_S - 1
+        busy = progress(0, commit, 5000)
+        assert stalled_partitions(watch, busy, idle, never_committed, never_fetched) == []
+    clock.now += AFTER_S
+    assert stalled_partitions(watch, busy, idle, never_committed, never_fetched) == [0]
+
+
+def test_a_reset_or_a_revocation_forgets_the_wait() -> None:
+    clock = Clock()
+    watch = StallWatch(AFTER_S, clock)
+    watch.stalled([progress(0, 10, 20), progress(1, 10, 20)])
+    clock.now += AFTER_S / 2
+    watch.stalled([progress(1, 10, 20)])  # partition 0 revoked
+    watch.reset()  # a rebalance
+    clock.now += AFTER_S / 2
+    assert stalled_partitions(watch, progress(0, 10, 20), progress(1, 10, 20)) == []
+    clock.now += AFTER_S
+    assert stalled_partitions(watch, progress(0, 10, 20), progress(1, 10, 20)) == [0, 1]
+
+
+class Consumer:
+    def __init__(self) -> None:
+        self.rewinds: list[tuple[TP, int]] = []
+
+    def request_rewind(self, tp: TP, offset: int) -> None:
+        self.rewinds.append((tp, offset))
+
+
+def rewinds_counted(metrics: StreamMetrics) -> dict[str, float]:
+    return {
+        sample.labels["partition"]: sample.value
+        for family in metrics.registry.collect()
+        if family.name == "nextaction_partition_rewinds"
+        for sample in family.samples
+        if sample.name.endswith("_total")
+    }
+
+
+def test_the_rewinder_asks_the_consumer_to_read_a_stalled_partition_again_from_its_commit(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    clock, metrics, consumer = Clock(), StreamMetrics.create(), Consumer()
+    rewinder = StallRewinder(StallWatch(AFTER_S, clock), metrics.partition_rewinds, "events", AFTER_S)
+    owned = [progress(0, 609, 1600), progress(1, 300, 300)]
+    rewinder.check(cast(Any, consumer), owned, reading=True)
+    assert rewinds_counted(metrics) == {"0": 0, "1": 0}  # from the start: increase() sees the first
+    clock.now += AFTER_S
+    with caplog.at_level(logging.WARNING, logger="stream.monitor"):
+        rewinder.check(cast(Any, consumer), owned, reading=True)
+    assert consumer.rewinds == [(TP("events", 0), 609)]
+    assert rewinds_counted(metrics) == {"0": 1, "1": 0}
+    assert "events[0]: 991 records past the committed offset 609" in caplog.text
+
+
+def test_the_rewinder_judges_nothing_while_the_worker_is_not_reading() -> None:
+    clock, metrics, consumer = Clock(), StreamMetrics.create(), Consumer()
+    rewinder = StallRewinder(StallWatch(AFTER_S, clock), metrics.partition_rewinds, "events", AFTER_S)
+    owned = [progress(0, 609, 1600)]
+    for _ in range(5):  # a long table recovery: the wait never starts
+        rewinder.check(cast(Any, consumer), owned, reading=False)
+        clock.now += AFTER_S
+    rewinder.check(cast(Any, consumer), owned, reading=True)
+    assert consumer.rewinds == []
+    clock.now += AFTER_S
+    rewinder.check(cast(Any, consumer), owned, reading=True)
+    assert consumer.rewinds == [(TP("events", 0), 609)]
