@@ -31,13 +31,18 @@ class Consumer:
         return self.highwaters[tp]
 
 
-def lag_values(metrics: StreamMetrics) -> dict[str, float]:
+def by_partition(metrics: StreamMetrics, sample_name: str) -> dict[str, float]:
+    """The samples called ``sample_name``, by their partition label."""
     return {
         sample.labels["partition"]: sample.value
         for family in metrics.registry.collect()
-        if family.name == "nextaction_consumer_lag_records"
         for sample in family.samples
+        if sample.name == sample_name
     }
+
+
+def lag_values(metrics: StreamMetrics) -> dict[str, float]:
+    return by_partition(metrics, "nextaction_consumer_lag_records")
 
 
 def acknowledged(partition: int, *offsets: int) -> list[Any]:

@@ -12,6 +12,7 @@ from faust.types import TP
 from stream.metrics import StreamMetrics
 from stream.monitor import StallRewinder
 from stream.stall_watch import PartitionProgress, StallWatch
+from tests.stream.test_monitor import by_partition
 
 pytestmark = pytest.mark.unit
 
@@ -88,13 +89,7 @@ class Consumer:
 
 
 def rewinds_counted(metrics: StreamMetrics) -> dict[str, float]:
-    return {
-        sample.labels["partition"]: sample.value
-        for family in metrics.registry.collect()
-        if family.name == "nextaction_partition_rewinds"
-        for sample in family.samples
-        if sample.name.endswith("_total")
-    }
+    return by_partition(metrics, "nextaction_partition_rewinds_total")
 
 
 def test_the_rewinder_asks_the_consumer_to_read_a_stalled_partition_again_from_its_commit(
