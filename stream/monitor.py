@@ -3,6 +3,7 @@ the input partitions this worker owns, and the stall watch over them (:mod:`stre
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import logging
 from collections.abc import Iterable
@@ -60,10 +61,13 @@ class ConsumerLag:
 
 
 def owned_progress(consumer: ConsumerT, topic: str) -> list[PartitionProgress]:
-    """The partitions of ``topic`` this worker owns, with their committed offset and end."""
+    """The partitions of ``topic`` this worker owns: committed offset, end, events in flight."""
     committed = consumer._committed_offset  # type: ignore[attr-defined]
+    in_flight = collections.Counter(
+        message.partition for message in list(consumer.unacked) if message.topic == topic
+    )
     return [
-        PartitionProgress(tp.partition, committed.get(tp), consumer.highwater(tp))
+        PartitionProgress(tp.partition, committed.get(tp), consumer.highwater(tp), in_flight[tp.partition])
         for tp in consumer.assignment()
         if tp.topic == topic
     ]

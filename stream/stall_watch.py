@@ -22,12 +22,14 @@ __all__ = ["PartitionProgress", "StallWatch"]
 @dataclass(frozen=True)
 class PartitionProgress:
     """An owned input partition as the consumer knows it: the group's committed offset (the
-    next record to process; None before the group's first commit) and the partition's end
-    as last fetched (None before the first fetch)."""
+    next record to process; None before the group's first commit), the partition's end as
+    last fetched (None before the first fetch), and its events taken into a batch and not yet
+    acknowledged."""
 
     partition: int
     committed: int | None
     highwater: int | None
+    in_flight: int = 0
 
     @property
     def backlog(self) -> int:
@@ -38,7 +40,9 @@ class PartitionProgress:
 
 class StallWatch:
     """Says which partitions have had a backlog and the same committed offset for ``after_s``
-    seconds. Each one is reported once per ``after_s`` while it stays so."""
+    seconds, once per ``after_s`` while they stay so. A partition is reported only at a moment
+    when none of its events is in flight: a batch that waits (on the broker, or on Triton with
+    the fallback off) holds its commit back by right, and has an alert of its own."""
 
     def __init__(self, after_s: float, clock: Callable[[], float] = time.monotonic) -> None:
         self._after_s = after_s
@@ -60,7 +64,7 @@ class StallWatch:
             committed, since = self._waiting.get(progress.partition, (progress.committed, now))
             if committed != progress.committed:
                 since = now
-            elif now - since >= self._after_s:
+            elif now - since >= self._after_s and not progress.in_flight:
                 stalled.append(progress)
                 since = now
             waiting[progress.partition] = (progress.committed, since)

@@ -23,6 +23,7 @@ class Consumer:
     def __init__(self, highwaters: dict[TP, int | None], committed: dict[TP, int] | None = None) -> None:
         self.highwaters = highwaters
         self._committed_offset = committed or {}
+        self.unacked: list[Any] = []  # Faust's is a WeakSet of messages
 
     def assignment(self) -> set[TP]:
         return set(self.highwaters)

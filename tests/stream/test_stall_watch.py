@@ -4,14 +4,16 @@ rewind the monitor then asks of the consumer."""
 from __future__ import annotations
 
 import logging
+from types import SimpleNamespace
 from typing import Any, cast
 
 import pytest
 from faust.types import TP
 
 from stream.metrics import StreamMetrics
-from stream.monitor import StallRewinder
+from stream.monitor import StallRewinder, owned_progress
 from stream.stall_watch import PartitionProgress, StallWatch
+from tests.stream.test_monitor import Consumer as MonitoredConsumer
 from tests.stream.test_monitor import by_partition
 
 pytestmark = pytest.mark.unit
@@ -65,6 +67,30 @@ def test_a_moving_commit_restarts_the_wait_and_a_partition_without_backlog_is_ne
         assert stalled_partitions(watch, busy, idle, never_committed, never_fetched) == []
     clock.now += AFTER_S
     assert stalled_partitions(watch, busy, idle, never_committed, never_fetched) == [0]
+
+
+def test_a_partition_is_reported_only_at_a_moment_when_none_of_its_events_is_in_flight() -> None:
+    clock = Clock()
+    watch = StallWatch(AFTER_S, clock)
+    watch.stalled([progress(0, 609, 1600)])
+    clock.now += AFTER_S
+    waiting_batch = PartitionProgress(0, 609, 1600, in_flight=16)  # e.g. Triton out, fallback off
+    assert stalled_partitions(watch, waiting_batch) == []
+    clock.now += 1
+    assert stalled_partitions(watch, progress(0, 609, 1600)) == [0]  # the wait kept running
+
+
+def test_in_flight_events_are_counted_per_owned_partition_of_the_topic() -> None:
+    consumer = MonitoredConsumer({TP("events", 0): 100, TP("events", 1): 50}, committed={TP("events", 0): 90})
+    consumer.unacked = [
+        SimpleNamespace(topic="events", partition=0),
+        SimpleNamespace(topic="events", partition=0),
+        SimpleNamespace(topic="other", partition=1),
+    ]
+    assert sorted(owned_progress(cast(Any, consumer), "events"), key=lambda p: p.partition) == [
+        PartitionProgress(0, 90, 100, in_flight=2),
+        PartitionProgress(1, None, 50, in_flight=0),
+    ]
 
 
 def test_a_reset_or_a_revocation_forgets_the_wait() -> None:
