@@ -126,7 +126,7 @@ def stall_rewinder(settings: Settings, metrics: StreamMetrics) -> StallRewinder 
     after_s = settings.stall_rewind_after_s
     if not after_s:
         return None
-    return StallRewinder(StallWatch(after_s), metrics.partition_rewinds, settings.topic_events, after_s)
+    return StallRewinder(StallWatch(after_s), metrics.partition_rewinds, settings.topic_events)
 
 
 def presentation(settings: Settings) -> Presentation:

@@ -83,11 +83,10 @@ class Rewindable(Protocol):
 class StallRewinder:
     """Has the consumer read a stalled partition again from its committed offset."""
 
-    def __init__(self, watch: StallWatch, rewinds: Counter, topic: str, after_s: float) -> None:
+    def __init__(self, watch: StallWatch, rewinds: Counter, topic: str) -> None:
         self._watch = watch
         self._rewinds = rewinds
         self._topic = topic
-        self._after_s = after_s
 
     def check(self, consumer: ConsumerT, owned: Iterable[PartitionProgress], reading: bool) -> None:
         """``reading``: the worker owns its partitions and its flow runs (no rebalance, no
@@ -108,7 +107,7 @@ class StallRewinder:
                 progress.partition,
                 progress.backlog,
                 committed,
-                self._after_s,
+                self._watch.after_s,
                 committed,
             )
             self._rewinds.labels(self._topic, str(progress.partition)).inc()

@@ -45,7 +45,7 @@ class StallWatch:
     the fallback off) holds its commit back by right, and has an alert of its own."""
 
     def __init__(self, after_s: float, clock: Callable[[], float] = time.monotonic) -> None:
-        self._after_s = after_s
+        self.after_s = after_s
         self._clock = clock
         # partition -> (committed offset, since when the backlog has waited at it)
         self._waiting: dict[int, tuple[int | None, float]] = {}
@@ -64,7 +64,7 @@ class StallWatch:
             committed, since = self._waiting.get(progress.partition, (progress.committed, now))
             if committed != progress.committed:
                 since = now
-            elif now - since >= self._after_s and not progress.in_flight:
+            elif now - since >= self.after_s and not progress.in_flight:
                 stalled.append(progress)
                 since = now
             waiting[progress.partition] = (progress.committed, since)

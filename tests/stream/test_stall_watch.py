@@ -122,7 +122,7 @@ def test_the_rewinder_asks_the_consumer_to_read_a_stalled_partition_again_from_i
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     clock, metrics, consumer = Clock(), StreamMetrics.create(), Consumer()
-    rewinder = StallRewinder(StallWatch(AFTER_S, clock), metrics.partition_rewinds, "events", AFTER_S)
+    rewinder = StallRewinder(StallWatch(AFTER_S, clock), metrics.partition_rewinds, "events")
     owned = [progress(0, 609, 1600), progress(1, 300, 300)]
     rewinder.check(cast(Any, consumer), owned, reading=True)
     assert rewinds_counted(metrics) == {"0": 0, "1": 0}  # from the start: increase() sees the first
@@ -136,7 +136,7 @@ def test_the_rewinder_asks_the_consumer_to_read_a_stalled_partition_again_from_i
 
 def test_the_rewinder_judges_nothing_while_the_worker_is_not_reading() -> None:
     clock, metrics, consumer = Clock(), StreamMetrics.create(), Consumer()
-    rewinder = StallRewinder(StallWatch(AFTER_S, clock), metrics.partition_rewinds, "events", AFTER_S)
+    rewinder = StallRewinder(StallWatch(AFTER_S, clock), metrics.partition_rewinds, "events")
     owned = [progress(0, 609, 1600)]
     for _ in range(5):  # a long table recovery: the wait never starts
         rewinder.check(cast(Any, consumer), owned, reading=False)
