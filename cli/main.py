@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Final
 
 from cli.argument_types import positive, scenario_numbers, user_counts
+from serving.model_config import ModelConfig
 from serving.triton_config import SERVED_TOP_K
 from stream.shutdown import EXIT_SHUTDOWN_TIMED_OUT
 
@@ -76,6 +77,8 @@ _EXPECTED_FAILURES: Final = (
 _MODEL_LIBRARIES: Final = frozenset(
     {"torch", "transformers", "onnx", "onnxruntime", "onnxscript", "tqdm", "matplotlib"}
 )
+# `train`'s shape flags default to the hyperparameters a checkpoint gets without them.
+MODEL_DEFAULTS: Final = ModelConfig()
 
 
 class InputFileError(Exception):
@@ -254,10 +257,10 @@ def _model_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser
         help="train on logits + this x log popularity and serve the raw ones: a popularity-bias "
         "correction at training (default 0: off)",
     )
-    train.add_argument("--window", type=int, default=50)
-    train.add_argument("--hidden", type=int, default=64)
-    train.add_argument("--layers", type=int, default=2)
-    train.add_argument("--heads", type=int, default=2)
+    train.add_argument("--window", type=int, default=MODEL_DEFAULTS.window)
+    train.add_argument("--hidden", type=int, default=MODEL_DEFAULTS.hidden)
+    train.add_argument("--layers", type=int, default=MODEL_DEFAULTS.layers)
+    train.add_argument("--heads", type=int, default=MODEL_DEFAULTS.heads)
     train.add_argument("--seed", type=int, default=0)
     train.add_argument("--quiet", action="store_true", help="no progress bar")
 
