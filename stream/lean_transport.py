@@ -17,7 +17,10 @@ case of a new consumer group, and of a worker restarted after one that stopped b
 first commit: its replacement sat idle over a full partition.
 
 It can also be told to read a partition again from an offset (:meth:`LeanConsumer.request_rewind`),
-which the worker's stall watch does when a partition's backlog waits with no commit.
+which the worker's stall watch does when a partition's backlog waits with no commit, and it reads
+the group's committed offsets as the broker holds them (:meth:`LeanConsumer.committed_offsets`):
+Faust records an offset as committed whatever the commit's outcome, so its own record cannot
+tell a stalled commit.
 
 Its producer is idempotent whenever it waits for all in-sync replicas (``acks=all``): a send
 that the client retries after a lost answer is then written once and in order.
@@ -28,7 +31,7 @@ The app selects a transport by URL scheme: :func:`stream.transports.faust_broker
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import Any, ClassVar, Final, cast
 
 from aiokafka import TopicPartition
@@ -71,6 +74,23 @@ class LeanConsumerThread(faust_aiokafka.AIOKafkaConsumerThread):
     async def _seek_now(self, tp: TP, offset: int) -> None:
         self._ensure_consumer().seek(TopicPartition(tp.topic, tp.partition), offset)
 
+    async def committed_offsets(self, partitions: Iterable[TP], timeout_s: float) -> dict[TP, int | None]:
+        """The group's committed offset of each partition, read from the broker (None: none)."""
+        return await self.call_thread(self._read_committed, list(partitions), timeout_s)
+
+    async def _read_committed(self, partitions: list[TP], timeout_s: float) -> dict[TP, int | None]:
+        consumer = self._ensure_consumer()
+        # aiokafka retries until the coordinator answers; the time limit applies here, on the
+        # thread's own loop, so that a read cannot hold one of the thread's two method workers
+        # (which the fetches and commits share) for as long as the broker is away.
+        offsets = await asyncio.wait_for(
+            asyncio.gather(
+                *(consumer.committed(TopicPartition(tp.topic, tp.partition)) for tp in partitions)
+            ),
+            timeout_s,
+        )
+        return dict(zip(partitions, offsets, strict=True))
+
 
 class LeanConsumer(faust_aiokafka.Consumer):
     """Faust's aiokafka consumer, delivering records without a task per record."""
@@ -82,10 +102,15 @@ class LeanConsumer(faust_aiokafka.Consumer):
     def _new_consumer_thread(self) -> faust_aiokafka.AIOKafkaConsumerThread:
         return LeanConsumerThread(self, loop=self.loop, beacon=self.beacon)
 
+    async def committed_offsets(self, partitions: Iterable[TP], timeout_s: float) -> Mapping[TP, int | None]:
+        """The group's committed offset of each partition as the broker holds it (None: no
+        commit yet): one request per partition; ``TimeoutError`` past ``timeout_s``."""
+        return await cast(LeanConsumerThread, self._thread).committed_offsets(partitions, timeout_s)
+
     def request_rewind(self, tp: TP, offset: int) -> None:
-        """Read ``tp`` again from ``offset`` (:mod:`stream.stall_watch`). The delivery loop
-        seeks between two fetches: a seek while it delivers a fetch's records would be undone
-        by the read offsets those records set."""
+        """Read ``tp`` again from ``offset``, the group's committed offset (:mod:`stream.stall_watch`).
+        The delivery loop seeks between two fetches: a seek while it delivers a fetch's records
+        would be undone by the read offsets those records set."""
         self._rewinds[tp] = offset
 
     async def _apply_rewinds(self) -> None:
@@ -96,6 +121,20 @@ class LeanConsumer(faust_aiokafka.Consumer):
                 await cast(LeanConsumerThread, self._thread).rewind(tp, offset)
                 # Records below the read offset are skipped as delivered: it moves back too.
                 self._read_offset[tp] = offset or None
+                self._restart_acknowledgements(tp, offset)
+
+    def _restart_acknowledgements(self, tp: TP, committed: int) -> None:
+        """Faust ignores an acknowledgement below the offset it believes committed, and commits
+        only a run of acknowledged offsets that starts there. When that belief ran ahead of the
+        broker, the records read again would be ignored and the commit would wait for good:
+        the bookkeeping of ``tp`` starts over at the broker's committed offset."""
+        self._committed_offset[tp] = committed
+        self._acked.pop(tp, None)
+        self._acked_index.pop(tp, None)
+        self._gap.pop(tp, None)
+        # Acknowledged below the old belief, so never taken off the set, and never will be.
+        for message in [message for message in self._unacked_messages if message.tp == tp and message.acked]:
+            self._unacked_messages.discard(message)
 
     async def _drain_messages(self, fetcher: ServiceT) -> None:
         callback = self.callback

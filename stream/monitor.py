@@ -1,12 +1,13 @@
 """A one-second timer on the worker's event loop: the liveness heartbeat, the consumer lag of
-the input partitions this worker owns, and the stall watch over them (:mod:`stream.stall_watch`)."""
+the input partitions this worker owns, and the stall watch over them (:mod:`stream.stall_watch`),
+which judges the group's committed offsets as the broker holds them, read by a timer of its own."""
 
 from __future__ import annotations
 
 import collections
 import contextlib
 import logging
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from typing import Any, Protocol, runtime_checkable
 
 import faust
@@ -23,6 +24,7 @@ __all__ = ["ConsumerLag", "Monitor", "StallRewinder", "owned_progress"]
 log = logging.getLogger(__name__)
 
 _INTERVAL_S = 1.0
+_COMMITTED_READ_EVERY_S = 5.0
 
 
 class ConsumerLag:
@@ -60,11 +62,15 @@ class ConsumerLag:
         self._shown = set(lags)
 
 
-def owned_progress(consumer: ConsumerT, topic: str) -> list[PartitionProgress]:
-    """The partitions of ``topic`` this worker owns: committed offset, end, events in flight."""
-    committed = consumer._committed_offset  # type: ignore[attr-defined]
+def owned_progress(
+    consumer: ConsumerT, topic: str, committed: Mapping[TP, int | None]
+) -> list[PartitionProgress]:
+    """The partitions of ``topic`` this worker owns: their ``committed`` offset, end, events in
+    flight (taken and not yet acknowledged)."""
     in_flight = collections.Counter(
-        message.partition for message in list(consumer.unacked) if message.topic == topic
+        message.partition
+        for message in list(consumer.unacked)
+        if message.topic == topic and not message.acked
     )
     return [
         PartitionProgress(tp.partition, committed.get(tp), consumer.highwater(tp), in_flight[tp.partition])
@@ -77,21 +83,56 @@ def owned_progress(consumer: ConsumerT, topic: str) -> list[PartitionProgress]:
 class Rewindable(Protocol):
     """A consumer that can read a partition again (:class:`stream.lean_transport.LeanConsumer`)."""
 
+    async def committed_offsets(
+        self, partitions: Iterable[TP], timeout_s: float
+    ) -> Mapping[TP, int | None]: ...
+
     def request_rewind(self, tp: TP, offset: int) -> None: ...
 
 
+def faust_committed(consumer: ConsumerT) -> Mapping[TP, int | None]:
+    """The offsets Faust believes committed: those it last read from the broker or last sent
+    there, whether or not the broker took them."""
+    return consumer._committed_offset  # type: ignore[attr-defined]
+
+
 class StallRewinder:
-    """Has the consumer read a stalled partition again from its committed offset."""
+    """Has the consumer read a stalled partition again from the group's committed offset, as
+    the broker holds it: a commit the broker refused or never got is a stall like any other."""
 
     def __init__(self, watch: StallWatch, rewinds: Counter, topic: str) -> None:
         self._watch = watch
         self._rewinds = rewinds
         self._topic = topic
+        self._committed: Mapping[TP, int | None] = {}  # as last read; unknown partitions absent
+        self._readable = True
 
-    def check(self, consumer: ConsumerT, owned: Iterable[PartitionProgress], reading: bool) -> None:
+    @property
+    def read_every_s(self) -> float:
+        """How often the committed offsets are read: several reads within one wait, so that a
+        commit the broker took is seen before the wait could end."""
+        return min(_COMMITTED_READ_EVERY_S, self._watch.after_s / 3)
+
+    async def read_committed(self, consumer: ConsumerT) -> None:
+        """Read the owned partitions' committed offsets from the broker. Until a read succeeds
+        again the offsets are unknown, and a partition whose offset is unknown is not judged."""
+        if not isinstance(consumer, Rewindable):
+            return
+        owned = [tp for tp in consumer.assignment() if tp.topic == self._topic]
+        try:
+            self._committed = await consumer.committed_offsets(owned, self.read_every_s)
+        except Exception as exc:  # any failure only leaves the offsets unknown; it is retried
+            self._committed = {}
+            if self._readable:
+                log.warning("%s: committed offsets unreadable (%r); the stall watch waits", self._topic, exc)
+            self._readable = False
+        else:
+            self._readable = True
+
+    def check(self, consumer: ConsumerT, reading: bool) -> None:
         """``reading``: the worker owns its partitions and its flow runs (no rebalance, no
         recovery, no failure); while it is not, nothing is judged."""
-        owned = list(owned)
+        owned = owned_progress(consumer, self._topic, self._committed)
         for progress in owned:  # a series at 0 from the start, so that increase() sees the first
             self._rewinds.labels(self._topic, str(progress.partition))
         if not reading or not isinstance(consumer, Rewindable):
@@ -137,8 +178,17 @@ class Monitor(Service):
         self._health.tick()
         with contextlib.suppress(ConsumerNotStarted):  # the app starts it just after this service
             consumer = self._app.consumer
-            owned = owned_progress(consumer, self._lag.topic)
-            self._lag.update(owned)
+            self._lag.update(owned_progress(consumer, self._lag.topic, faust_committed(consumer)))
             if self._rewinder is not None:
                 reading = self._health.reading() and self._app.flow_control.is_active()
-                self._rewinder.check(consumer, owned, reading)
+                self._rewinder.check(consumer, reading)
+
+    @Service.task
+    async def _read_committed(self) -> None:
+        rewinder = self._rewinder
+        if rewinder is None:
+            return
+        while not self.should_stop:
+            await self.sleep(rewinder.read_every_s)
+            with contextlib.suppress(ConsumerNotStarted):
+                await rewinder.read_committed(self._app.consumer)

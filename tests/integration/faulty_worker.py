@@ -4,7 +4,9 @@
   FAULTY_WORKER_MARKER records that it did);
 - ``lose-deliveries``: the events at offsets FAULTY_WORKER_LOST_FROM to FAULTY_WORKER_LOST_TO
   (inclusive) are judged stale the first time they are taken, as a delivery raced by a
-  rebalance is: dropped unacknowledged, and never fetched again by themselves.
+  rebalance is: dropped unacknowledged, and never fetched again by themselves;
+- ``lose-commit``: the first commit of offset FAULTY_WORKER_LOST_COMMIT never reaches the
+  broker, yet is reported done, as Faust records a commit the coordinator refused.
 
 ``python -m faulty_worker worker``."""
 
@@ -12,22 +14,25 @@ from __future__ import annotations
 
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
-from faust.types import EventT
+from faust.types import TP, EventT
 
 from cli.main import main
 from stream.batches import EventReader
 from stream.inference import TritonScorer
+from stream.lean_transport import LeanConsumerThread
 from stream.records import Window
 from stream.scored_batch import ScoredBatch
 
 _FAILING_CALL = 1
 _score = TritonScorer.score
 _is_current = EventReader._is_current
+_commit = LeanConsumerThread._commit
 _calls = 0
 _dropped: set[int] = set()
+_lost_commits: list[Mapping[TP, int]] = []
 
 
 async def _score_with_defect(self: TritonScorer, windows: Sequence[Window]) -> ScoredBatch:
@@ -49,9 +54,19 @@ def _is_current_unless_lost(self: EventReader, event: EventT) -> bool:
     return _is_current(self, event)
 
 
+async def _commit_unless_lost(self: LeanConsumerThread, offsets: Mapping[TP, int]) -> bool:
+    if not _lost_commits and int(os.environ["FAULTY_WORKER_LOST_COMMIT"]) in offsets.values():
+        _lost_commits.append(offsets)
+        return True
+    return await _commit(self, offsets)
+
+
 if __name__ == "__main__":
-    if os.environ.get("FAULTY_WORKER_DEFECT", "score") == "score":
+    defect = os.environ.get("FAULTY_WORKER_DEFECT", "score")
+    if defect == "score":
         TritonScorer.score = _score_with_defect  # type: ignore[method-assign]
-    else:
+    elif defect == "lose-deliveries":
         EventReader._is_current = _is_current_unless_lost  # type: ignore[method-assign]
+    else:
+        LeanConsumerThread._commit = _commit_unless_lost  # type: ignore[method-assign, assignment]
     sys.exit(main())

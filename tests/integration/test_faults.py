@@ -123,6 +123,36 @@ def test_a_partition_whose_deliveries_were_lost_is_read_again_and_committed_to_i
     assert worker.stop() == 0
 
 
+def test_a_commit_the_broker_never_got_is_noticed_and_the_partition_committed_to_its_end(
+    worker_factory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    events = synthetic(users=40, seed=47)
+    first, second = events[: len(events) // 2], events[len(events) // 2 :]
+    monkeypatch.setenv("PYTHONPATH", str(HERE))
+    monkeypatch.setenv("FAULTY_WORKER_DEFECT", "lose-commit")
+    monkeypatch.setenv("FAULTY_WORKER_LOST_COMMIT", str(len(events)))
+    worker = worker_factory("uncommitted", module="faulty_worker", stall_rewind_after_s=3).start()
+    worker.process.wait_assigned()
+
+    def committed() -> int:
+        settings = worker.settings
+        (offset,) = committed_offsets(settings.kafka_bootstrap, "uncommitted", settings.topic_events, 1)
+        return offset
+
+    worker.produce([event_message(event) for event in first])
+    wait_until(lambda: committed() == len(first), timeout_s=120, what="the first half committed")
+    # The commit of the partition's end is lost: Faust takes it as done, and with no event
+    # after it nothing would commit again. Only a watch of the broker's offset notices.
+    worker.produce([event_message(event) for event in second])
+    wait_until(lambda: committed() == len(events), timeout_s=120, what="every event committed")
+    metrics = worker.process.metrics()
+    topic = worker.settings.topic_events
+    assert metrics[f'nextaction_partition_rewinds_total{{partition="0",topic="{topic}"}}'] >= 1
+    assert metrics["nextaction_agent_starts_total"] == 1
+    assert "and no commit for 3 s: reading again from" in worker.log.read_text()
+    assert worker.stop() == 0
+
+
 def test_messages_larger_than_the_input_budget_pause_fetching_without_stalling_it(worker_factory) -> None:
     events = synthetic(users=20, seed=41)
     messages = [event_message(event) for event in events]

@@ -11,14 +11,15 @@ import pytest
 from faust.types import TP
 
 from stream.metrics import StreamMetrics
-from stream.monitor import ConsumerLag, owned_progress
+from stream.monitor import ConsumerLag, faust_committed, owned_progress
 from tests.stream.test_agents import Producer, agent_with, event, events
 
 pytestmark = pytest.mark.unit
 
 
 class Consumer:
-    """What the lag reads of Faust's consumer: its assignment, highwaters, committed offsets."""
+    """What the monitor reads of Faust's consumer: its assignment, highwaters, the offsets it
+    believes committed, the messages it tracks until they are acknowledged."""
 
     def __init__(self, highwaters: dict[TP, int | None], committed: dict[TP, int] | None = None) -> None:
         self.highwaters = highwaters
@@ -59,13 +60,13 @@ def test_lag_counts_the_records_after_the_last_acknowledged_one_of_each_owned_pa
     p0, p1, p2, changelog = TP("events", 0), TP("events", 1), TP("events", 2), TP("app-windows-changelog", 0)
     consumer = Consumer({p0: 120, p1: 50, p2: None, changelog: 999}, committed={p1: 40})
     lag.acknowledged(acknowledged(0, 98, 99))
-    lag.update(owned_progress(cast(Any, consumer), "events"))
+    lag.update(owned_progress(cast(Any, consumer), "events", faust_committed(cast(Any, consumer))))
     # p1: nothing acknowledged here yet, so from the group's committed offset; p2: not fetched
     assert lag_values(metrics) == {"0": 20, "1": 10}
 
     lag.acknowledged(acknowledged(0, 100, 119))
     del consumer.highwaters[p1]  # revoked: its lag is another worker's to report
-    lag.update(owned_progress(cast(Any, consumer), "events"))
+    lag.update(owned_progress(cast(Any, consumer), "events", faust_committed(cast(Any, consumer))))
     assert lag_values(metrics) == {"0": 0}
 
 

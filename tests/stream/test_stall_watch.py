@@ -4,6 +4,7 @@ rewind the monitor then asks of the consumer."""
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterable
 from types import SimpleNamespace
 from typing import Any, cast
 
@@ -81,13 +82,16 @@ def test_a_partition_is_reported_only_at_a_moment_when_none_of_its_events_is_in_
 
 
 def test_in_flight_events_are_counted_per_owned_partition_of_the_topic() -> None:
-    consumer = MonitoredConsumer({TP("events", 0): 100, TP("events", 1): 50}, committed={TP("events", 0): 90})
+    consumer = MonitoredConsumer({TP("events", 0): 100, TP("events", 1): 50})
     consumer.unacked = [
-        SimpleNamespace(topic="events", partition=0),
-        SimpleNamespace(topic="events", partition=0),
-        SimpleNamespace(topic="other", partition=1),
+        SimpleNamespace(topic="events", partition=0, acked=False),
+        SimpleNamespace(topic="events", partition=0, acked=False),
+        # Acknowledged below what Faust believed committed: Faust never takes it off the set.
+        SimpleNamespace(topic="events", partition=1, acked=True),
+        SimpleNamespace(topic="other", partition=1, acked=False),
     ]
-    assert sorted(owned_progress(cast(Any, consumer), "events"), key=lambda p: p.partition) == [
+    owned = owned_progress(cast(Any, consumer), "events", {TP("events", 0): 90})
+    assert sorted(owned, key=lambda p: p.partition) == [
         PartitionProgress(0, 90, 100, in_flight=2),
         PartitionProgress(1, None, 50, in_flight=0),
     ]
@@ -106,9 +110,20 @@ def test_a_reset_or_a_revocation_forgets_the_wait() -> None:
     assert stalled_partitions(watch, progress(0, 10, 20), progress(1, 10, 20)) == [0, 1]
 
 
-class Consumer:
-    def __init__(self) -> None:
+class Consumer(MonitoredConsumer):
+    """A consumer that reads the group's committed offsets from a broker and rewinds."""
+
+    def __init__(
+        self, highwaters: dict[TP, int | None], believed: dict[TP, int], broker: dict[TP, int]
+    ) -> None:
+        super().__init__(highwaters, committed=believed)
+        self.broker: dict[TP, int] | BaseException = broker
         self.rewinds: list[tuple[TP, int]] = []
+
+    async def committed_offsets(self, partitions: Iterable[TP], timeout_s: float) -> dict[TP, int | None]:
+        if isinstance(self.broker, BaseException):
+            raise self.broker
+        return {tp: self.broker.get(tp) for tp in partitions}
 
     def request_rewind(self, tp: TP, offset: int) -> None:
         self.rewinds.append((tp, offset))
@@ -118,31 +133,80 @@ def rewinds_counted(metrics: StreamMetrics) -> dict[str, float]:
     return by_partition(metrics, "nextaction_partition_rewinds_total")
 
 
-def test_the_rewinder_asks_the_consumer_to_read_a_stalled_partition_again_from_its_commit(
+P0, P1 = TP("events", 0), TP("events", 1)
+
+
+async def test_the_rewinder_reads_a_stalled_partition_again_from_the_offset_the_broker_holds(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    clock, metrics, consumer = Clock(), StreamMetrics.create(), Consumer()
+    clock, metrics = Clock(), StreamMetrics.create()
+    # Faust believes both partitions committed to their end; the broker never got p0's commit.
+    consumer = Consumer({P0: 1600, P1: 300}, believed={P0: 1600, P1: 300}, broker={P0: 609, P1: 300})
     rewinder = StallRewinder(StallWatch(AFTER_S, clock), metrics.partition_rewinds, "events")
-    owned = [progress(0, 609, 1600), progress(1, 300, 300)]
-    rewinder.check(cast(Any, consumer), owned, reading=True)
+    await rewinder.read_committed(cast(Any, consumer))
+    rewinder.check(cast(Any, consumer), reading=True)
     assert rewinds_counted(metrics) == {"0": 0, "1": 0}  # from the start: increase() sees the first
     clock.now += AFTER_S
     with caplog.at_level(logging.WARNING, logger="stream.monitor"):
-        rewinder.check(cast(Any, consumer), owned, reading=True)
-    assert consumer.rewinds == [(TP("events", 0), 609)]
+        rewinder.check(cast(Any, consumer), reading=True)
+    assert consumer.rewinds == [(P0, 609)]
     assert rewinds_counted(metrics) == {"0": 1, "1": 0}
     assert "events[0]: 991 records past the committed offset 609" in caplog.text
 
 
-def test_the_rewinder_judges_nothing_while_the_worker_is_not_reading() -> None:
-    clock, metrics, consumer = Clock(), StreamMetrics.create(), Consumer()
+async def test_a_commit_the_broker_took_restarts_the_wait() -> None:
+    clock, metrics = Clock(), StreamMetrics.create()
+    consumer = Consumer({P0: 1600}, believed={P0: 700}, broker={P0: 609})
     rewinder = StallRewinder(StallWatch(AFTER_S, clock), metrics.partition_rewinds, "events")
-    owned = [progress(0, 609, 1600)]
-    for _ in range(5):  # a long table recovery: the wait never starts
-        rewinder.check(cast(Any, consumer), owned, reading=False)
-        clock.now += AFTER_S
-    rewinder.check(cast(Any, consumer), owned, reading=True)
+    await rewinder.read_committed(cast(Any, consumer))
+    rewinder.check(cast(Any, consumer), reading=True)
+    clock.now += AFTER_S - 1
+    consumer.broker = {P0: 700}
+    await rewinder.read_committed(cast(Any, consumer))
+    rewinder.check(cast(Any, consumer), reading=True)
+    clock.now += AFTER_S - 1
+    rewinder.check(cast(Any, consumer), reading=True)
+    assert consumer.rewinds == []
+    clock.now += 1
+    rewinder.check(cast(Any, consumer), reading=True)
+    assert consumer.rewinds == [(P0, 700)]
+
+
+async def test_while_the_committed_offsets_cannot_be_read_nothing_is_judged(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    clock, metrics = Clock(), StreamMetrics.create()
+    consumer = Consumer({P0: 1600}, believed={P0: 1600}, broker={P0: 609})
+    rewinder = StallRewinder(StallWatch(AFTER_S, clock), metrics.partition_rewinds, "events")
+    await rewinder.read_committed(cast(Any, consumer))
+    rewinder.check(cast(Any, consumer), reading=True)
+    consumer.broker = ConnectionError("broker down")
+    with caplog.at_level(logging.WARNING, logger="stream.monitor"):
+        for _ in range(3):  # warned once, not at every read
+            await rewinder.read_committed(cast(Any, consumer))
+    assert caplog.text.count("committed offsets unreadable") == 1
+    clock.now += AFTER_S
+    rewinder.check(cast(Any, consumer), reading=True)
+    assert consumer.rewinds == []
+    consumer.broker = {P0: 609}
+    await rewinder.read_committed(cast(Any, consumer))
+    rewinder.check(cast(Any, consumer), reading=True)  # the wait starts again from here
     assert consumer.rewinds == []
     clock.now += AFTER_S
-    rewinder.check(cast(Any, consumer), owned, reading=True)
-    assert consumer.rewinds == [(TP("events", 0), 609)]
+    rewinder.check(cast(Any, consumer), reading=True)
+    assert consumer.rewinds == [(P0, 609)]
+
+
+async def test_the_rewinder_judges_nothing_while_the_worker_is_not_reading() -> None:
+    clock, metrics = Clock(), StreamMetrics.create()
+    consumer = Consumer({P0: 1600}, believed={P0: 1600}, broker={P0: 609})
+    rewinder = StallRewinder(StallWatch(AFTER_S, clock), metrics.partition_rewinds, "events")
+    await rewinder.read_committed(cast(Any, consumer))
+    for _ in range(5):  # a long table recovery: the wait never starts
+        rewinder.check(cast(Any, consumer), reading=False)
+        clock.now += AFTER_S
+    rewinder.check(cast(Any, consumer), reading=True)
+    assert consumer.rewinds == []
+    clock.now += AFTER_S
+    rewinder.check(cast(Any, consumer), reading=True)
+    assert consumer.rewinds == [(P0, 609)]
