@@ -38,11 +38,17 @@ _PROGRESS_METRICS = (
 )
 
 
+_REWINDS = "nextaction_partition_rewinds_total"
+
+
 def _progress(values: Mapping[str, float]) -> str:
-    shown = ", ".join(
+    shown = [
         f"{name.removeprefix('nextaction_')} {values[name]:g}" for name in _PROGRESS_METRICS if name in values
-    )
-    return shown or "no metrics"
+    ]
+    rewinds = [value for name, value in values.items() if name.startswith(_REWINDS + "{")]
+    if rewinds:  # a stall the worker noticed: summed over its partitions
+        shown.append(f"{_REWINDS.removeprefix('nextaction_')} {sum(rewinds):g}")
+    return ", ".join(shown) or "no metrics"
 
 
 class WorkerProcess(StartStop):

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from tools.worker_process import WorkerExited, WorkerProcess
+from tools.worker_process import WorkerExited, WorkerProcess, _progress
 
 pytestmark = pytest.mark.unit
 
@@ -40,3 +40,14 @@ def test_a_worker_that_exits_ends_the_wait_with_its_log(
     worker = WorkerProcess({}, tmp_path / "worker.log", module="no_such_module_here")
     with worker, pytest.raises(WorkerExited, match="No module named no_such_module_here"):
         worker.wait_assigned(timeout_s=30)
+
+
+def test_a_progress_line_sums_the_rewinds_of_every_partition_and_names_them_only_if_counted() -> None:
+    values = {
+        "nextaction_events_consumed_total": 1220.0,
+        'nextaction_partition_rewinds_total{partition="0",topic="events"}': 2.0,
+        'nextaction_partition_rewinds_total{partition="1",topic="events"}': 1.0,
+    }
+    assert _progress(values) == "events_consumed_total 1220, partition_rewinds_total 3"
+    assert _progress({"nextaction_events_consumed_total": 5.0}) == "events_consumed_total 5"
+    assert _progress({}) == "no metrics"
