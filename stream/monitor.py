@@ -123,7 +123,7 @@ class StallRewinder:
             self._committed = await consumer.committed_offsets(owned, self.read_every_s)
         except Exception as exc:  # any failure only leaves the offsets unknown; it is retried
             self._committed = {}
-            if self._readable:
+            if self._readable and not consumer.should_stop:  # one cut short by a shutdown is no news
                 log.warning("%s: committed offsets unreadable (%r); the stall watch waits", self._topic, exc)
             self._readable = False
         else:

@@ -119,6 +119,7 @@ class Consumer(MonitoredConsumer):
         super().__init__(highwaters, committed=believed)
         self.broker: dict[TP, int] | BaseException = broker
         self.rewinds: list[tuple[TP, int]] = []
+        self.should_stop = False
 
     async def committed_offsets(self, partitions: Iterable[TP], timeout_s: float) -> dict[TP, int | None]:
         if isinstance(self.broker, BaseException):
@@ -195,6 +196,19 @@ async def test_while_the_committed_offsets_cannot_be_read_nothing_is_judged(
     clock.now += AFTER_S
     rewinder.check(cast(Any, consumer), reading=True)
     assert consumer.rewinds == [(P0, 609)]
+
+
+async def test_a_read_that_fails_because_the_consumer_stops_is_not_warned_of(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    metrics = StreamMetrics.create()
+    consumer = Consumer({P0: 1600}, believed={P0: 1600}, broker={P0: 609})
+    rewinder = StallRewinder(StallWatch(AFTER_S, Clock()), metrics.partition_rewinds, "events")
+    consumer.should_stop = True
+    consumer.broker = RuntimeError("Event loop is closed")
+    with caplog.at_level(logging.WARNING, logger="stream.monitor"):
+        await rewinder.read_committed(cast(Any, consumer))
+    assert "committed offsets unreadable" not in caplog.text
 
 
 async def test_the_rewinder_judges_nothing_while_the_worker_is_not_reading() -> None:
