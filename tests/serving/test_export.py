@@ -202,3 +202,19 @@ def test_the_transition_prior_is_in_the_exported_graph(checkpoint: Checkpoint, t
     # The export compares ONNX Runtime with torch and raises on any top-k difference.
     diffs = export_module._export_onnx(module, WINDOW, model.config.n_items, tmp_path / "model.onnx")
     assert diffs["scores"] <= export_module.SCORE_TOLERANCE
+
+
+def test_tied_items_may_swap_places_between_runtimes_and_nothing_else_may() -> None:
+    expected = np.array([[7, 3, 9], [4, 5, 6]])
+    scores = np.array([[0.5, 0.2, 0.1], [0.3, 0.3 - export_module.SCORE_TOLERANCE / 2, 0.1]])
+    assert export_module.ranked_alike(expected.copy(), expected, scores, 50).tolist() == [True, True]
+
+    tie_swapped = np.array([[7, 3, 9], [5, 4, 6]])
+    assert export_module.ranked_alike(tie_swapped, expected, scores, 50).tolist() == [True, False]
+    # The last place may go to an item past the list (the score check then judges its score).
+    last_replaced = np.array([[7, 3, 2], [4, 5, 6]])
+    assert export_module.ranked_alike(last_replaced, expected, scores, 50).tolist() == [False, True]
+
+    clear_swap = np.array([[3, 7, 9], [4, 5, 6]])
+    with pytest.raises(export_module.ExportError, match=r"at width 50: window 0, place 0, item 3 against 7"):
+        export_module.ranked_alike(clear_swap, expected, scores, 50)
