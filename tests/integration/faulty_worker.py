@@ -67,6 +67,8 @@ if __name__ == "__main__":
         TritonScorer.score = _score_with_defect  # type: ignore[method-assign]
     elif defect == "lose-deliveries":
         EventReader._is_current = _is_current_unless_lost  # type: ignore[method-assign]
-    else:
+    elif defect == "lose-commit":
         LeanConsumerThread._commit = _commit_unless_lost  # type: ignore[method-assign, assignment]
+    else:
+        sys.exit(f"FAULTY_WORKER_DEFECT={defect!r}: expected score, lose-deliveries or lose-commit")
     sys.exit(main())
