@@ -56,9 +56,16 @@ class Health:
     def circuit(self, is_open: bool) -> None:
         self._circuit_open = is_open
 
-    def reading(self) -> bool:
-        """The worker reads its input: partitions owned, windows restored, no batch failed."""
-        return bool(self._partitions) and self._recovered and self._failure.reason is None
+    def not_reading(self) -> str | None:
+        """Why the worker does not read its input now; None while it does (partitions owned,
+        windows restored, no batch failed)."""
+        if self._failure.reason is not None:
+            return "a batch failed"
+        if not self._partitions:
+            return "no partitions assigned"
+        if not self._recovered:
+            return "rebalancing, restoring the windows table"
+        return None
 
     def live(self) -> Verdict:
         if (failed := self._failed()) is not None:

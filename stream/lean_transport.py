@@ -18,7 +18,7 @@ first commit: its replacement sat idle over a full partition.
 
 It can also be told to read a partition again from an offset (:meth:`LeanConsumer.request_rewind`),
 which the worker's stall watch does when a partition's backlog waits with no commit, and it reads
-the group's committed offsets as the broker holds them (:meth:`LeanConsumer.committed_offsets`):
+the group's committed offsets as the broker holds them (:meth:`LeanConsumer.broker_offsets`):
 Faust records an offset as committed whatever the commit's outcome, so its own record cannot
 tell a stalled commit.
 
@@ -39,6 +39,8 @@ from faust.transport.consumer import CONSUMER_FETCHING
 from faust.transport.drivers import aiokafka as faust_aiokafka
 from faust.types import TP, ProducerT, ServiceT
 from mode import Service
+
+from stream.stall_watch import BrokerOffsets
 
 __all__ = ["IdempotentProducer", "LeanConsumer", "LeanConsumerThread", "LeanTransport"]
 
@@ -74,22 +76,26 @@ class LeanConsumerThread(faust_aiokafka.AIOKafkaConsumerThread):
     async def _seek_now(self, tp: TP, offset: int) -> None:
         self._ensure_consumer().seek(TopicPartition(tp.topic, tp.partition), offset)
 
-    async def committed_offsets(self, partitions: Iterable[TP], timeout_s: float) -> dict[TP, int | None]:
-        """The group's committed offset of each partition, read from the broker (None: none)."""
-        return await self.call_thread(self._read_committed, list(partitions), timeout_s)
+    async def broker_offsets(self, partitions: Iterable[TP], timeout_s: float) -> BrokerOffsets:
+        """The group's committed offset of each partition (None: none) and its end, read from
+        the broker."""
+        return await self.call_thread(self._read_broker_offsets, list(partitions), timeout_s)
 
-    async def _read_committed(self, partitions: list[TP], timeout_s: float) -> dict[TP, int | None]:
+    async def _read_broker_offsets(self, partitions: list[TP], timeout_s: float) -> BrokerOffsets:
         consumer = self._ensure_consumer()
         # aiokafka retries until the coordinator answers; the time limit applies here, on the
         # thread's own loop, so that a read cannot hold one of the thread's two method workers
         # (which the fetches and commits share) for as long as the broker is away.
-        offsets = await asyncio.wait_for(
+        committed, ends = await asyncio.wait_for(
             asyncio.gather(
-                *(consumer.committed(TopicPartition(tp.topic, tp.partition)) for tp in partitions)
+                asyncio.gather(
+                    *(consumer.committed(TopicPartition(tp.topic, tp.partition)) for tp in partitions)
+                ),
+                self._highwaters(partitions),
             ),
             timeout_s,
         )
-        return dict(zip(partitions, offsets, strict=True))
+        return BrokerOffsets(dict(zip(partitions, committed, strict=True)), dict(ends))
 
 
 class LeanConsumer(faust_aiokafka.Consumer):
@@ -102,10 +108,23 @@ class LeanConsumer(faust_aiokafka.Consumer):
     def _new_consumer_thread(self) -> faust_aiokafka.AIOKafkaConsumerThread:
         return LeanConsumerThread(self, loop=self.loop, beacon=self.beacon)
 
-    async def committed_offsets(self, partitions: Iterable[TP], timeout_s: float) -> Mapping[TP, int | None]:
+    async def broker_offsets(self, partitions: Iterable[TP], timeout_s: float) -> BrokerOffsets:
         """The group's committed offset of each partition as the broker holds it (None: no
-        commit yet): one request per partition; ``TimeoutError`` past ``timeout_s``."""
-        return await cast(LeanConsumerThread, self._thread).committed_offsets(partitions, timeout_s)
+        commit yet), and its end: a request per partition and one for the ends;
+        ``TimeoutError`` past ``timeout_s``."""
+        return await cast(LeanConsumerThread, self._thread).broker_offsets(partitions, timeout_s)
+
+    def fetch_state(self, tp: TP) -> str:
+        """How the fetcher treats ``tp`` now, in words (for the stall watch's log)."""
+        if tp in self._paused_partitions:
+            state = "paused"
+        elif tp in self._buffered_partitions:
+            state = "held back: the input buffer is full"
+        elif tp not in self._get_active_partitions():
+            state = "not fetched"
+        else:
+            state = "fetched"
+        return f"{state}, read to {self._read_offset[tp]}, highwater {self.highwater(tp)} as last fetched"
 
     def request_rewind(self, tp: TP, offset: int) -> None:
         """Read ``tp`` again from ``offset``, the group's committed offset (:mod:`stream.stall_watch`).

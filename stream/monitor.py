@@ -1,6 +1,7 @@
 """A one-second timer on the worker's event loop: the liveness heartbeat, the consumer lag of
 the input partitions this worker owns, and the stall watch over them (:mod:`stream.stall_watch`),
-which judges the group's committed offsets as the broker holds them, read by a timer of its own."""
+which judges the group's committed offsets and the partitions' ends as the broker holds them,
+read by a timer of its own."""
 
 from __future__ import annotations
 
@@ -17,14 +18,14 @@ from mode import Service
 from prometheus_client import Counter, Gauge
 
 from stream.health import Health
-from stream.stall_watch import PartitionProgress, StallWatch
+from stream.stall_watch import BrokerOffsets, PartitionProgress, StallWatch
 
 __all__ = ["ConsumerLag", "Monitor", "StallRewinder", "owned_progress"]
 
 log = logging.getLogger(__name__)
 
 _INTERVAL_S = 1.0
-_COMMITTED_READ_EVERY_S = 5.0
+_OFFSETS_READ_EVERY_S = 5.0
 
 
 class ConsumerLag:
@@ -63,29 +64,40 @@ class ConsumerLag:
 
 
 def owned_progress(
-    consumer: ConsumerT, topic: str, committed: Mapping[TP, int | None]
+    consumer: ConsumerT, topic: str, committed: Mapping[TP, int | None], ends: Mapping[TP, int]
 ) -> list[PartitionProgress]:
-    """The partitions of ``topic`` this worker owns: their ``committed`` offset, end, events in
-    flight (taken and not yet acknowledged)."""
+    """The partitions of ``topic`` this worker owns: their ``committed`` offset, end (the later
+    of the consumer's last fetch and the broker's last answer in ``ends``: a partition no
+    longer fetched keeps its last highwater), events in flight (taken and not yet
+    acknowledged)."""
     in_flight = collections.Counter(
         message.partition
         for message in list(consumer.unacked)
         if message.topic == topic and not message.acked
     )
     return [
-        PartitionProgress(tp.partition, committed.get(tp), consumer.highwater(tp), in_flight[tp.partition])
+        PartitionProgress(
+            tp.partition,
+            committed.get(tp),
+            _later(consumer.highwater(tp), ends.get(tp)),
+            in_flight[tp.partition],
+        )
         for tp in consumer.assignment()
         if tp.topic == topic
     ]
+
+
+def _later(first: int | None, second: int | None) -> int | None:
+    return first if second is None else second if first is None else max(first, second)
 
 
 @runtime_checkable
 class Rewindable(Protocol):
     """A consumer that can read a partition again (:class:`stream.lean_transport.LeanConsumer`)."""
 
-    async def committed_offsets(
-        self, partitions: Iterable[TP], timeout_s: float
-    ) -> Mapping[TP, int | None]: ...
+    async def broker_offsets(self, partitions: Iterable[TP], timeout_s: float) -> BrokerOffsets: ...
+
+    def fetch_state(self, tp: TP) -> str: ...
 
     def request_rewind(self, tp: TP, offset: int) -> None: ...
 
@@ -98,61 +110,86 @@ def faust_committed(consumer: ConsumerT) -> Mapping[TP, int | None]:
 
 class StallRewinder:
     """Has the consumer read a stalled partition again from the group's committed offset, as
-    the broker holds it: a commit the broker refused or never got is a stall like any other."""
+    the broker holds it: a commit the broker refused or never got is a stall like any other,
+    and so is a partition the consumer no longer fetches. What it does not read again although
+    the wait is over, it says why, at INFO."""
 
     def __init__(self, watch: StallWatch, rewinds: Counter, topic: str) -> None:
         self._watch = watch
         self._rewinds = rewinds
         self._topic = topic
-        self._committed: Mapping[TP, int | None] = {}  # as last read; unknown partitions absent
+        self.offsets = BrokerOffsets()  # as last read
         self._readable = True
 
     @property
     def read_every_s(self) -> float:
-        """How often the committed offsets are read: several reads within one wait, so that a
+        """How often the broker's offsets are read: several reads within one wait, so that a
         commit the broker took is seen before the wait could end."""
-        return min(_COMMITTED_READ_EVERY_S, self._watch.after_s / 3)
+        return min(_OFFSETS_READ_EVERY_S, self._watch.after_s / 3)
 
-    async def read_committed(self, consumer: ConsumerT) -> None:
-        """Read the owned partitions' committed offsets from the broker. Until a read succeeds
-        again the offsets are unknown, and a partition whose offset is unknown is not judged."""
+    async def read_offsets(self, consumer: ConsumerT) -> None:
+        """Read the owned partitions' committed offsets and ends from the broker. Until a read
+        succeeds again they are unknown, and a partition whose offset is unknown is not judged."""
         if not isinstance(consumer, Rewindable):
             return
         owned = [tp for tp in consumer.assignment() if tp.topic == self._topic]
         try:
-            self._committed = await consumer.committed_offsets(owned, self.read_every_s)
+            self.offsets = await consumer.broker_offsets(owned, self.read_every_s)
         except Exception as exc:  # any failure only leaves the offsets unknown; it is retried
-            self._committed = {}
+            self.offsets = BrokerOffsets()
             if self._readable and not consumer.should_stop:  # one cut short by a shutdown is no news
                 log.warning("%s: committed offsets unreadable (%r); the stall watch waits", self._topic, exc)
             self._readable = False
         else:
             self._readable = True
 
-    def check(self, consumer: ConsumerT, reading: bool) -> None:
-        """``reading``: the worker owns its partitions and its flow runs (no rebalance, no
-        recovery, no failure); while it is not, nothing is judged."""
-        owned = owned_progress(consumer, self._topic, self._committed)
+    def check(self, consumer: ConsumerT, not_reading: str | None) -> None:
+        """``not_reading``: why the worker does not read its input now (a rebalance, a table
+        recovery, a failure), or None while it does; meanwhile nothing is judged stalled."""
+        owned = owned_progress(consumer, self._topic, self.offsets.committed, self.offsets.ends)
         for progress in owned:  # a series at 0 from the start, so that increase() sees the first
             self._rewinds.labels(self._topic, str(progress.partition))
-        if not reading or not isinstance(consumer, Rewindable):
-            self._watch.reset()
+        if not isinstance(consumer, Rewindable):
             return
-        for progress in self._watch.stalled(owned):
+        verdict = self._watch.judge(owned, reading=not_reading is None)
+        if verdict.not_reading_s is not None:
+            log.info(
+                "%s: %d records wait behind the committed offsets; the worker has not read for %.0f s: %s",
+                self._topic,
+                sum(progress.backlog for progress in owned),
+                verdict.not_reading_s,
+                not_reading,
+            )
+        for progress in verdict.held:
+            log.info(
+                "%s[%d]: %d records wait behind the committed offset %s with no commit for %.0f s, but %d "
+                "events are in flight (a batch waiting on Triton or the broker): not read again; fetch: %s",
+                self._topic,
+                progress.partition,
+                progress.backlog,
+                progress.committed,
+                self._watch.after_s,
+                progress.in_flight,
+                consumer.fetch_state(TP(self._topic, progress.partition)),
+            )
+        for progress in verdict.stalled:
             committed = progress.committed
             assert committed is not None  # a partition with a backlog has a committed offset
+            tp = TP(self._topic, progress.partition)
             log.warning(
                 "%s[%d]: %d records past the committed offset %d and no commit for %.0f s: "
-                "reading again from %d (a stalled consumer; records after it may be published twice)",
+                "reading again from %d (a stalled consumer; records after it may be published twice); "
+                "fetch: %s",
                 self._topic,
                 progress.partition,
                 progress.backlog,
                 committed,
                 self._watch.after_s,
                 committed,
+                consumer.fetch_state(tp),
             )
             self._rewinds.labels(self._topic, str(progress.partition)).inc()
-            consumer.request_rewind(TP(self._topic, progress.partition), committed)
+            consumer.request_rewind(tp, committed)
 
 
 class Monitor(Service):
@@ -178,17 +215,22 @@ class Monitor(Service):
         self._health.tick()
         with contextlib.suppress(ConsumerNotStarted):  # the app starts it just after this service
             consumer = self._app.consumer
-            self._lag.update(owned_progress(consumer, self._lag.topic, faust_committed(consumer)))
+            ends = self._rewinder.offsets.ends if self._rewinder is not None else {}
+            self._lag.update(owned_progress(consumer, self._lag.topic, faust_committed(consumer), ends))
             if self._rewinder is not None:
-                reading = self._health.reading() and self._app.flow_control.is_active()
-                self._rewinder.check(consumer, reading)
+                self._rewinder.check(consumer, self._not_reading())
+
+    def _not_reading(self) -> str | None:
+        if not self._app.flow_control.is_active():
+            return "the stream's flow is stopped (a rebalance)"
+        return self._health.not_reading()
 
     @Service.task
-    async def _read_committed(self) -> None:
+    async def _read_offsets(self) -> None:
         rewinder = self._rewinder
         if rewinder is None:
             return
         while not self.should_stop:
             await self.sleep(rewinder.read_every_s)
             with contextlib.suppress(ConsumerNotStarted):
-                await rewinder.read_committed(self._app.consumer)
+                await rewinder.read_offsets(self._app.consumer)

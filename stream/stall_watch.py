@@ -13,18 +13,29 @@ they already hold, and every output record carries a watermark for consumers tha
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import NamedTuple
 
-__all__ = ["PartitionProgress", "StallWatch"]
+from faust.types import TP
+
+__all__ = ["BrokerOffsets", "PartitionProgress", "StallWatch", "Verdict"]
+
+
+@dataclass(frozen=True)
+class BrokerOffsets:
+    """What the broker last answered for the owned partitions: the group's committed offsets
+    (None: no commit yet) and the partitions' ends. A partition absent is unknown."""
+
+    committed: Mapping[TP, int | None] = field(default_factory=dict)
+    ends: Mapping[TP, int] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
 class PartitionProgress:
-    """An owned input partition as the consumer knows it: the group's committed offset (the
-    next record to process; None before the group's first commit), the partition's end as
-    last fetched (None before the first fetch), and its events taken into a batch and not yet
-    acknowledged."""
+    """An owned input partition: the group's committed offset (the next record to process;
+    None before the group's first commit), the partition's end (None while unknown), and its
+    events taken into a batch and not yet acknowledged."""
 
     partition: int
     committed: int | None
@@ -38,35 +49,63 @@ class PartitionProgress:
         return max(0, self.highwater - self.committed)
 
 
+class Verdict(NamedTuple):
+    """What one look found: partitions to read again now; partitions that waited as long but
+    have events in flight (once per wait); and, once per ``after_s`` while the worker does not
+    read over a backlog, for how long it has not."""
+
+    stalled: list[PartitionProgress]
+    held: list[PartitionProgress]
+    not_reading_s: float | None
+
+
 class StallWatch:
     """Says which partitions have had a backlog and the same committed offset for ``after_s``
     seconds, once per ``after_s`` while they stay so. A partition is reported only at a moment
     when none of its events is in flight: a batch that waits (on the broker, or on Triton with
-    the fallback off) holds its commit back by right, and has an alert of its own."""
+    the fallback off) holds its commit back by right, and has an alert of its own. While the
+    worker is not reading (a rebalance, a table recovery) nothing waits: the wait starts when
+    it reads again."""
 
     def __init__(self, after_s: float, clock: Callable[[], float] = time.monotonic) -> None:
         self.after_s = after_s
         self._clock = clock
-        # partition -> (committed offset, since when the backlog has waited at it)
-        self._waiting: dict[int, tuple[int | None, float]] = {}
+        # partition -> (committed offset, since when the backlog has waited at it, held told)
+        self._waiting: dict[int, tuple[int | None, float, bool]] = {}
+        self._not_reading: tuple[float, float] | None = None  # (since, last told)
 
-    def reset(self) -> None:
-        """Forget every wait: called while the worker is not reading (rebalance, recovery)."""
-        self._waiting.clear()
-
-    def stalled(self, partitions: Iterable[PartitionProgress]) -> list[PartitionProgress]:
+    def judge(self, partitions: Iterable[PartitionProgress], reading: bool) -> Verdict:
         now = self._clock()
-        waiting: dict[int, tuple[int | None, float]] = {}
+        backlogged = [progress for progress in partitions if progress.backlog]
+        if not reading:
+            self._waiting.clear()
+            if backlogged:
+                return Verdict([], [], self._not_reading_told(now))
+        self._not_reading = None
+        if not reading:
+            return Verdict([], [], None)
+        waiting: dict[int, tuple[int | None, float, bool]] = {}
         stalled: list[PartitionProgress] = []
-        for progress in partitions:
-            if not progress.backlog:
-                continue
-            committed, since = self._waiting.get(progress.partition, (progress.committed, now))
+        held: list[PartitionProgress] = []
+        for progress in backlogged:
+            committed, since, told = self._waiting.get(progress.partition, (progress.committed, now, False))
             if committed != progress.committed:
-                since = now
-            elif now - since >= self.after_s and not progress.in_flight:
-                stalled.append(progress)
-                since = now
-            waiting[progress.partition] = (progress.committed, since)
+                since, told = now, False
+            elif now - since >= self.after_s:
+                if not progress.in_flight:
+                    stalled.append(progress)
+                    since, told = now, False
+                elif not told:
+                    held.append(progress)
+                    told = True
+            waiting[progress.partition] = (progress.committed, since, told)
         self._waiting = waiting
-        return stalled
+        return Verdict(stalled, held, None)
+
+    def _not_reading_told(self, now: float) -> float | None:
+        since, told = self._not_reading or (now, now)
+        self._not_reading = (since, told)
+        if now - told < self.after_s:
+            return None
+        self._not_reading = (since, now)
+        return now - since

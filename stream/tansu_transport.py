@@ -181,15 +181,12 @@ class _TansuConsumerThread(LeanConsumerThread):
         fetcher = consumer._fetcher
         fetcher._client = FetchWaitAdapter(fetcher, TansuTransport.fetch_max_wait_ms)
 
-    async def highwaters(self, *partitions: TP) -> Mapping[TP, int]:
+    async def _highwaters(self, partitions: list[TP]) -> Mapping[TP, int]:
+        # Run on the consumer's own thread and event loop, like the stock method it replaces.
         if self.consumer.in_transaction:
             # Transactional recovery stops at the last stable offset, which aiokafka already
             # keeps from Fetch responses.
-            return await super().highwaters(*partitions)
-        # Like the stock method, run on the consumer's own thread and event loop.
-        return await self.call_thread(self._fetch_highwaters, partitions)
-
-    async def _fetch_highwaters(self, partitions: tuple[TP, ...]) -> Mapping[TP, int]:
+            return await super()._highwaters(partitions)
         tps = [TopicPartition(tp.topic, tp.partition) for tp in partitions]
         return cast(Mapping[TP, int], await fetch_highwaters(self._ensure_consumer(), tps))
 

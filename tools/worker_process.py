@@ -38,16 +38,18 @@ _PROGRESS_METRICS = (
 )
 
 
-_REWINDS = "nextaction_partition_rewinds_total"
+# Per partition, summed: the backlog the worker sees, and the stalls it noticed.
+_SUMMED_METRICS = ("nextaction_consumer_lag_records", "nextaction_partition_rewinds_total")
 
 
 def _progress(values: Mapping[str, float]) -> str:
     shown = [
         f"{name.removeprefix('nextaction_')} {values[name]:g}" for name in _PROGRESS_METRICS if name in values
     ]
-    rewinds = [value for name, value in values.items() if name.startswith(_REWINDS + "{")]
-    if rewinds:  # a stall the worker noticed: summed over its partitions
-        shown.append(f"{_REWINDS.removeprefix('nextaction_')} {sum(rewinds):g}")
+    for summed in _SUMMED_METRICS:
+        per_partition = [value for name, value in values.items() if name.startswith(summed + "{")]
+        if per_partition:
+            shown.append(f"{summed.removeprefix('nextaction_')} {sum(per_partition):g}")
     return ", ".join(shown) or "no metrics"
 
 

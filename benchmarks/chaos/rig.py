@@ -46,6 +46,7 @@ __all__ = ["BackgroundLoad", "Outputs", "Rig", "Trial", "log", "rss_mb"]
 _CLEAN_EXITS = (0, EXIT_SHUTDOWN_TIMED_OUT)
 _RSS_INTERVAL_S = 0.5
 _REWIND_WARNING = "records past the committed offset"  # stream.monitor's warning
+_SLOW_CATCH_UP_S = 30.0  # against a few seconds usually: what the workers were doing is noted
 
 
 def log(message: str) -> None:
@@ -227,25 +228,39 @@ class Trial:
     def wait_caught_up(self, row: Row, timeout_s: float) -> None:
         """Until the group has committed every message sent: all of them delivered; if it does
         not happen in ``timeout_s``, the failure goes in ``row`` (the accounting then says what
-        is missing). A worker that ends on its own meanwhile is a crash."""
+        is missing). A worker that ends on its own meanwhile is a crash. A wait past
+        ``_SLOW_CATCH_UP_S`` is noted in ``row`` with the workers' progress at that moment."""
         ends = [self.sent[p] for p in range(self.settings.topic_partitions)]
         committed: list[int] = []
+        started = time.monotonic()
+        slow_noted = False
 
         def caught_up() -> bool:
+            nonlocal slow_noted
             self.note_crashes()
             committed[:] = self.committed()
-            return all(done >= end for done, end in zip(committed, ends, strict=True))
+            done = all(offset >= end for offset, end in zip(committed, ends, strict=True))
+            if not done and not slow_noted and time.monotonic() - started > _SLOW_CATCH_UP_S:
+                slow_noted = True
+                row.notes.append(
+                    f"not all committed after {_SLOW_CATCH_UP_S:g} s: {committed} of {ends} per partition "
+                    f"({self._live_progress()})"
+                )
+            return done
 
         try:
             wait_until(caught_up, timeout_s=timeout_s, what="all committed", interval_s=0.5)
         except TimeoutError:
-            live = [worker for worker in self.workers if worker.process and worker.process.poll() is None]
-            progress = "; ".join(f"{worker.log_path.name}: {worker.progress()}" for worker in live)
             row.require(
                 False,
                 f"not all committed within {timeout_s:g} s: {committed} of {ends} per partition "
-                f"(live workers: {progress or 'none'})",
+                f"({self._live_progress()})",
             )
+
+    def _live_progress(self) -> str:
+        live = [worker for worker in self.workers if worker.process and worker.process.poll() is None]
+        progress = "; ".join(f"{worker.log_path.name}: {worker.progress()}" for worker in live)
+        return f"live workers: {progress or 'none'}"
 
     def collect(self, row: Row, timeout_s: float) -> Outputs:
         """What came out, once everything sent is committed (see :meth:`wait_caught_up`)."""

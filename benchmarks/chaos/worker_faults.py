@@ -38,7 +38,7 @@ def sigkill_restarts(rig: Rig) -> Row:
     )
     worker = trial.start_worker()
     worker.wait_assigned()
-    recoveries = []
+    recoveries, catch_ups = [], []
     with trial.abandoned_on_error():
         for kill in range(1, kills + 1):
             load = trial.offer(supply.take(int(RATE * phase_s)), RATE)
@@ -49,7 +49,9 @@ def sigkill_restarts(rig: Rig) -> Row:
             worker = trial.start_worker()
             recoveries.append(_first_ack_s(trial, started))
             load.join()
+            loaded = time.monotonic()
             trial.wait_caught_up(row, _WAIT_S)
+            catch_ups.append(time.monotonic() - loaded)
             mismatched = trial.outputs().window_mismatches
             row.require(
                 not mismatched, f"after restart {kill}: {len(mismatched)} windows differ from a replay"
@@ -57,6 +59,9 @@ def sigkill_restarts(rig: Rig) -> Row:
         outputs = trial.outputs()
     row.recovery_s = max(recoveries)
     row.notes.append("recovery = restart to first acknowledged event (table restored), worst of 3")
+    row.notes.append(
+        "all committed " + ", ".join(f"{seconds:.1f}" for seconds in catch_ups) + " s after each load ended"
+    )
     return trial.finish(row, outputs)
 
 

@@ -76,6 +76,19 @@ def test_a_failed_batch_fails_both_probes(monkeypatch: pytest.MonkeyPatch) -> No
     health = started(health_with(failure=failure))
     failure.stop_worker(RuntimeError("boom"))
     assert health.live() == health.ready() == (False, "stopping: a batch failed (RuntimeError)")
+    assert health.not_reading() == "a batch failed"
+
+
+def test_the_worker_reads_its_input_once_it_owns_partitions_and_restored_their_windows() -> None:
+    health = health_with()
+    assert health.not_reading() == "no partitions assigned"
+    health.rebalancing()
+    health.assigned(2)
+    assert health.not_reading() == "rebalancing, restoring the windows table"
+    health.recovered()
+    assert health.not_reading() is None  # the model is not needed: the fallback publishes
+    health.assigned(0)
+    assert health.not_reading() == "no partitions assigned"
 
 
 def test_the_endpoint_serves_metrics_and_both_probes_on_the_port_it_bound() -> None:

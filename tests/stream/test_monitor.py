@@ -60,14 +60,26 @@ def test_lag_counts_the_records_after_the_last_acknowledged_one_of_each_owned_pa
     p0, p1, p2, changelog = TP("events", 0), TP("events", 1), TP("events", 2), TP("app-windows-changelog", 0)
     consumer = Consumer({p0: 120, p1: 50, p2: None, changelog: 999}, committed={p1: 40})
     lag.acknowledged(acknowledged(0, 98, 99))
-    lag.update(owned_progress(cast(Any, consumer), "events", faust_committed(cast(Any, consumer))))
+    lag.update(owned_progress(cast(Any, consumer), "events", faust_committed(cast(Any, consumer)), {}))
     # p1: nothing acknowledged here yet, so from the group's committed offset; p2: not fetched
     assert lag_values(metrics) == {"0": 20, "1": 10}
 
     lag.acknowledged(acknowledged(0, 100, 119))
     del consumer.highwaters[p1]  # revoked: its lag is another worker's to report
-    lag.update(owned_progress(cast(Any, consumer), "events", faust_committed(cast(Any, consumer))))
+    lag.update(owned_progress(cast(Any, consumer), "events", faust_committed(cast(Any, consumer)), {}))
     assert lag_values(metrics) == {"0": 0}
+
+
+def test_lag_counts_to_the_partition_end_the_broker_gave_when_the_consumer_no_longer_fetches() -> None:
+    metrics = StreamMetrics.create()
+    lag = ConsumerLag(metrics.consumer_lag, "events")
+    p0, p1 = TP("events", 0), TP("events", 1)
+    consumer = Consumer({p0: 120, p1: None}, committed={p0: 120, p1: 40})
+    lag.acknowledged(acknowledged(0, 119))
+    # p0's last fetch saw 120 records and none was fetched since; p1 was never fetched
+    ends = {p0: 1600, p1: 50}  # as the broker last answered
+    lag.update(owned_progress(cast(Any, consumer), "events", faust_committed(cast(Any, consumer)), ends))
+    assert lag_values(metrics) == {"0": 1480, "1": 10}
 
 
 async def test_a_published_batch_names_its_model_version_and_stamps_the_publication() -> None:

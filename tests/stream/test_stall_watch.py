@@ -13,7 +13,7 @@ from faust.types import TP
 
 from stream.metrics import StreamMetrics
 from stream.monitor import StallRewinder, owned_progress
-from stream.stall_watch import PartitionProgress, StallWatch
+from stream.stall_watch import BrokerOffsets, PartitionProgress, StallWatch, Verdict
 from tests.stream.test_monitor import Consumer as MonitoredConsumer
 from tests.stream.test_monitor import by_partition
 
@@ -35,7 +35,7 @@ def progress(partition: int, committed: int | None, highwater: int | None) -> Pa
 
 
 def stalled_partitions(watch: StallWatch, *owned: PartitionProgress) -> list[int]:
-    return [p.partition for p in watch.stalled(owned)]
+    return [p.partition for p in watch.judge(owned, reading=True).stalled]
 
 
 def test_a_backlog_waiting_at_the_same_commit_is_reported_after_the_wait_and_then_once_per_wait() -> None:
@@ -73,10 +73,12 @@ def test_a_moving_commit_restarts_the_wait_and_a_partition_without_backlog_is_ne
 def test_a_partition_is_reported_only_at_a_moment_when_none_of_its_events_is_in_flight() -> None:
     clock = Clock()
     watch = StallWatch(AFTER_S, clock)
-    watch.stalled([progress(0, 609, 1600)])
+    watch.judge([progress(0, 609, 1600)], reading=True)
     clock.now += AFTER_S
     waiting_batch = PartitionProgress(0, 609, 1600, in_flight=16)  # e.g. Triton out, fallback off
-    assert stalled_partitions(watch, waiting_batch) == []
+    assert watch.judge([waiting_batch], reading=True) == Verdict([], [waiting_batch], None)
+    clock.now += 1
+    assert watch.judge([waiting_batch], reading=True) == Verdict([], [], None)  # told once per wait
     clock.now += 1
     assert stalled_partitions(watch, progress(0, 609, 1600)) == [0]  # the wait kept running
 
@@ -90,20 +92,20 @@ def test_in_flight_events_are_counted_per_owned_partition_of_the_topic() -> None
         SimpleNamespace(topic="events", partition=1, acked=True),
         SimpleNamespace(topic="other", partition=1, acked=False),
     ]
-    owned = owned_progress(cast(Any, consumer), "events", {TP("events", 0): 90})
+    owned = owned_progress(cast(Any, consumer), "events", {TP("events", 0): 90}, {})
     assert sorted(owned, key=lambda p: p.partition) == [
         PartitionProgress(0, 90, 100, in_flight=2),
         PartitionProgress(1, None, 50, in_flight=0),
     ]
 
 
-def test_a_reset_or_a_revocation_forgets_the_wait() -> None:
+def test_a_time_not_reading_or_a_revocation_forgets_the_wait() -> None:
     clock = Clock()
     watch = StallWatch(AFTER_S, clock)
-    watch.stalled([progress(0, 10, 20), progress(1, 10, 20)])
+    watch.judge([progress(0, 10, 20), progress(1, 10, 20)], reading=True)
     clock.now += AFTER_S / 2
-    watch.stalled([progress(1, 10, 20)])  # partition 0 revoked
-    watch.reset()  # a rebalance
+    watch.judge([progress(1, 10, 20)], reading=True)  # partition 0 revoked
+    watch.judge([progress(1, 10, 20)], reading=False)  # a rebalance
     clock.now += AFTER_S / 2
     assert stalled_partitions(watch, progress(0, 10, 20), progress(1, 10, 20)) == []
     clock.now += AFTER_S
@@ -111,20 +113,33 @@ def test_a_reset_or_a_revocation_forgets_the_wait() -> None:
 
 
 class Consumer(MonitoredConsumer):
-    """A consumer that reads the group's committed offsets from a broker and rewinds."""
+    """A consumer that reads the group's committed offsets from a broker and rewinds. The
+    broker's partition ends are the consumer's highwaters unless ``ends`` says otherwise."""
 
     def __init__(
-        self, highwaters: dict[TP, int | None], believed: dict[TP, int], broker: dict[TP, int]
+        self,
+        highwaters: dict[TP, int | None],
+        believed: dict[TP, int],
+        broker: dict[TP, int],
+        ends: dict[TP, int] | None = None,
     ) -> None:
         super().__init__(highwaters, committed=believed)
         self.broker: dict[TP, int] | BaseException = broker
+        fetched = {tp: end for tp, end in highwaters.items() if end is not None}
+        self.ends = fetched if ends is None else ends
         self.rewinds: list[tuple[TP, int]] = []
         self.should_stop = False
 
-    async def committed_offsets(self, partitions: Iterable[TP], timeout_s: float) -> dict[TP, int | None]:
+    async def broker_offsets(self, partitions: Iterable[TP], timeout_s: float) -> BrokerOffsets:
         if isinstance(self.broker, BaseException):
             raise self.broker
-        return {tp: self.broker.get(tp) for tp in partitions}
+        owned = list(partitions)
+        return BrokerOffsets(
+            {tp: self.broker.get(tp) for tp in owned}, {tp: self.ends[tp] for tp in owned if tp in self.ends}
+        )
+
+    def fetch_state(self, tp: TP) -> str:
+        return f"fetched, highwater {self.highwater(tp)} as last fetched"
 
     def request_rewind(self, tp: TP, offset: int) -> None:
         self.rewinds.append((tp, offset))
@@ -144,12 +159,12 @@ async def test_the_rewinder_reads_a_stalled_partition_again_from_the_offset_the_
     # Faust believes both partitions committed to their end; the broker never got p0's commit.
     consumer = Consumer({P0: 1600, P1: 300}, believed={P0: 1600, P1: 300}, broker={P0: 609, P1: 300})
     rewinder = StallRewinder(StallWatch(AFTER_S, clock), metrics.partition_rewinds, "events")
-    await rewinder.read_committed(cast(Any, consumer))
-    rewinder.check(cast(Any, consumer), reading=True)
+    await rewinder.read_offsets(cast(Any, consumer))
+    rewinder.check(cast(Any, consumer), not_reading=None)
     assert rewinds_counted(metrics) == {"0": 0, "1": 0}  # from the start: increase() sees the first
     clock.now += AFTER_S
     with caplog.at_level(logging.WARNING, logger="stream.monitor"):
-        rewinder.check(cast(Any, consumer), reading=True)
+        rewinder.check(cast(Any, consumer), not_reading=None)
     assert consumer.rewinds == [(P0, 609)]
     assert rewinds_counted(metrics) == {"0": 1, "1": 0}
     assert "events[0]: 991 records past the committed offset 609" in caplog.text
@@ -159,17 +174,17 @@ async def test_a_commit_the_broker_took_restarts_the_wait() -> None:
     clock, metrics = Clock(), StreamMetrics.create()
     consumer = Consumer({P0: 1600}, believed={P0: 700}, broker={P0: 609})
     rewinder = StallRewinder(StallWatch(AFTER_S, clock), metrics.partition_rewinds, "events")
-    await rewinder.read_committed(cast(Any, consumer))
-    rewinder.check(cast(Any, consumer), reading=True)
+    await rewinder.read_offsets(cast(Any, consumer))
+    rewinder.check(cast(Any, consumer), not_reading=None)
     clock.now += AFTER_S - 1
     consumer.broker = {P0: 700}
-    await rewinder.read_committed(cast(Any, consumer))
-    rewinder.check(cast(Any, consumer), reading=True)
+    await rewinder.read_offsets(cast(Any, consumer))
+    rewinder.check(cast(Any, consumer), not_reading=None)
     clock.now += AFTER_S - 1
-    rewinder.check(cast(Any, consumer), reading=True)
+    rewinder.check(cast(Any, consumer), not_reading=None)
     assert consumer.rewinds == []
     clock.now += 1
-    rewinder.check(cast(Any, consumer), reading=True)
+    rewinder.check(cast(Any, consumer), not_reading=None)
     assert consumer.rewinds == [(P0, 700)]
 
 
@@ -179,22 +194,22 @@ async def test_while_the_committed_offsets_cannot_be_read_nothing_is_judged(
     clock, metrics = Clock(), StreamMetrics.create()
     consumer = Consumer({P0: 1600}, believed={P0: 1600}, broker={P0: 609})
     rewinder = StallRewinder(StallWatch(AFTER_S, clock), metrics.partition_rewinds, "events")
-    await rewinder.read_committed(cast(Any, consumer))
-    rewinder.check(cast(Any, consumer), reading=True)
+    await rewinder.read_offsets(cast(Any, consumer))
+    rewinder.check(cast(Any, consumer), not_reading=None)
     consumer.broker = ConnectionError("broker down")
     with caplog.at_level(logging.WARNING, logger="stream.monitor"):
         for _ in range(3):  # warned once, not at every read
-            await rewinder.read_committed(cast(Any, consumer))
+            await rewinder.read_offsets(cast(Any, consumer))
     assert caplog.text.count("committed offsets unreadable") == 1
     clock.now += AFTER_S
-    rewinder.check(cast(Any, consumer), reading=True)
+    rewinder.check(cast(Any, consumer), not_reading=None)
     assert consumer.rewinds == []
     consumer.broker = {P0: 609}
-    await rewinder.read_committed(cast(Any, consumer))
-    rewinder.check(cast(Any, consumer), reading=True)  # the wait starts again from here
+    await rewinder.read_offsets(cast(Any, consumer))
+    rewinder.check(cast(Any, consumer), not_reading=None)  # the wait starts again from here
     assert consumer.rewinds == []
     clock.now += AFTER_S
-    rewinder.check(cast(Any, consumer), reading=True)
+    rewinder.check(cast(Any, consumer), not_reading=None)
     assert consumer.rewinds == [(P0, 609)]
 
 
@@ -207,7 +222,7 @@ async def test_a_read_that_fails_because_the_consumer_stops_is_not_warned_of(
     consumer.should_stop = True
     consumer.broker = RuntimeError("Event loop is closed")
     with caplog.at_level(logging.WARNING, logger="stream.monitor"):
-        await rewinder.read_committed(cast(Any, consumer))
+        await rewinder.read_offsets(cast(Any, consumer))
     assert "committed offsets unreadable" not in caplog.text
 
 
@@ -215,12 +230,58 @@ async def test_the_rewinder_judges_nothing_while_the_worker_is_not_reading() -> 
     clock, metrics = Clock(), StreamMetrics.create()
     consumer = Consumer({P0: 1600}, believed={P0: 1600}, broker={P0: 609})
     rewinder = StallRewinder(StallWatch(AFTER_S, clock), metrics.partition_rewinds, "events")
-    await rewinder.read_committed(cast(Any, consumer))
+    await rewinder.read_offsets(cast(Any, consumer))
     for _ in range(5):  # a long table recovery: the wait never starts
-        rewinder.check(cast(Any, consumer), reading=False)
+        rewinder.check(cast(Any, consumer), not_reading="rebalancing")
         clock.now += AFTER_S
-    rewinder.check(cast(Any, consumer), reading=True)
+    rewinder.check(cast(Any, consumer), not_reading=None)
     assert consumer.rewinds == []
     clock.now += AFTER_S
-    rewinder.check(cast(Any, consumer), reading=True)
+    rewinder.check(cast(Any, consumer), not_reading=None)
     assert consumer.rewinds == [(P0, 609)]
+
+
+async def test_a_partition_the_consumer_no_longer_fetches_is_judged_by_the_end_the_broker_gives(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    clock, metrics = Clock(), StreamMetrics.create()
+    # The last fetch saw the partition end at 2045, everything to there is committed, and no
+    # fetch came since: by the consumer's own view there is no backlog at all.
+    consumer = Consumer({P0: 2045}, believed={P0: 2045}, broker={P0: 2045}, ends={P0: 3200})
+    rewinder = StallRewinder(StallWatch(AFTER_S, clock), metrics.partition_rewinds, "events")
+    await rewinder.read_offsets(cast(Any, consumer))
+    rewinder.check(cast(Any, consumer), not_reading=None)
+    clock.now += AFTER_S
+    with caplog.at_level(logging.WARNING, logger="stream.monitor"):
+        rewinder.check(cast(Any, consumer), not_reading=None)
+    assert consumer.rewinds == [(P0, 2045)]
+    assert "events[0]: 1155 records past the committed offset 2045" in caplog.text
+    assert "fetch: fetched, highwater 2045 as last fetched" in caplog.text
+
+
+async def test_a_wait_not_followed_by_a_rewind_says_why_once(caplog: pytest.LogCaptureFixture) -> None:
+    clock, metrics = Clock(), StreamMetrics.create()
+    consumer = Consumer({P0: 1600}, believed={P0: 609}, broker={P0: 609})
+    consumer.unacked = [SimpleNamespace(topic="events", partition=0, acked=False)] * 16
+    rewinder = StallRewinder(StallWatch(AFTER_S, clock), metrics.partition_rewinds, "events")
+    await rewinder.read_offsets(cast(Any, consumer))
+    with caplog.at_level(logging.INFO, logger="stream.monitor"):
+        rewinder.check(cast(Any, consumer), not_reading=None)
+        for _ in range(3):  # a batch waits on Triton past the wait
+            clock.now += AFTER_S
+            rewinder.check(cast(Any, consumer), not_reading=None)
+    assert consumer.rewinds == []
+    assert caplog.text.count("but 16 events are in flight") == 1
+
+    caplog.clear()
+    with caplog.at_level(logging.INFO, logger="stream.monitor"):
+        for _ in range(7):  # a table recovery of three waits and a half
+            rewinder.check(cast(Any, consumer), not_reading="rebalancing, restoring the windows table")
+            clock.now += AFTER_S / 2
+    assert consumer.rewinds == []
+    told = [record.getMessage() for record in caplog.records]
+    assert told == [
+        f"events: 991 records wait behind the committed offsets; the worker has not read for {seconds} s: "
+        "rebalancing, restoring the windows table"
+        for seconds in (60, 120, 180)
+    ]

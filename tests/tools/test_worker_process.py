@@ -42,12 +42,15 @@ def test_a_worker_that_exits_ends_the_wait_with_its_log(
         worker.wait_assigned(timeout_s=30)
 
 
-def test_a_progress_line_sums_the_rewinds_of_every_partition_and_names_them_only_if_counted() -> None:
+def test_a_progress_line_sums_lag_and_rewinds_over_every_partition_and_names_them_only_if_shown() -> None:
     values = {
         "nextaction_events_consumed_total": 1220.0,
         'nextaction_partition_rewinds_total{partition="0",topic="events"}': 2.0,
         'nextaction_partition_rewinds_total{partition="1",topic="events"}': 1.0,
+        'nextaction_consumer_lag_records{partition="0",topic="events"}': 1155.0,
     }
-    assert _progress(values) == "events_consumed_total 1220, partition_rewinds_total 3"
+    assert _progress(values) == (
+        "events_consumed_total 1220, consumer_lag_records 1155, partition_rewinds_total 3"
+    )
     assert _progress({"nextaction_events_consumed_total": 5.0}) == "events_consumed_total 5"
     assert _progress({}) == "no metrics"
