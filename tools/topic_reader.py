@@ -66,13 +66,22 @@ def _read_to_end(consumer: KafkaConsumer, tp: TopicPartition) -> bool:
 
 
 def committed_offsets(
-    bootstrap: str, group: str, topic: str, partitions: int, security: KafkaSecurity = PLAINTEXT
+    bootstrap: str,
+    group: str,
+    topic: str,
+    partitions: int,
+    security: KafkaSecurity = PLAINTEXT,
+    timeout_s: float = 30.0,
 ) -> list[int]:
-    """The offset ``group`` has committed on each partition of ``topic`` (0 where none)."""
+    """The offset ``group`` has committed on each partition of ``topic`` (0 where none).
+    ``kafka.errors.KafkaTimeoutError`` when a partition's answer takes over ``timeout_s``."""
     consumer = KafkaConsumer(
         bootstrap_servers=bootstrap, group_id=group, enable_auto_commit=False, **security.client_kwargs()
     )
     try:
-        return [consumer.committed(TopicPartition(topic, p)) or 0 for p in range(partitions)]
+        return [
+            consumer.committed(TopicPartition(topic, p), timeout_ms=int(timeout_s * 1000)) or 0
+            for p in range(partitions)
+        ]
     finally:
         consumer.close()

@@ -9,6 +9,7 @@ all around."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import random
 import threading
 import time
@@ -20,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 import orjson
+from kafka.errors import KafkaTimeoutError
 
 from benchmarks.chaos.accounting import (
     Accounting,
@@ -47,6 +49,8 @@ _CLEAN_EXITS = (0, EXIT_SHUTDOWN_TIMED_OUT)
 _RSS_INTERVAL_S = 0.5
 _REWIND_WARNING = "records past the committed offset"  # stream.monitor's warning
 _SLOW_CATCH_UP_S = 30.0  # against a few seconds usually: what the workers were doing is noted
+_SLOW_READ_S = 5.0
+_READ_TIMEOUT_S = 15.0  # a read that hangs is given up and made again, within the wait's limit
 
 
 def log(message: str) -> None:
@@ -223,23 +227,32 @@ class Trial:
             self.settings.topic_events,
             self.settings.topic_partitions,
             security=self._security,
+            timeout_s=_READ_TIMEOUT_S,
         )
 
     def wait_caught_up(self, row: Row, timeout_s: float) -> None:
         """Until the group has committed every message sent: all of them delivered; if it does
         not happen in ``timeout_s``, the failure goes in ``row`` (the accounting then says what
         is missing). A worker that ends on its own meanwhile is a crash. A wait past
-        ``_SLOW_CATCH_UP_S`` is noted in ``row`` with the workers' progress at that moment."""
+        ``_SLOW_CATCH_UP_S`` is noted in ``row`` with the workers' progress at that moment, and
+        so is a read of the committed offsets slower than ``_SLOW_READ_S`` (a slow wait may be
+        the reader's, not the workers')."""
         ends = [self.sent[p] for p in range(self.settings.topic_partitions)]
         committed: list[int] = []
         started = time.monotonic()
         slow_noted = False
+        slowest_read_s = 0.0
 
         def caught_up() -> bool:
-            nonlocal slow_noted
+            nonlocal slow_noted, slowest_read_s
             self.note_crashes()
-            committed[:] = self.committed()
-            done = all(offset >= end for offset, end in zip(committed, ends, strict=True))
+            reading = time.monotonic()
+            with contextlib.suppress(KafkaTimeoutError):  # noted below as a slow read; read again
+                committed[:] = self.committed()
+            slowest_read_s = max(slowest_read_s, time.monotonic() - reading)
+            done = len(committed) == len(ends) and all(
+                offset >= end for offset, end in zip(committed, ends, strict=True)
+            )
             if not done and not slow_noted and time.monotonic() - started > _SLOW_CATCH_UP_S:
                 slow_noted = True
                 row.notes.append(
@@ -256,6 +269,8 @@ class Trial:
                 f"not all committed within {timeout_s:g} s: {committed} of {ends} per partition "
                 f"({self._live_progress()})",
             )
+        if slowest_read_s > _SLOW_READ_S:
+            row.notes.append(f"a read of the group's committed offsets took {slowest_read_s:.1f} s")
 
     def _live_progress(self) -> str:
         live = [worker for worker in self.workers if worker.process and worker.process.poll() is None]
