@@ -141,6 +141,15 @@ class LeanConsumer(faust_aiokafka.Consumer):
                 # Records below the read offset are skipped as delivered: it moves back too.
                 self._read_offset[tp] = offset or None
                 self._restart_acknowledgements(tp, offset)
+                self._fetch_again(tp)
+
+    def _fetch_again(self, tp: TP) -> None:
+        """A stalled partition may be one the fetcher left out: paused, or held back for a full
+        input buffer, and never let go. Neither holds by right here: the watch asks for a
+        rewind only while the worker reads (no rebalance, no recovery) and nothing of the
+        partition is in flight, so its input buffer holds none of it."""
+        self._buffered_partitions.discard(tp)
+        self.resume_partitions([tp])
 
     def _restart_acknowledgements(self, tp: TP, committed: int) -> None:
         """Faust ignores an acknowledgement below the offset it believes committed, and commits

@@ -6,7 +6,9 @@
   (inclusive) are judged stale the first time they are taken, as a delivery raced by a
   rebalance is: dropped unacknowledged, and never fetched again by themselves;
 - ``lose-commit``: the first commit of offset FAULTY_WORKER_LOST_COMMIT never reaches the
-  broker, yet is reported done, as Faust records a commit the coordinator refused.
+  broker, yet is reported done, as Faust records a commit the coordinator refused;
+- ``lose-buffer-drops``: every word that the input buffer has room again is lost, so a
+  partition its fullness took out of the fetch is never fetched again by itself.
 
 ``python -m faulty_worker worker``."""
 
@@ -22,7 +24,7 @@ from faust.types import TP, EventT
 from cli.main import main
 from stream.batches import EventReader
 from stream.inference import TritonScorer
-from stream.lean_transport import LeanConsumerThread
+from stream.lean_transport import LeanConsumer, LeanConsumerThread
 from stream.records import Window
 from stream.scored_batch import ScoredBatch
 
@@ -61,6 +63,10 @@ async def _commit_unless_lost(self: LeanConsumerThread, offsets: Mapping[TP, int
     return await _commit(self, offsets)
 
 
+def _lose_buffer_drop(self: LeanConsumer, tp: TP) -> None:
+    pass
+
+
 if __name__ == "__main__":
     defect = os.environ.get("FAULTY_WORKER_DEFECT", "score")
     if defect == "score":
@@ -69,6 +75,11 @@ if __name__ == "__main__":
         EventReader._is_current = _is_current_unless_lost  # type: ignore[method-assign]
     elif defect == "lose-commit":
         LeanConsumerThread._commit = _commit_unless_lost  # type: ignore[method-assign, assignment]
+    elif defect == "lose-buffer-drops":
+        LeanConsumer.on_buffer_drop = _lose_buffer_drop  # type: ignore[method-assign, assignment]
     else:
-        sys.exit(f"FAULTY_WORKER_DEFECT={defect!r}: expected score, lose-deliveries or lose-commit")
+        sys.exit(
+            f"FAULTY_WORKER_DEFECT={defect!r}: "
+            "expected score, lose-deliveries, lose-commit or lose-buffer-drops"
+        )
     sys.exit(main())

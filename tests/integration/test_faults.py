@@ -153,6 +153,42 @@ def test_a_commit_the_broker_never_got_is_noticed_and_the_partition_committed_to
     assert worker.stop() == 0
 
 
+def test_a_partition_the_fetcher_left_out_is_fetched_again_by_the_stall_watch(
+    worker_factory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    events = synthetic(users=20, seed=53)
+    budget = 64 * 1024
+    large = {**events[0], "event_id": "large", "context": {"blob": "x" * (budget * 2)}}
+    first = [event_message(large)] + [event_message(event) for event in events[: len(events) // 2]]
+    second = [event_message(event) for event in events[len(events) // 2 :]]
+    monkeypatch.setenv("PYTHONPATH", str(HERE))
+    monkeypatch.setenv("FAULTY_WORKER_DEFECT", "lose-buffer-drops")
+    worker = worker_factory(
+        "unfetched", module="faulty_worker", stall_rewind_after_s=3, input_buffer_max_bytes=budget
+    ).start()
+    worker.process.wait_assigned()
+
+    def committed() -> int:
+        settings = worker.settings
+        (offset,) = committed_offsets(settings.kafka_bootstrap, "unfetched", settings.topic_events, 1)
+        return offset
+
+    # The large message fills the input buffer, which takes the partition out of the fetch;
+    # the word that the buffer has room again is lost, so nothing fetches it again by itself,
+    # and the consumer's last fetch may know nothing of the records sent after it.
+    worker.produce(first)
+    wait_until(lambda: committed() == len(first), timeout_s=120, what="the first part committed")
+    worker.produce(second)
+    wait_until(lambda: committed() == len(first) + len(second), timeout_s=120, what="every event committed")
+    metrics = worker.process.metrics()
+    topic = worker.settings.topic_events
+    assert metrics[f'nextaction_partition_rewinds_total{{partition="0",topic="{topic}"}}'] >= 1
+    assert metrics["nextaction_agent_starts_total"] == 1
+    assert "reading again from" in worker.log.read_text()
+    assert "fetch: held back: the input buffer is full" in worker.log.read_text()
+    assert worker.stop() == 0
+
+
 def test_messages_larger_than_the_input_budget_pause_fetching_without_stalling_it(worker_factory) -> None:
     events = synthetic(users=20, seed=41)
     messages = [event_message(event) for event in events]
