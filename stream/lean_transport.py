@@ -92,10 +92,15 @@ class LeanConsumerThread(faust_aiokafka.AIOKafkaConsumerThread):
                     *(consumer.committed(TopicPartition(tp.topic, tp.partition)) for tp in partitions)
                 ),
                 self._highwaters(partitions),
+                return_exceptions=True,
             ),
             timeout_s,
         )
-        return BrokerOffsets(dict(zip(partitions, committed, strict=True)), dict(ends))
+        if isinstance(committed, BaseException):
+            raise committed
+        # Ends unknown (a leader moving, say) leave the watch with the consumer's own fetches.
+        known_ends = {} if isinstance(ends, BaseException) else dict(ends)
+        return BrokerOffsets(dict(zip(partitions, committed, strict=True)), known_ends)
 
 
 class LeanConsumer(faust_aiokafka.Consumer):
@@ -114,17 +119,22 @@ class LeanConsumer(faust_aiokafka.Consumer):
         ``TimeoutError`` past ``timeout_s``."""
         return await cast(LeanConsumerThread, self._thread).broker_offsets(partitions, timeout_s)
 
+    def held_back(self, tp: TP) -> bool:
+        """Faust took ``tp`` out of the fetch when the input buffer was full, and has not put
+        it back."""
+        return tp in self._buffered_partitions
+
     def fetch_state(self, tp: TP) -> str:
         """How the fetcher treats ``tp`` now, in words (for the stall watch's log)."""
         if tp in self._paused_partitions:
             state = "paused"
-        elif tp in self._buffered_partitions:
+        elif self.held_back(tp):
             state = "held back: the input buffer is full"
         elif tp not in self._get_active_partitions():
             state = "not fetched"
         else:
             state = "fetched"
-        return f"{state}, read to {self._read_offset[tp]}, highwater {self.highwater(tp)} as last fetched"
+        return f"{state}, read to {self._read_offset.get(tp)}, highwater {self.highwater(tp)} as last fetched"
 
     def request_rewind(self, tp: TP, offset: int) -> None:
         """Read ``tp`` again from ``offset``, the group's committed offset (:mod:`stream.stall_watch`).
@@ -132,8 +142,14 @@ class LeanConsumer(faust_aiokafka.Consumer):
         would be undone by the read offsets those records set."""
         self._rewinds[tp] = offset
 
+    async def on_partitions_revoked(self, revoked: set[TP]) -> None:
+        self._rewinds.clear()  # the rebalance seeks every partition kept to its committed offset
+        await super().on_partitions_revoked(revoked)
+
     async def _apply_rewinds(self) -> None:
         rewinds, self._rewinds = self._rewinds, {}
+        if self.app.rebalancing or self.app.in_recovery:
+            return  # asked for before the rebalance began: its own seek stands in for them
         assigned = self.assignment()
         for tp, offset in rewinds.items():
             if tp in assigned:
@@ -146,8 +162,8 @@ class LeanConsumer(faust_aiokafka.Consumer):
     def _fetch_again(self, tp: TP) -> None:
         """A stalled partition may be one the fetcher left out: paused, or held back for a full
         input buffer, and never let go. Neither holds by right here: the watch asks for a
-        rewind only while the worker reads (no rebalance, no recovery) and nothing of the
-        partition is in flight, so its input buffer holds none of it."""
+        rewind only while the worker reads (no rebalance, no recovery), and of a partition held
+        back only once the input buffer is empty (:class:`stream.monitor.StallRewinder`)."""
         self._buffered_partitions.discard(tp)
         self.resume_partitions([tp])
 

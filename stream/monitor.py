@@ -9,6 +9,7 @@ import collections
 import contextlib
 import logging
 from collections.abc import Iterable, Mapping
+from dataclasses import replace
 from typing import Any, Protocol, runtime_checkable
 
 import faust
@@ -99,6 +100,8 @@ class Rewindable(Protocol):
 
     def fetch_state(self, tp: TP) -> str: ...
 
+    def held_back(self, tp: TP) -> bool: ...
+
     def request_rewind(self, tp: TP, offset: int) -> None: ...
 
 
@@ -151,6 +154,15 @@ class StallRewinder:
             self._rewinds.labels(self._topic, str(progress.partition))
         if not isinstance(consumer, Rewindable):
             return
+        # A partition held back for a full input buffer waits by right while the buffer holds
+        # events of any partition (it is one buffer for all); once it holds none, the hold is stale.
+        buffered = sum(progress.in_flight for progress in owned)
+        owned = [
+            replace(progress, in_flight=buffered)
+            if consumer.held_back(TP(self._topic, progress.partition))
+            else progress
+            for progress in owned
+        ]
         verdict = self._watch.judge(owned, reading=not_reading is None)
         if verdict.not_reading_s is not None:
             log.info(

@@ -19,7 +19,7 @@ from typing import NamedTuple
 
 from faust.types import TP
 
-__all__ = ["BrokerOffsets", "PartitionProgress", "StallWatch", "Verdict"]
+__all__ = ["BrokerOffsets", "Judgement", "PartitionProgress", "StallWatch"]
 
 
 @dataclass(frozen=True)
@@ -49,10 +49,10 @@ class PartitionProgress:
         return max(0, self.highwater - self.committed)
 
 
-class Verdict(NamedTuple):
+class Judgement(NamedTuple):
     """What one look found: partitions to read again now; partitions that waited as long but
     have events in flight (once per wait); and, once per ``after_s`` while the worker does not
-    read over a backlog, for how long it has not."""
+    read over a backlog, for how long it has not (counted from the first look that saw both)."""
 
     stalled: list[PartitionProgress]
     held: list[PartitionProgress]
@@ -74,16 +74,16 @@ class StallWatch:
         self._waiting: dict[int, tuple[int | None, float, bool]] = {}
         self._not_reading: tuple[float, float] | None = None  # (since, last told)
 
-    def judge(self, partitions: Iterable[PartitionProgress], reading: bool) -> Verdict:
+    def judge(self, partitions: Iterable[PartitionProgress], reading: bool) -> Judgement:
         now = self._clock()
         backlogged = [progress for progress in partitions if progress.backlog]
         if not reading:
             self._waiting.clear()
-            if backlogged:
-                return Verdict([], [], self._not_reading_told(now))
+            if not backlogged:
+                self._not_reading = None
+                return Judgement([], [], None)
+            return Judgement([], [], self._not_reading_told(now))
         self._not_reading = None
-        if not reading:
-            return Verdict([], [], None)
         waiting: dict[int, tuple[int | None, float, bool]] = {}
         stalled: list[PartitionProgress] = []
         held: list[PartitionProgress] = []
@@ -100,7 +100,7 @@ class StallWatch:
                     told = True
             waiting[progress.partition] = (progress.committed, since, told)
         self._waiting = waiting
-        return Verdict(stalled, held, None)
+        return Judgement(stalled, held, None)
 
     def _not_reading_told(self, now: float) -> float | None:
         since, told = self._not_reading or (now, now)

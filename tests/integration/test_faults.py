@@ -25,6 +25,13 @@ def synthetic(users: int, seed: int) -> list[dict[str, Any]]:
     return generate_events(SyntheticConfig(n_users=users, mean_events_per_user=12, seed=seed))
 
 
+def committed(worker: Any) -> int:
+    """The offset the worker's consumer group has committed on its one input partition."""
+    settings = worker.settings
+    (offset,) = committed_offsets(settings.kafka_bootstrap, settings.app_id, settings.topic_events, 1)
+    return offset
+
+
 def test_hostile_messages_are_dead_lettered_and_every_users_newest_event_is_recommended_on(
     worker_factory,
 ) -> None:
@@ -75,13 +82,10 @@ def test_a_failed_batch_stops_the_worker_and_its_restart_loses_nothing(
     assert (tmp_path / "failed-once").exists()
     assert "stopping the worker: a batch failed (RuntimeError: injected defect)" in failing.log.read_text()
 
-    (committed,) = committed_offsets(
-        failing.settings.kafka_bootstrap, "failing", failing.settings.topic_events, 1
-    )
     # The first batch failed, so nothing was acknowledged: nothing may be committed either. The
     # restart then starts over a full partition with a changelog to restore and no commit, the
     # case where Faust used to drop the events fetched during its recovery.
-    assert committed == 0
+    assert committed(failing) == 0
 
     restarted = worker_factory("failing", module="faulty_worker", batch_max_events=16).start()
     restarted.wait_acknowledged(len(events))
@@ -104,14 +108,9 @@ def test_a_partition_whose_deliveries_were_lost_is_read_again_and_committed_to_i
     worker.process.wait_assigned()
     worker.produce([event_message(event) for event in events])
 
-    def committed() -> int:
-        settings = worker.settings
-        (offset,) = committed_offsets(settings.kafka_bootstrap, "losing", settings.topic_events, 1)
-        return offset
-
     # Without the rewind the commit stays at the first lost offset for good: it passes an
     # offset only once that event is acknowledged, so reaching the end means all were.
-    wait_until(lambda: committed() == len(events), timeout_s=120, what="every event committed")
+    wait_until(lambda: committed(worker) == len(events), timeout_s=120, what="every event committed")
     metrics = worker.process.metrics()
     topic = worker.settings.topic_events
     assert metrics[f'nextaction_partition_rewinds_total{{partition="0",topic="{topic}"}}'] >= 1
@@ -134,17 +133,12 @@ def test_a_commit_the_broker_never_got_is_noticed_and_the_partition_committed_to
     worker = worker_factory("uncommitted", module="faulty_worker", stall_rewind_after_s=3).start()
     worker.process.wait_assigned()
 
-    def committed() -> int:
-        settings = worker.settings
-        (offset,) = committed_offsets(settings.kafka_bootstrap, "uncommitted", settings.topic_events, 1)
-        return offset
-
     worker.produce([event_message(event) for event in first])
-    wait_until(lambda: committed() == len(first), timeout_s=120, what="the first half committed")
+    wait_until(lambda: committed(worker) == len(first), timeout_s=120, what="the first half committed")
     # The commit of the partition's end is lost: Faust takes it as done, and with no event
     # after it nothing would commit again. Only a watch of the broker's offset notices.
     worker.produce([event_message(event) for event in second])
-    wait_until(lambda: committed() == len(events), timeout_s=120, what="every event committed")
+    wait_until(lambda: committed(worker) == len(events), timeout_s=120, what="every event committed")
     metrics = worker.process.metrics()
     topic = worker.settings.topic_events
     assert metrics[f'nextaction_partition_rewinds_total{{partition="0",topic="{topic}"}}'] >= 1
@@ -168,18 +162,15 @@ def test_a_partition_the_fetcher_left_out_is_fetched_again_by_the_stall_watch(
     ).start()
     worker.process.wait_assigned()
 
-    def committed() -> int:
-        settings = worker.settings
-        (offset,) = committed_offsets(settings.kafka_bootstrap, "unfetched", settings.topic_events, 1)
-        return offset
-
     # The large message fills the input buffer, which takes the partition out of the fetch;
     # the word that the buffer has room again is lost, so nothing fetches it again by itself,
     # and the consumer's last fetch may know nothing of the records sent after it.
     worker.produce(first)
-    wait_until(lambda: committed() == len(first), timeout_s=120, what="the first part committed")
+    wait_until(lambda: committed(worker) == len(first), timeout_s=120, what="the first part committed")
     worker.produce(second)
-    wait_until(lambda: committed() == len(first) + len(second), timeout_s=120, what="every event committed")
+    wait_until(
+        lambda: committed(worker) == len(first) + len(second), timeout_s=120, what="every event committed"
+    )
     metrics = worker.process.metrics()
     topic = worker.settings.topic_events
     assert metrics[f'nextaction_partition_rewinds_total{{partition="0",topic="{topic}"}}'] >= 1

@@ -13,7 +13,7 @@ from faust.types import TP
 
 from stream.metrics import StreamMetrics
 from stream.monitor import StallRewinder, owned_progress
-from stream.stall_watch import BrokerOffsets, PartitionProgress, StallWatch, Verdict
+from stream.stall_watch import BrokerOffsets, Judgement, PartitionProgress, StallWatch
 from tests.stream.test_monitor import Consumer as MonitoredConsumer
 from tests.stream.test_monitor import by_partition
 
@@ -76,9 +76,9 @@ def test_a_partition_is_reported_only_at_a_moment_when_none_of_its_events_is_in_
     watch.judge([progress(0, 609, 1600)], reading=True)
     clock.now += AFTER_S
     waiting_batch = PartitionProgress(0, 609, 1600, in_flight=16)  # e.g. Triton out, fallback off
-    assert watch.judge([waiting_batch], reading=True) == Verdict([], [waiting_batch], None)
+    assert watch.judge([waiting_batch], reading=True) == Judgement([], [waiting_batch], None)
     clock.now += 1
-    assert watch.judge([waiting_batch], reading=True) == Verdict([], [], None)  # told once per wait
+    assert watch.judge([waiting_batch], reading=True) == Judgement([], [], None)  # told once per wait
     clock.now += 1
     assert stalled_partitions(watch, progress(0, 609, 1600)) == [0]  # the wait kept running
 
@@ -129,6 +129,7 @@ class Consumer(MonitoredConsumer):
         self.ends = fetched if ends is None else ends
         self.rewinds: list[tuple[TP, int]] = []
         self.should_stop = False
+        self.held: set[TP] = set()  # held back for a full input buffer
 
     async def broker_offsets(self, partitions: Iterable[TP], timeout_s: float) -> BrokerOffsets:
         if isinstance(self.broker, BaseException):
@@ -140,6 +141,9 @@ class Consumer(MonitoredConsumer):
 
     def fetch_state(self, tp: TP) -> str:
         return f"fetched, highwater {self.highwater(tp)} as last fetched"
+
+    def held_back(self, tp: TP) -> bool:
+        return tp in self.held
 
     def request_rewind(self, tp: TP, offset: int) -> None:
         self.rewinds.append((tp, offset))
@@ -285,3 +289,25 @@ async def test_a_wait_not_followed_by_a_rewind_says_why_once(caplog: pytest.LogC
         "rebalancing, restoring the windows table"
         for seconds in (60, 120, 180)
     ]
+
+
+async def test_a_partition_held_back_for_a_full_buffer_waits_while_the_buffer_holds_any_events(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    clock, metrics = Clock(), StreamMetrics.create()
+    consumer = Consumer({P0: 1600, P1: 900}, believed={P0: 609, P1: 500}, broker={P0: 609, P1: 500})
+    consumer.held = {P0}  # out of the fetch while partition 1's events fill the one buffer
+    consumer.unacked = [SimpleNamespace(topic="events", partition=1, acked=False)] * 40
+    rewinder = StallRewinder(StallWatch(AFTER_S, clock), metrics.partition_rewinds, "events")
+    await rewinder.read_offsets(cast(Any, consumer))
+    rewinder.check(cast(Any, consumer), not_reading=None)
+    clock.now += AFTER_S
+    with caplog.at_level(logging.INFO, logger="stream.monitor"):
+        rewinder.check(cast(Any, consumer), not_reading=None)
+    assert consumer.rewinds == []
+    assert "events[0]: 991 records wait behind the committed offset 609" in caplog.text
+    assert "but 40 events are in flight" in caplog.text
+    consumer.unacked = []  # the buffer emptied, yet the partition was never put back
+    clock.now += 1
+    rewinder.check(cast(Any, consumer), not_reading=None)
+    assert consumer.rewinds == [(P0, 609), (P1, 500)]
