@@ -149,6 +149,14 @@ class Consumer(MonitoredConsumer):
         self.rewinds.append((tp, offset))
 
 
+async def watching(consumer: Consumer, clock: Clock, metrics: StreamMetrics) -> StallRewinder:
+    """A rewinder over ``consumer`` that has read the broker's offsets and taken a first look."""
+    rewinder = StallRewinder(StallWatch(AFTER_S, clock), metrics.partition_rewinds, "events")
+    await rewinder.read_offsets(cast(Any, consumer))
+    rewinder.check(cast(Any, consumer), not_reading=None)
+    return rewinder
+
+
 def rewinds_counted(metrics: StreamMetrics) -> dict[str, float]:
     return by_partition(metrics, "nextaction_partition_rewinds_total")
 
@@ -162,9 +170,7 @@ async def test_the_rewinder_reads_a_stalled_partition_again_from_the_offset_the_
     clock, metrics = Clock(), StreamMetrics.create()
     # Faust believes both partitions committed to their end; the broker never got p0's commit.
     consumer = Consumer({P0: 1600, P1: 300}, believed={P0: 1600, P1: 300}, broker={P0: 609, P1: 300})
-    rewinder = StallRewinder(StallWatch(AFTER_S, clock), metrics.partition_rewinds, "events")
-    await rewinder.read_offsets(cast(Any, consumer))
-    rewinder.check(cast(Any, consumer), not_reading=None)
+    rewinder = await watching(consumer, clock, metrics)
     assert rewinds_counted(metrics) == {"0": 0, "1": 0}  # from the start: increase() sees the first
     clock.now += AFTER_S
     with caplog.at_level(logging.WARNING, logger="stream.monitor"):
@@ -177,9 +183,7 @@ async def test_the_rewinder_reads_a_stalled_partition_again_from_the_offset_the_
 async def test_a_commit_the_broker_took_restarts_the_wait() -> None:
     clock, metrics = Clock(), StreamMetrics.create()
     consumer = Consumer({P0: 1600}, believed={P0: 700}, broker={P0: 609})
-    rewinder = StallRewinder(StallWatch(AFTER_S, clock), metrics.partition_rewinds, "events")
-    await rewinder.read_offsets(cast(Any, consumer))
-    rewinder.check(cast(Any, consumer), not_reading=None)
+    rewinder = await watching(consumer, clock, metrics)
     clock.now += AFTER_S - 1
     consumer.broker = {P0: 700}
     await rewinder.read_offsets(cast(Any, consumer))
@@ -197,9 +201,7 @@ async def test_while_the_committed_offsets_cannot_be_read_nothing_is_judged(
 ) -> None:
     clock, metrics = Clock(), StreamMetrics.create()
     consumer = Consumer({P0: 1600}, believed={P0: 1600}, broker={P0: 609})
-    rewinder = StallRewinder(StallWatch(AFTER_S, clock), metrics.partition_rewinds, "events")
-    await rewinder.read_offsets(cast(Any, consumer))
-    rewinder.check(cast(Any, consumer), not_reading=None)
+    rewinder = await watching(consumer, clock, metrics)
     consumer.broker = ConnectionError("broker down")
     with caplog.at_level(logging.WARNING, logger="stream.monitor"):
         for _ in range(3):  # warned once, not at every read
@@ -252,9 +254,7 @@ async def test_a_partition_the_consumer_no_longer_fetches_is_judged_by_the_end_t
     # The last fetch saw the partition end at 2045, everything to there is committed, and no
     # fetch came since: by the consumer's own view there is no backlog at all.
     consumer = Consumer({P0: 2045}, believed={P0: 2045}, broker={P0: 2045}, ends={P0: 3200})
-    rewinder = StallRewinder(StallWatch(AFTER_S, clock), metrics.partition_rewinds, "events")
-    await rewinder.read_offsets(cast(Any, consumer))
-    rewinder.check(cast(Any, consumer), not_reading=None)
+    rewinder = await watching(consumer, clock, metrics)
     clock.now += AFTER_S
     with caplog.at_level(logging.WARNING, logger="stream.monitor"):
         rewinder.check(cast(Any, consumer), not_reading=None)
@@ -298,9 +298,7 @@ async def test_a_partition_held_back_for_a_full_buffer_waits_while_the_buffer_ho
     consumer = Consumer({P0: 1600, P1: 900}, believed={P0: 609, P1: 500}, broker={P0: 609, P1: 500})
     consumer.held = {P0}  # out of the fetch while partition 1's events fill the one buffer
     consumer.unacked = [SimpleNamespace(topic="events", partition=1, acked=False)] * 40
-    rewinder = StallRewinder(StallWatch(AFTER_S, clock), metrics.partition_rewinds, "events")
-    await rewinder.read_offsets(cast(Any, consumer))
-    rewinder.check(cast(Any, consumer), not_reading=None)
+    rewinder = await watching(consumer, clock, metrics)
     clock.now += AFTER_S
     with caplog.at_level(logging.INFO, logger="stream.monitor"):
         rewinder.check(cast(Any, consumer), not_reading=None)
