@@ -163,19 +163,20 @@ class StallRewinder:
             else progress
             for progress in owned
         ]
-        verdict = self._watch.judge(owned, reading=not_reading is None)
-        if verdict.not_reading_s is not None:
+        judgement = self._watch.judge(owned, reading=not_reading is None)
+        if judgement.not_reading_s is not None:
             log.info(
                 "%s: %d records wait behind the committed offsets; the worker has not read for %.0f s: %s",
                 self._topic,
                 sum(progress.backlog for progress in owned),
-                verdict.not_reading_s,
+                judgement.not_reading_s,
                 not_reading,
             )
-        for progress in verdict.held:
+        for progress in judgement.held:
             log.info(
                 "%s[%d]: %d records wait behind the committed offset %s with no commit for %.0f s, but %d "
-                "events are in flight (a batch waiting on Triton or the broker): not read again; fetch: %s",
+                "events are in flight (a batch waiting on Triton or the broker, or a full input buffer): "
+                "not read again; fetch: %s",
                 self._topic,
                 progress.partition,
                 progress.backlog,
@@ -184,7 +185,7 @@ class StallRewinder:
                 progress.in_flight,
                 consumer.fetch_state(TP(self._topic, progress.partition)),
             )
-        for progress in verdict.stalled:
+        for progress in judgement.stalled:
             committed = progress.committed
             assert committed is not None  # a partition with a backlog has a committed offset
             tp = TP(self._topic, progress.partition)
