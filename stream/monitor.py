@@ -8,7 +8,8 @@ from __future__ import annotations
 import collections
 import contextlib
 import logging
-from collections.abc import Iterable, Mapping
+import time
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import replace
 from typing import Any, Protocol, runtime_checkable
 
@@ -19,7 +20,7 @@ from mode import Service
 from prometheus_client import Counter, Gauge
 
 from stream.health import Health
-from stream.stall_watch import BrokerOffsets, PartitionProgress, StallWatch
+from stream.stall_watch import BrokerOffsets, PartitionProgress, StallWatch, later
 
 __all__ = ["ConsumerLag", "Monitor", "StallRewinder", "owned_progress"]
 
@@ -47,8 +48,20 @@ class ConsumerLag:
                 if following > self._next_offsets.get(message.partition, 0):
                     self._next_offsets[message.partition] = following
 
+    def acknowledged_to(self) -> Mapping[int, int]:
+        """Per partition, the offset after the last one acknowledged since this worker owns it."""
+        return self._next_offsets
+
+    def read_again(self, partition: int, offset: int) -> None:
+        """The partition is read again from ``offset``: what was acknowledged past it is to be
+        done again."""
+        self._next_offsets[partition] = offset
+
     def update(self, owned: Iterable[PartitionProgress]) -> None:
         lags: dict[int, int] = {}
+        owned = list(owned)
+        for partition in self._next_offsets.keys() - {progress.partition for progress in owned}:
+            del self._next_offsets[partition]  # revoked: what it acknowledged is no measure any more
         for progress in owned:
             if progress.highwater is None:  # not fetched since the assignment: unknown, not zero
                 continue
@@ -65,12 +78,17 @@ class ConsumerLag:
 
 
 def owned_progress(
-    consumer: ConsumerT, topic: str, committed: Mapping[TP, int | None], ends: Mapping[TP, int]
+    consumer: ConsumerT,
+    topic: str,
+    committed: Mapping[TP, int | None],
+    ends: Mapping[TP, int],
+    acknowledged: Mapping[int, int] | None = None,
 ) -> list[PartitionProgress]:
-    """The partitions of ``topic`` this worker owns: their ``committed`` offset, end (the later
-    of the consumer's last fetch and the broker's last answer in ``ends``: a partition no
-    longer fetched keeps its last highwater), events in flight (taken and not yet
-    acknowledged)."""
+    """The partitions of ``topic`` this worker owns: their ``committed`` offset (one absent is
+    unknown), end (the later of the consumer's last fetch and the broker's last answer in
+    ``ends``: a partition no longer fetched keeps its last highwater), events in flight (taken
+    and not yet acknowledged) and how far this worker ``acknowledged`` them, by partition."""
+    acknowledged = acknowledged or {}
     in_flight = collections.Counter(
         message.partition
         for message in list(consumer.unacked)
@@ -80,16 +98,14 @@ def owned_progress(
         PartitionProgress(
             tp.partition,
             committed.get(tp),
-            _later(consumer.highwater(tp), ends.get(tp)),
+            later(consumer.highwater(tp), ends.get(tp)),
             in_flight[tp.partition],
+            acknowledged.get(tp.partition),
+            known=tp in committed,
         )
-        for tp in consumer.assignment()
+        for tp in sorted(consumer.assignment())  # in order, so that what is logged reads in order
         if tp.topic == topic
     ]
-
-
-def _later(first: int | None, second: int | None) -> int | None:
-    return first if second is None else second if first is None else max(first, second)
 
 
 @runtime_checkable
@@ -114,15 +130,24 @@ def faust_committed(consumer: ConsumerT) -> Mapping[TP, int | None]:
 class StallRewinder:
     """Has the consumer read a stalled partition again from the group's committed offset, as
     the broker holds it: a commit the broker refused or never got is a stall like any other,
-    and so is a partition the consumer no longer fetches. What it does not read again although
+    and so is a partition the consumer no longer fetches, and a commit that creeps short of
+    what this worker acknowledged (as ``lag`` counts it). What it does not read again although
     the wait is over, it says why, at INFO."""
 
-    def __init__(self, watch: StallWatch, rewinds: Counter, topic: str) -> None:
+    def __init__(
+        self,
+        watch: StallWatch,
+        rewinds: Counter,
+        lag: ConsumerLag,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self._watch = watch
         self._rewinds = rewinds
-        self._topic = topic
+        self._lag = lag
+        self._topic = lag.topic
+        self._clock = clock
         self.offsets = BrokerOffsets()  # as last read
-        self._readable = True
+        self._unreadable: tuple[float, float] | None = None  # (since, last told)
 
     @property
     def read_every_s(self) -> float:
@@ -132,7 +157,8 @@ class StallRewinder:
 
     async def read_offsets(self, consumer: ConsumerT) -> None:
         """Read the owned partitions' committed offsets and ends from the broker. Until a read
-        succeeds again they are unknown, and a partition whose offset is unknown is not judged."""
+        succeeds again they are unknown, and a partition whose offset is unknown is not judged
+        (its wait goes on). A failure is told at once, then once per wait while reads fail."""
         if not isinstance(consumer, Rewindable):
             return
         owned = [tp for tp in consumer.assignment() if tp.topic == self._topic]
@@ -140,16 +166,32 @@ class StallRewinder:
             self.offsets = await consumer.broker_offsets(owned, self.read_every_s)
         except Exception as exc:  # any failure only leaves the offsets unknown; it is retried
             self.offsets = BrokerOffsets()
-            if self._readable and not consumer.should_stop:  # one cut short by a shutdown is no news
-                log.warning("%s: committed offsets unreadable (%r); the stall watch waits", self._topic, exc)
-            self._readable = False
+            if not consumer.should_stop:  # one cut short by a shutdown is no news
+                self._tell_unreadable(exc)
         else:
-            self._readable = True
+            self._unreadable = None
+
+    def _tell_unreadable(self, exc: Exception) -> None:
+        now = self._clock()
+        if self._unreadable is None:
+            self._unreadable = (now, now)
+        elif now - self._unreadable[1] >= self._watch.after_s:
+            self._unreadable = (self._unreadable[0], now)
+        else:
+            return
+        log.warning(
+            "%s: committed offsets unreadable for %.0f s (%r); the stall watch cannot judge meanwhile",
+            self._topic,
+            now - self._unreadable[0],
+            exc,
+        )
 
     def check(self, consumer: ConsumerT, not_reading: str | None) -> None:
         """``not_reading``: why the worker does not read its input now (a rebalance, a table
         recovery, a failure), or None while it does; meanwhile nothing is judged stalled."""
-        owned = owned_progress(consumer, self._topic, self.offsets.committed, self.offsets.ends)
+        owned = owned_progress(
+            consumer, self._topic, self.offsets.committed, self.offsets.ends, self._lag.acknowledged_to()
+        )
         for progress in owned:  # a series at 0 from the start, so that increase() sees the first
             self._rewinds.labels(self._topic, str(progress.partition))
         if not isinstance(consumer, Rewindable):
@@ -174,9 +216,9 @@ class StallRewinder:
             )
         for progress in judgement.held:
             log.info(
-                "%s[%d]: %d records wait behind the committed offset %s with no commit for %.0f s, but %d "
-                "events are in flight (a batch waiting on Triton or the broker, or a full input buffer): "
-                "not read again; fetch: %s",
+                "%s[%d]: %d records wait behind the committed offset %s with no commit (or none up to "
+                "what was acknowledged) for %.0f s, but %d events are in flight (a batch waiting on "
+                "Triton or the broker, or a full input buffer): not read again; fetch: %s",
                 self._topic,
                 progress.partition,
                 progress.backlog,
@@ -190,7 +232,8 @@ class StallRewinder:
             assert committed is not None  # a partition with a backlog has a committed offset
             tp = TP(self._topic, progress.partition)
             log.warning(
-                "%s[%d]: %d records past the committed offset %d and no commit for %.0f s: "
+                "%s[%d]: %d records past the committed offset %d and no commit (or none up to what "
+                "was acknowledged) for %.0f s: "
                 "reading again from %d (a stalled consumer; records after it may be published twice); "
                 "fetch: %s",
                 self._topic,
@@ -203,6 +246,7 @@ class StallRewinder:
             )
             self._rewinds.labels(self._topic, str(progress.partition)).inc()
             consumer.request_rewind(tp, committed)
+            self._lag.read_again(progress.partition, committed)
 
 
 class Monitor(Service):

@@ -1,12 +1,14 @@
-"""Input partitions whose backlog nobody reads: records past the group's committed offset and
-no commit for a while, although this worker owns the partition and its flow runs.
+"""Input partitions whose backlog nobody reads: records past the group's committed offset and,
+for a while, no commit or nothing more done of the partition, although this worker owns it and
+its flow runs.
 
 Faust's consumer skips every record below a partition's read offset, so a record dropped
 between its delivery and its processing (a rebalance or a table recovery racing the fetcher:
 docs/2026-11-29-reliability.md) is never read again. The commit cannot pass it, and the worker
 sits idle over a backlog until the next rebalance. Two such paths are fixed at their cause;
-this finds any other, and the monitor then reads the partition again from its committed
-offset (:class:`stream.monitor.Monitor`). Reading again is safe: the windows ignore an event
+this finds any other, and so a commit that stops or creeps short of what the worker
+acknowledged, and the monitor then reads the partition again from its committed offset
+(:class:`stream.monitor.Monitor`). Reading again is safe: the windows ignore an event
 they already hold, and every output record carries a watermark for consumers that drop replays.
 """
 
@@ -14,12 +16,12 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import NamedTuple
 
 from faust.types import TP
 
-__all__ = ["BrokerOffsets", "Judgement", "PartitionProgress", "StallWatch"]
+__all__ = ["BrokerOffsets", "Judgement", "PartitionProgress", "StallWatch", "later"]
 
 
 @dataclass(frozen=True)
@@ -34,19 +36,36 @@ class BrokerOffsets:
 @dataclass(frozen=True)
 class PartitionProgress:
     """An owned input partition: the group's committed offset (the next record to process;
-    None before the group's first commit), the partition's end (None while unknown), and its
-    events taken into a batch and not yet acknowledged."""
+    None before the group's first commit), the partition's end (None while unknown), its events
+    taken into a batch and not yet acknowledged, how far this worker has acknowledged it (the
+    offset after the last record acknowledged since it owns the partition; None: nothing), and
+    whether the broker's offsets were read (while they cannot be, a wait goes on unjudged)."""
 
     partition: int
     committed: int | None
     highwater: int | None
     in_flight: int = 0
+    acknowledged: int | None = None
+    known: bool = True
 
     @property
     def backlog(self) -> int:
         if self.committed is None or self.highwater is None:
             return 0  # unknown: a partition never committed is rewound on assignment instead
         return max(0, self.highwater - self.committed)
+
+    @property
+    def unacknowledged_commit(self) -> int | None:
+        """Where this worker's acknowledgements lie past the committed offset: the offset
+        the commit is due to reach (None: it has reached all there is)."""
+        if self.acknowledged is None or (self.committed is not None and self.acknowledged <= self.committed):
+            return None
+        return self.acknowledged
+
+
+def later(first: int | None, second: int | None) -> int | None:
+    """The greater offset of two, either of which may be unknown."""
+    return first if second is None else second if first is None else max(first, second)
 
 
 class Judgement(NamedTuple):
@@ -59,24 +78,56 @@ class Judgement(NamedTuple):
     not_reading_s: float | None
 
 
+@dataclass(frozen=True)
+class _Wait:
+    """A backlogged partition's two waits: for the committed offset to move, and for it to
+    reach what the worker had acknowledged when that wait began (``due``)."""
+
+    committed: int | None
+    committed_since: float
+    due: int | None
+    due_since: float
+    told: bool = False  # that it is held
+
+    @classmethod
+    def start(cls, progress: PartitionProgress, now: float) -> _Wait:
+        return cls(progress.committed, now, progress.unacknowledged_commit, now)
+
+    def seen(self, progress: PartitionProgress, now: float) -> _Wait:
+        committed_since = now if progress.committed != self.committed else self.committed_since
+        due, due_since = self.due, self.due_since
+        if due is None or (progress.committed is not None and progress.committed >= due):
+            due, due_since = progress.unacknowledged_commit, now
+        wait = _Wait(progress.committed, committed_since, due, due_since, self.told)
+        if wait.waited_s(now) < self.waited_s(now):  # a wait that starts over is told of anew
+            wait = replace(wait, told=False)
+        return wait
+
+    def waited_s(self, now: float) -> float:
+        """The longer of the two waits (the second counts only while something is due)."""
+        return now - (self.committed_since if self.due is None else min(self.committed_since, self.due_since))
+
+
 class StallWatch:
-    """Says which partitions have had a backlog and the same committed offset for ``after_s``
-    seconds, once per ``after_s`` while they stay so. A partition is reported only at a moment
-    when none of its events is in flight: a batch that waits (on the broker, or on Triton with
-    the fallback off) holds its commit back by right, and has an alert of its own. While the
-    worker is not reading (a rebalance, a table recovery) nothing waits: the wait starts when
-    it reads again."""
+    """Says which partitions have had a backlog for ``after_s`` seconds while the committed
+    offset stayed the same (records lost before processing: the commit cannot pass them; a
+    partition left out of the fetch), or stayed short of what this worker had acknowledged when
+    the wait began (a commit that creeps, or one that lands nowhere), once per ``after_s``
+    while they stay so. A partition is reported only at a moment when none of its
+    events is in flight: a batch that waits (on the broker, or on Triton with the fallback off)
+    holds its commit back by right, and has an alert of its own. While the worker is not
+    reading (a rebalance, a table recovery) nothing waits: the wait starts when it reads again."""
 
     def __init__(self, after_s: float, clock: Callable[[], float] = time.monotonic) -> None:
         self.after_s = after_s
         self._clock = clock
-        # partition -> (committed offset, since when the backlog has waited at it, held told)
-        self._waiting: dict[int, tuple[int | None, float, bool]] = {}
+        self._waiting: dict[int, _Wait] = {}  # by partition
         self._not_reading: tuple[float, float] | None = None  # (since, last told)
 
     def judge(self, partitions: Iterable[PartitionProgress], reading: bool) -> Judgement:
         now = self._clock()
-        backlogged = [progress for progress in partitions if progress.backlog]
+        partitions = list(partitions)
+        backlogged = [progress for progress in partitions if progress.known and progress.backlog]
         if not reading:
             self._waiting.clear()
             if not backlogged:
@@ -84,21 +135,27 @@ class StallWatch:
                 return Judgement([], [], None)
             return Judgement([], [], self._not_reading_told(now))
         self._not_reading = None
-        waiting: dict[int, tuple[int | None, float, bool]] = {}
+        waiting: dict[int, _Wait] = {}
         stalled: list[PartitionProgress] = []
         held: list[PartitionProgress] = []
-        for progress in backlogged:
-            committed, since, told = self._waiting.get(progress.partition, (progress.committed, now, False))
-            if committed != progress.committed:
-                since, told = now, False
-            elif now - since >= self.after_s:
+        for progress in partitions:
+            wait = self._waiting.get(progress.partition)
+            if not progress.known:  # the broker's offsets unread: the wait goes on, unjudged
+                if wait is not None:
+                    waiting[progress.partition] = wait
+                continue
+            if not progress.backlog:
+                continue
+            wait = _Wait.start(progress, now) if wait is None else wait.seen(progress, now)
+            if wait.waited_s(now) >= self.after_s:
                 if not progress.in_flight:
                     stalled.append(progress)
-                    since, told = now, False
-                elif not told:
+                    # Read again from the committed offset: nothing past it is due any more.
+                    wait = _Wait(progress.committed, now, None, now)
+                elif not wait.told:
                     held.append(progress)
-                    told = True
-            waiting[progress.partition] = (progress.committed, since, told)
+                    wait = replace(wait, told=True)
+            waiting[progress.partition] = wait
         self._waiting = waiting
         return Judgement(stalled, held, None)
 

@@ -269,11 +269,16 @@ class Trial:
                 f"not all committed within {timeout_s:g} s: {committed} of {ends} per partition "
                 f"({self._live_progress()})",
             )
+            for worker in self._live_workers():  # the table has no room for what they logged
+                log(f"{row.scenario}: the end of {worker.log_path.name}:\n{worker.log_tail()}")
         if slowest_read_s > _SLOW_READ_S:
             row.notes.append(f"a read of the group's committed offsets took {slowest_read_s:.1f} s")
 
+    def _live_workers(self) -> list[WorkerProcess]:
+        return [worker for worker in self.workers if worker.process and worker.process.poll() is None]
+
     def _live_progress(self) -> str:
-        live = [worker for worker in self.workers if worker.process and worker.process.poll() is None]
+        live = self._live_workers()
         progress = "; ".join(f"{worker.log_path.name}: {worker.progress()}" for worker in live)
         return f"live workers: {progress or 'none'}"
 

@@ -115,7 +115,7 @@ def test_a_partition_whose_deliveries_were_lost_is_read_again_and_committed_to_i
     topic = worker.settings.topic_events
     assert metrics[f'nextaction_partition_rewinds_total{{partition="0",topic="{topic}"}}'] >= 1
     assert metrics["nextaction_agent_starts_total"] == 1  # read again by the same worker, no restart
-    assert f"records past the committed offset {lost[0]} and no commit for 3 s" in worker.log.read_text()
+    assert f"records past the committed offset {lost[0]} and no commit" in worker.log.read_text()
     records = worker.read(worker.settings.topic_recommendations)
     newest = {event["user_id"]: event["event_id"] for event in events}
     assert set(newest.values()) <= {orjson.loads(record.value)["trigger_event_id"] for record in records}
@@ -143,7 +143,7 @@ def test_a_commit_the_broker_never_got_is_noticed_and_the_partition_committed_to
     topic = worker.settings.topic_events
     assert metrics[f'nextaction_partition_rewinds_total{{partition="0",topic="{topic}"}}'] >= 1
     assert metrics["nextaction_agent_starts_total"] == 1
-    assert "and no commit for 3 s: reading again from" in worker.log.read_text()
+    assert "was acknowledged) for 3 s: reading again from" in worker.log.read_text()
     assert worker.stop() == 0
 
 

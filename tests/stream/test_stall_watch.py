@@ -12,10 +12,10 @@ import pytest
 from faust.types import TP
 
 from stream.metrics import StreamMetrics
-from stream.monitor import StallRewinder, owned_progress
+from stream.monitor import ConsumerLag, StallRewinder, owned_progress
 from stream.stall_watch import BrokerOffsets, Judgement, PartitionProgress, StallWatch
 from tests.stream.test_monitor import Consumer as MonitoredConsumer
-from tests.stream.test_monitor import by_partition
+from tests.stream.test_monitor import acknowledged, by_partition
 
 pytestmark = pytest.mark.unit
 
@@ -70,6 +70,59 @@ def test_a_moving_commit_restarts_the_wait_and_a_partition_without_backlog_is_ne
     assert stalled_partitions(watch, busy, idle, never_committed, never_fetched) == [0]
 
 
+def test_a_commit_that_creeps_short_of_what_the_worker_acknowledged_is_stalled_after_the_wait() -> None:
+    clock = Clock()
+    watch = StallWatch(AFTER_S, clock)
+    # Everything to the end acknowledged; the group's offset moves a few records now and then.
+    assert stalled_partitions(watch, PartitionProgress(0, 3556, 4800, acknowledged=4800)) == []
+    for committed in (3568, 3580, 3600, 3621):
+        clock.now += AFTER_S / 5
+        assert stalled_partitions(watch, PartitionProgress(0, committed, 4800, acknowledged=4800)) == []
+    clock.now += AFTER_S / 5
+    assert stalled_partitions(watch, PartitionProgress(0, 3621, 4800, acknowledged=4800)) == [0]
+
+
+def test_a_commit_that_creeps_while_the_input_flows_is_stalled_after_the_wait() -> None:
+    clock = Clock()
+    watch = StallWatch(AFTER_S, clock)
+    for step in range(5):  # the worker acknowledges 300 records a step; the commit moves 5
+        creeping = PartitionProgress(0, 3556 + 5 * step, 5000 + 300 * step, acknowledged=4800 + 300 * step)
+        assert stalled_partitions(watch, creeping) == []
+        clock.now += AFTER_S / 5
+    assert stalled_partitions(watch, PartitionProgress(0, 3581, 6500, acknowledged=6300)) == [0]
+
+
+def test_a_worker_whose_commits_follow_its_acknowledgements_is_never_stalled() -> None:
+    clock = Clock()
+    watch = StallWatch(AFTER_S, clock)
+    for step in range(600):  # far behind, acknowledging as it goes; each commit a few seconds late
+        working = PartitionProgress(0, 100 * (step - step % 3), 1_000_000, acknowledged=100 * step + 50)
+        assert stalled_partitions(watch, working) == []
+        clock.now += 1
+
+
+def test_records_lost_under_load_stall_the_commit_while_the_worker_acknowledges_on() -> None:
+    clock = Clock()
+    watch = StallWatch(AFTER_S, clock)
+    for step in range(int(AFTER_S)):  # the commit waits at 609 for records the worker never got
+        working = PartitionProgress(0, 609, 2000 + step, acknowledged=1900 + step)
+        assert stalled_partitions(watch, working) == []
+        clock.now += 1
+    assert stalled_partitions(watch, PartitionProgress(0, 609, 2060, acknowledged=1960)) == [0]
+
+
+def test_a_partition_read_again_is_not_stalled_again_while_the_worker_works_through_it() -> None:
+    clock = Clock()
+    watch = StallWatch(AFTER_S, clock)
+    watch.judge([PartitionProgress(0, 3621, 4800, acknowledged=4800)], reading=True)
+    clock.now += AFTER_S
+    assert stalled_partitions(watch, PartitionProgress(0, 3621, 4800, acknowledged=4800)) == [0]
+    # Read again from 3621, more slowly than the wait: acknowledged and committed as it goes.
+    for done in range(3621, 4800, 100):
+        clock.now += AFTER_S / 4
+        assert stalled_partitions(watch, PartitionProgress(0, done, 4800, acknowledged=done + 50)) == []
+
+
 def test_a_partition_is_reported_only_at_a_moment_when_none_of_its_events_is_in_flight() -> None:
     clock = Clock()
     watch = StallWatch(AFTER_S, clock)
@@ -83,7 +136,7 @@ def test_a_partition_is_reported_only_at_a_moment_when_none_of_its_events_is_in_
     assert stalled_partitions(watch, progress(0, 609, 1600)) == [0]  # the wait kept running
 
 
-def test_in_flight_events_are_counted_per_owned_partition_of_the_topic() -> None:
+def test_in_flight_events_acknowledgements_and_unknown_offsets_are_told_per_owned_partition() -> None:
     consumer = MonitoredConsumer({TP("events", 0): 100, TP("events", 1): 50})
     consumer.unacked = [
         SimpleNamespace(topic="events", partition=0, acked=False),
@@ -92,11 +145,13 @@ def test_in_flight_events_are_counted_per_owned_partition_of_the_topic() -> None
         SimpleNamespace(topic="events", partition=1, acked=True),
         SimpleNamespace(topic="other", partition=1, acked=False),
     ]
-    owned = owned_progress(cast(Any, consumer), "events", {TP("events", 0): 90}, {})
-    assert sorted(owned, key=lambda p: p.partition) == [
-        PartitionProgress(0, 90, 100, in_flight=2),
-        PartitionProgress(1, None, 50, in_flight=0),
+    owned = owned_progress(cast(Any, consumer), "events", {TP("events", 0): 90}, {}, acknowledged={0: 95})
+    assert owned == [
+        PartitionProgress(0, 90, 100, in_flight=2, acknowledged=95),
+        PartitionProgress(1, None, 50, in_flight=0, known=False),  # the broker did not say
     ]
+    owned = owned_progress(cast(Any, consumer), "events", {TP("events", 0): 90, TP("events", 1): None}, {})
+    assert owned[1] == PartitionProgress(1, None, 50)  # the group never committed it
 
 
 def test_a_time_not_reading_or_a_revocation_forgets_the_wait() -> None:
@@ -149,9 +204,16 @@ class Consumer(MonitoredConsumer):
         self.rewinds.append((tp, offset))
 
 
-async def watching(consumer: Consumer, clock: Clock, metrics: StreamMetrics) -> StallRewinder:
+def rewinder_over(clock: Clock, metrics: StreamMetrics, lag: ConsumerLag | None = None) -> StallRewinder:
+    lag = lag or ConsumerLag(metrics.consumer_lag, "events")
+    return StallRewinder(StallWatch(AFTER_S, clock), metrics.partition_rewinds, lag, clock)
+
+
+async def watching(
+    consumer: Consumer, clock: Clock, metrics: StreamMetrics, lag: ConsumerLag | None = None
+) -> StallRewinder:
     """A rewinder over ``consumer`` that has read the broker's offsets and taken a first look."""
-    rewinder = StallRewinder(StallWatch(AFTER_S, clock), metrics.partition_rewinds, "events")
+    rewinder = rewinder_over(clock, metrics, lag)
     await rewinder.read_offsets(cast(Any, consumer))
     rewinder.check(cast(Any, consumer), not_reading=None)
     return rewinder
@@ -180,6 +242,18 @@ async def test_the_rewinder_reads_a_stalled_partition_again_from_the_offset_the_
     assert "events[0]: 991 records past the committed offset 609" in caplog.text
 
 
+async def test_a_rewind_counts_the_partition_acknowledged_only_to_where_it_is_read_again() -> None:
+    clock, metrics = Clock(), StreamMetrics.create()
+    lag = ConsumerLag(metrics.consumer_lag, "events")
+    consumer = Consumer({P0: 4800}, believed={P0: 4800}, broker={P0: 3621})
+    lag.acknowledged(acknowledged(0, 4799))
+    rewinder = await watching(consumer, clock, metrics, lag)
+    clock.now += AFTER_S
+    rewinder.check(cast(Any, consumer), not_reading=None)
+    assert consumer.rewinds == [(P0, 3621)]
+    assert lag.acknowledged_to() == {0: 3621}
+
+
 async def test_a_commit_the_broker_took_restarts_the_wait() -> None:
     clock, metrics = Clock(), StreamMetrics.create()
     consumer = Consumer({P0: 1600}, believed={P0: 700}, broker={P0: 609})
@@ -196,7 +270,7 @@ async def test_a_commit_the_broker_took_restarts_the_wait() -> None:
     assert consumer.rewinds == [(P0, 700)]
 
 
-async def test_while_the_committed_offsets_cannot_be_read_nothing_is_judged(
+async def test_while_the_committed_offsets_cannot_be_read_nothing_is_judged_and_the_wait_goes_on(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     clock, metrics = Clock(), StreamMetrics.create()
@@ -204,17 +278,19 @@ async def test_while_the_committed_offsets_cannot_be_read_nothing_is_judged(
     rewinder = await watching(consumer, clock, metrics)
     consumer.broker = ConnectionError("broker down")
     with caplog.at_level(logging.WARNING, logger="stream.monitor"):
-        for _ in range(3):  # warned once, not at every read
+        for _ in range(13):  # 65 s of reads every 5 s: told at once and once the wait is over
             await rewinder.read_offsets(cast(Any, consumer))
-    assert caplog.text.count("committed offsets unreadable") == 1
-    clock.now += AFTER_S
-    rewinder.check(cast(Any, consumer), not_reading=None)
-    assert consumer.rewinds == []
-    consumer.broker = {P0: 609}
+            rewinder.check(cast(Any, consumer), not_reading=None)
+            clock.now += 5
+    assert consumer.rewinds == []  # nothing known, nothing judged
+    told = [record.getMessage() for record in caplog.records]
+    assert told == [
+        f"events: committed offsets unreadable for {seconds} s (ConnectionError('broker down')); "
+        "the stall watch cannot judge meanwhile"
+        for seconds in (0, 60)
+    ]
+    consumer.broker = {P0: 609}  # where it was when the wait began, 65 s ago
     await rewinder.read_offsets(cast(Any, consumer))
-    rewinder.check(cast(Any, consumer), not_reading=None)  # the wait starts again from here
-    assert consumer.rewinds == []
-    clock.now += AFTER_S
     rewinder.check(cast(Any, consumer), not_reading=None)
     assert consumer.rewinds == [(P0, 609)]
 
@@ -224,7 +300,7 @@ async def test_a_read_that_fails_because_the_consumer_stops_is_not_warned_of(
 ) -> None:
     metrics = StreamMetrics.create()
     consumer = Consumer({P0: 1600}, believed={P0: 1600}, broker={P0: 609})
-    rewinder = StallRewinder(StallWatch(AFTER_S, Clock()), metrics.partition_rewinds, "events")
+    rewinder = rewinder_over(Clock(), metrics)
     consumer.should_stop = True
     consumer.broker = RuntimeError("Event loop is closed")
     with caplog.at_level(logging.WARNING, logger="stream.monitor"):
@@ -235,7 +311,7 @@ async def test_a_read_that_fails_because_the_consumer_stops_is_not_warned_of(
 async def test_the_rewinder_judges_nothing_while_the_worker_is_not_reading() -> None:
     clock, metrics = Clock(), StreamMetrics.create()
     consumer = Consumer({P0: 1600}, believed={P0: 1600}, broker={P0: 609})
-    rewinder = StallRewinder(StallWatch(AFTER_S, clock), metrics.partition_rewinds, "events")
+    rewinder = rewinder_over(clock, metrics)
     await rewinder.read_offsets(cast(Any, consumer))
     for _ in range(5):  # a long table recovery: the wait never starts
         rewinder.check(cast(Any, consumer), not_reading="rebalancing")
@@ -267,7 +343,7 @@ async def test_a_wait_not_followed_by_a_rewind_says_why_once(caplog: pytest.LogC
     clock, metrics = Clock(), StreamMetrics.create()
     consumer = Consumer({P0: 1600}, believed={P0: 609}, broker={P0: 609})
     consumer.unacked = [SimpleNamespace(topic="events", partition=0, acked=False)] * 16
-    rewinder = StallRewinder(StallWatch(AFTER_S, clock), metrics.partition_rewinds, "events")
+    rewinder = rewinder_over(clock, metrics)
     await rewinder.read_offsets(cast(Any, consumer))
     with caplog.at_level(logging.INFO, logger="stream.monitor"):
         rewinder.check(cast(Any, consumer), not_reading=None)
