@@ -107,7 +107,6 @@ def create_app(settings: Settings, metrics: StreamMetrics) -> StreamApp:
     app.on_partitions_revoked.connect(track_revocation)
     app.on_partitions_assigned.connect(track_assignment)
     app.on_rebalance_complete.connect(track_recovery)
-    lag = ConsumerLag(metrics.consumer_lag, settings.topic_events)
     return StreamApp(
         app=app,
         topics=declare_topics(app, settings),
@@ -116,18 +115,18 @@ def create_app(settings: Settings, metrics: StreamMetrics) -> StreamApp:
         outputs=OutputPublisher(app, settings),
         metrics=metrics,
         health=health,
-        lag=lag,
-        rewinder=stall_rewinder(settings, metrics, lag),
+        lag=ConsumerLag(metrics.consumer_lag, settings.topic_events),
+        rewinder=stall_rewinder(settings, metrics),
         presentation=presentation(settings),
         failure=failure,
     )
 
 
-def stall_rewinder(settings: Settings, metrics: StreamMetrics, lag: ConsumerLag) -> StallRewinder | None:
+def stall_rewinder(settings: Settings, metrics: StreamMetrics) -> StallRewinder | None:
     after_s = settings.stall_rewind_after_s
     if not after_s:
         return None
-    return StallRewinder(StallWatch(after_s), metrics.partition_rewinds, lag)
+    return StallRewinder(StallWatch(after_s), metrics.partition_rewinds, settings.topic_events)
 
 
 def presentation(settings: Settings) -> Presentation:

@@ -48,20 +48,8 @@ class ConsumerLag:
                 if following > self._next_offsets.get(message.partition, 0):
                     self._next_offsets[message.partition] = following
 
-    def acknowledged_to(self) -> Mapping[int, int]:
-        """Per partition, the offset after the last one acknowledged since this worker owns it."""
-        return self._next_offsets
-
-    def read_again(self, partition: int, offset: int) -> None:
-        """The partition is read again from ``offset``: what was acknowledged past it is to be
-        done again."""
-        self._next_offsets[partition] = offset
-
     def update(self, owned: Iterable[PartitionProgress]) -> None:
         lags: dict[int, int] = {}
-        owned = list(owned)
-        for partition in self._next_offsets.keys() - {progress.partition for progress in owned}:
-            del self._next_offsets[partition]  # revoked: what it acknowledged is no measure any more
         for progress in owned:
             if progress.highwater is None:  # not fetched since the assignment: unknown, not zero
                 continue
@@ -82,13 +70,13 @@ def owned_progress(
     topic: str,
     committed: Mapping[TP, int | None],
     ends: Mapping[TP, int],
-    acknowledged: Mapping[int, int] | None = None,
+    believed: Mapping[TP, int | None] | None = None,
 ) -> list[PartitionProgress]:
-    """The partitions of ``topic`` this worker owns: their ``committed`` offset (one absent is
-    unknown), end (the later of the consumer's last fetch and the broker's last answer in
-    ``ends``: a partition no longer fetched keeps its last highwater), events in flight (taken
-    and not yet acknowledged) and how far this worker ``acknowledged`` them, by partition."""
-    acknowledged = acknowledged or {}
+    """The partitions of ``topic`` this worker owns: their ``committed`` offset, end (the later
+    of the consumer's last fetch and the broker's last answer in ``ends``: a partition no
+    longer fetched keeps its last highwater), events in flight (taken and not yet
+    acknowledged) and the offset Faust ``believed`` committed, if given."""
+    believed = believed or {}
     in_flight = collections.Counter(
         message.partition
         for message in list(consumer.unacked)
@@ -100,8 +88,7 @@ def owned_progress(
             committed.get(tp),
             later(consumer.highwater(tp), ends.get(tp)),
             in_flight[tp.partition],
-            acknowledged.get(tp.partition),
-            known=tp in committed,
+            believed.get(tp),
         )
         for tp in sorted(consumer.assignment())  # in order, so that what is logged reads in order
         if tp.topic == topic
@@ -131,20 +118,15 @@ class StallRewinder:
     """Has the consumer read a stalled partition again from the group's committed offset, as
     the broker holds it: a commit the broker refused or never got is a stall like any other,
     and so is a partition the consumer no longer fetches, and a commit that creeps short of
-    what this worker acknowledged (as ``lag`` counts it). What it does not read again although
-    the wait is over, it says why, at INFO."""
+    what Faust believes it committed. What it does not read again although the wait is over,
+    it says why, at INFO."""
 
     def __init__(
-        self,
-        watch: StallWatch,
-        rewinds: Counter,
-        lag: ConsumerLag,
-        clock: Callable[[], float] = time.monotonic,
+        self, watch: StallWatch, rewinds: Counter, topic: str, clock: Callable[[], float] = time.monotonic
     ) -> None:
         self._watch = watch
         self._rewinds = rewinds
-        self._lag = lag
-        self._topic = lag.topic
+        self._topic = topic
         self._clock = clock
         self.offsets = BrokerOffsets()  # as last read
         self._unreadable: tuple[float, float] | None = None  # (since, last told)
@@ -189,9 +171,8 @@ class StallRewinder:
     def check(self, consumer: ConsumerT, not_reading: str | None) -> None:
         """``not_reading``: why the worker does not read its input now (a rebalance, a table
         recovery, a failure), or None while it does; meanwhile nothing is judged stalled."""
-        owned = owned_progress(
-            consumer, self._topic, self.offsets.committed, self.offsets.ends, self._lag.acknowledged_to()
-        )
+        read = self.offsets
+        owned = owned_progress(consumer, self._topic, read.committed, read.ends, faust_committed(consumer))
         for progress in owned:  # a series at 0 from the start, so that increase() sees the first
             self._rewinds.labels(self._topic, str(progress.partition))
         if not isinstance(consumer, Rewindable):
@@ -200,10 +181,12 @@ class StallRewinder:
         # events of any partition (it is one buffer for all); once it holds none, the hold is stale.
         buffered = sum(progress.in_flight for progress in owned)
         owned = [
-            replace(progress, in_flight=buffered)
-            if consumer.held_back(TP(self._topic, progress.partition))
-            else progress
-            for progress in owned
+            replace(
+                progress,
+                in_flight=buffered if consumer.held_back(tp) else progress.in_flight,
+                known=tp in read.committed,
+            )
+            for progress, tp in ((progress, TP(self._topic, progress.partition)) for progress in owned)
         ]
         judgement = self._watch.judge(owned, reading=not_reading is None)
         if judgement.not_reading_s is not None:
@@ -217,7 +200,7 @@ class StallRewinder:
         for progress in judgement.held:
             log.info(
                 "%s[%d]: %d records wait behind the committed offset %s with no commit (or none up to "
-                "what was acknowledged) for %.0f s, but %d events are in flight (a batch waiting on "
+                "what the worker committed) for %.0f s, but %d events are in flight (a batch waiting on "
                 "Triton or the broker, or a full input buffer): not read again; fetch: %s",
                 self._topic,
                 progress.partition,
@@ -233,7 +216,7 @@ class StallRewinder:
             tp = TP(self._topic, progress.partition)
             log.warning(
                 "%s[%d]: %d records past the committed offset %d and no commit (or none up to what "
-                "was acknowledged) for %.0f s: "
+                "the worker committed) for %.0f s: "
                 "reading again from %d (a stalled consumer; records after it may be published twice); "
                 "fetch: %s",
                 self._topic,
@@ -246,7 +229,6 @@ class StallRewinder:
             )
             self._rewinds.labels(self._topic, str(progress.partition)).inc()
             consumer.request_rewind(tp, committed)
-            self._lag.read_again(progress.partition, committed)
 
 
 class Monitor(Service):

@@ -6,8 +6,8 @@ Faust's consumer skips every record below a partition's read offset, so a record
 between its delivery and its processing (a rebalance or a table recovery racing the fetcher:
 docs/2026-11-29-reliability.md) is never read again. The commit cannot pass it, and the worker
 sits idle over a backlog until the next rebalance. Two such paths are fixed at their cause;
-this finds any other, and so a commit that stops or creeps short of what the worker
-acknowledged, and the monitor then reads the partition again from its committed offset
+this finds any other, and so a commit that stops or creeps short of what Faust believes it
+committed, and the monitor then reads the partition again from its committed offset
 (:class:`stream.monitor.Monitor`). Reading again is safe: the windows ignore an event
 they already hold, and every output record carries a watermark for consumers that drop replays.
 """
@@ -37,15 +37,15 @@ class BrokerOffsets:
 class PartitionProgress:
     """An owned input partition: the group's committed offset (the next record to process;
     None before the group's first commit), the partition's end (None while unknown), its events
-    taken into a batch and not yet acknowledged, how far this worker has acknowledged it (the
-    offset after the last record acknowledged since it owns the partition; None: nothing), and
-    whether the broker's offsets were read (while they cannot be, a wait goes on unjudged)."""
+    taken into a batch and not yet acknowledged, the offset Faust believes committed (what it
+    last sent, whatever the broker did with it), and whether the broker's offsets were read
+    (while they cannot be, the partition's wait stands still)."""
 
     partition: int
     committed: int | None
     highwater: int | None
     in_flight: int = 0
-    acknowledged: int | None = None
+    believed: int | None = None
     known: bool = True
 
     @property
@@ -55,12 +55,11 @@ class PartitionProgress:
         return max(0, self.highwater - self.committed)
 
     @property
-    def unacknowledged_commit(self) -> int | None:
-        """Where this worker's acknowledgements lie past the committed offset: the offset
-        the commit is due to reach (None: it has reached all there is)."""
-        if self.acknowledged is None or (self.committed is not None and self.acknowledged <= self.committed):
+    def unconfirmed(self) -> int | None:
+        """The offset Faust believes committed where the broker holds less (else None)."""
+        if self.believed is None or (self.committed is not None and self.believed <= self.committed):
             return None
-        return self.acknowledged
+        return self.believed
 
 
 def later(first: int | None, second: int | None) -> int | None:
@@ -81,27 +80,36 @@ class Judgement(NamedTuple):
 @dataclass(frozen=True)
 class _Wait:
     """A backlogged partition's two waits: for the committed offset to move, and for it to
-    reach what the worker had acknowledged when that wait began (``due``)."""
+    reach the offset Faust believed committed when that wait began (``due``). Both count only
+    the time the broker's offsets were known."""
 
     committed: int | None
     committed_since: float
     due: int | None
     due_since: float
+    seen_at: float
     told: bool = False  # that it is held
 
     @classmethod
     def start(cls, progress: PartitionProgress, now: float) -> _Wait:
-        return cls(progress.committed, now, progress.unacknowledged_commit, now)
+        return cls(progress.committed, now, progress.unconfirmed, now, now)
 
     def seen(self, progress: PartitionProgress, now: float) -> _Wait:
         committed_since = now if progress.committed != self.committed else self.committed_since
         due, due_since = self.due, self.due_since
         if due is None or (progress.committed is not None and progress.committed >= due):
-            due, due_since = progress.unacknowledged_commit, now
-        wait = _Wait(progress.committed, committed_since, due, due_since, self.told)
-        if wait.waited_s(now) < self.waited_s(now):  # a wait that starts over is told of anew
-            wait = replace(wait, told=False)
-        return wait
+            due, due_since = progress.unconfirmed, now
+        return _Wait(progress.committed, committed_since, due, due_since, now, self.told)
+
+    def unseen(self, now: float) -> _Wait:
+        """The offsets were not known: the time since the last look does not count."""
+        paused = now - self.seen_at
+        return replace(
+            self,
+            committed_since=self.committed_since + paused,
+            due_since=self.due_since + paused,
+            seen_at=now,
+        )
 
     def waited_s(self, now: float) -> float:
         """The longer of the two waits (the second counts only while something is due)."""
@@ -111,9 +119,10 @@ class _Wait:
 class StallWatch:
     """Says which partitions have had a backlog for ``after_s`` seconds while the committed
     offset stayed the same (records lost before processing: the commit cannot pass them; a
-    partition left out of the fetch), or stayed short of what this worker had acknowledged when
-    the wait began (a commit that creeps, or one that lands nowhere), once per ``after_s``
-    while they stay so. A partition is reported only at a moment when none of its
+    partition left out of the fetch), or stayed short of the offset Faust believed committed
+    when the wait began (a commit that creeps, or one that lands nowhere), once per
+    ``after_s`` while they stay so. Time while the broker's offsets cannot be read does not
+    count. A partition is reported only at a moment when none of its
     events is in flight: a batch that waits (on the broker, or on Triton with the fallback off)
     holds its commit back by right, and has an alert of its own. While the worker is not
     reading (a rebalance, a table recovery) nothing waits: the wait starts when it reads again."""
@@ -140,21 +149,22 @@ class StallWatch:
         held: list[PartitionProgress] = []
         for progress in partitions:
             wait = self._waiting.get(progress.partition)
-            if not progress.known:  # the broker's offsets unread: the wait goes on, unjudged
+            if not progress.known:  # the broker's offsets unread: the wait stands still
                 if wait is not None:
-                    waiting[progress.partition] = wait
+                    waiting[progress.partition] = wait.unseen(now)
                 continue
             if not progress.backlog:
                 continue
             wait = _Wait.start(progress, now) if wait is None else wait.seen(progress, now)
-            if wait.waited_s(now) >= self.after_s:
-                if not progress.in_flight:
-                    stalled.append(progress)
-                    # Read again from the committed offset: nothing past it is due any more.
-                    wait = _Wait(progress.committed, now, None, now)
-                elif not wait.told:
-                    held.append(progress)
-                    wait = replace(wait, told=True)
+            if wait.waited_s(now) < self.after_s:
+                wait = replace(wait, told=False)  # a new wait: its hold is told anew
+            elif not progress.in_flight:
+                stalled.append(progress)
+                # Read again from the committed offset, where Faust's belief is set back to.
+                wait = _Wait(progress.committed, now, None, now, now)
+            elif not wait.told:
+                held.append(progress)
+                wait = replace(wait, told=True)
             waiting[progress.partition] = wait
         self._waiting = waiting
         return Judgement(stalled, held, None)

@@ -143,7 +143,7 @@ def test_a_commit_the_broker_never_got_is_noticed_and_the_partition_committed_to
     topic = worker.settings.topic_events
     assert metrics[f'nextaction_partition_rewinds_total{{partition="0",topic="{topic}"}}'] >= 1
     assert metrics["nextaction_agent_starts_total"] == 1
-    assert "was acknowledged) for 3 s: reading again from" in worker.log.read_text()
+    assert "the worker committed) for 3 s: reading again from" in worker.log.read_text()
     assert worker.stop() == 0
 
 

@@ -12,10 +12,10 @@ import pytest
 from faust.types import TP
 
 from stream.metrics import StreamMetrics
-from stream.monitor import ConsumerLag, StallRewinder, owned_progress
+from stream.monitor import StallRewinder, owned_progress
 from stream.stall_watch import BrokerOffsets, Judgement, PartitionProgress, StallWatch
 from tests.stream.test_monitor import Consumer as MonitoredConsumer
-from tests.stream.test_monitor import acknowledged, by_partition
+from tests.stream.test_monitor import by_partition
 
 pytestmark = pytest.mark.unit
 
@@ -74,29 +74,29 @@ def test_a_commit_that_creeps_short_of_what_the_worker_acknowledged_is_stalled_a
     clock = Clock()
     watch = StallWatch(AFTER_S, clock)
     # Everything to the end acknowledged; the group's offset moves a few records now and then.
-    assert stalled_partitions(watch, PartitionProgress(0, 3556, 4800, acknowledged=4800)) == []
+    assert stalled_partitions(watch, PartitionProgress(0, 3556, 4800, believed=4800)) == []
     for committed in (3568, 3580, 3600, 3621):
         clock.now += AFTER_S / 5
-        assert stalled_partitions(watch, PartitionProgress(0, committed, 4800, acknowledged=4800)) == []
+        assert stalled_partitions(watch, PartitionProgress(0, committed, 4800, believed=4800)) == []
     clock.now += AFTER_S / 5
-    assert stalled_partitions(watch, PartitionProgress(0, 3621, 4800, acknowledged=4800)) == [0]
+    assert stalled_partitions(watch, PartitionProgress(0, 3621, 4800, believed=4800)) == [0]
 
 
 def test_a_commit_that_creeps_while_the_input_flows_is_stalled_after_the_wait() -> None:
     clock = Clock()
     watch = StallWatch(AFTER_S, clock)
     for step in range(5):  # the worker acknowledges 300 records a step; the commit moves 5
-        creeping = PartitionProgress(0, 3556 + 5 * step, 5000 + 300 * step, acknowledged=4800 + 300 * step)
+        creeping = PartitionProgress(0, 3556 + 5 * step, 5000 + 300 * step, believed=4800 + 300 * step)
         assert stalled_partitions(watch, creeping) == []
         clock.now += AFTER_S / 5
-    assert stalled_partitions(watch, PartitionProgress(0, 3581, 6500, acknowledged=6300)) == [0]
+    assert stalled_partitions(watch, PartitionProgress(0, 3581, 6500, believed=6300)) == [0]
 
 
 def test_a_worker_whose_commits_follow_its_acknowledgements_is_never_stalled() -> None:
     clock = Clock()
     watch = StallWatch(AFTER_S, clock)
     for step in range(600):  # far behind, acknowledging as it goes; each commit a few seconds late
-        working = PartitionProgress(0, 100 * (step - step % 3), 1_000_000, acknowledged=100 * step + 50)
+        working = PartitionProgress(0, 100 * (step - step % 3), 1_000_000, believed=100 * step + 50)
         assert stalled_partitions(watch, working) == []
         clock.now += 1
 
@@ -105,22 +105,22 @@ def test_records_lost_under_load_stall_the_commit_while_the_worker_acknowledges_
     clock = Clock()
     watch = StallWatch(AFTER_S, clock)
     for step in range(int(AFTER_S)):  # the commit waits at 609 for records the worker never got
-        working = PartitionProgress(0, 609, 2000 + step, acknowledged=1900 + step)
+        working = PartitionProgress(0, 609, 2000 + step, believed=1900 + step)
         assert stalled_partitions(watch, working) == []
         clock.now += 1
-    assert stalled_partitions(watch, PartitionProgress(0, 609, 2060, acknowledged=1960)) == [0]
+    assert stalled_partitions(watch, PartitionProgress(0, 609, 2060, believed=1960)) == [0]
 
 
 def test_a_partition_read_again_is_not_stalled_again_while_the_worker_works_through_it() -> None:
     clock = Clock()
     watch = StallWatch(AFTER_S, clock)
-    watch.judge([PartitionProgress(0, 3621, 4800, acknowledged=4800)], reading=True)
+    watch.judge([PartitionProgress(0, 3621, 4800, believed=4800)], reading=True)
     clock.now += AFTER_S
-    assert stalled_partitions(watch, PartitionProgress(0, 3621, 4800, acknowledged=4800)) == [0]
+    assert stalled_partitions(watch, PartitionProgress(0, 3621, 4800, believed=4800)) == [0]
     # Read again from 3621, more slowly than the wait: acknowledged and committed as it goes.
     for done in range(3621, 4800, 100):
         clock.now += AFTER_S / 4
-        assert stalled_partitions(watch, PartitionProgress(0, done, 4800, acknowledged=done + 50)) == []
+        assert stalled_partitions(watch, PartitionProgress(0, done, 4800, believed=done + 50)) == []
 
 
 def test_a_partition_is_reported_only_at_a_moment_when_none_of_its_events_is_in_flight() -> None:
@@ -136,7 +136,22 @@ def test_a_partition_is_reported_only_at_a_moment_when_none_of_its_events_is_in_
     assert stalled_partitions(watch, progress(0, 609, 1600)) == [0]  # the wait kept running
 
 
-def test_in_flight_events_acknowledgements_and_unknown_offsets_are_told_per_owned_partition() -> None:
+def test_a_held_partition_whose_commit_creeps_is_told_once_per_wait() -> None:
+    clock = Clock()
+    watch = StallWatch(AFTER_S, clock)
+
+    def held_at(committed: int) -> PartitionProgress:
+        return PartitionProgress(0, committed, 4800, in_flight=16, believed=4800)
+
+    watch.judge([held_at(3556)], reading=True)
+    clock.now += AFTER_S
+    assert watch.judge([held_at(3556)], reading=True).held == [held_at(3556)]
+    for committed in (3568, 3580, 3600):  # each move restarts one wait; the other goes on
+        clock.now += 10
+        assert watch.judge([held_at(committed)], reading=True).held == []
+
+
+def test_in_flight_events_and_faust_s_belief_are_told_per_owned_partition() -> None:
     consumer = MonitoredConsumer({TP("events", 0): 100, TP("events", 1): 50})
     consumer.unacked = [
         SimpleNamespace(topic="events", partition=0, acked=False),
@@ -145,13 +160,11 @@ def test_in_flight_events_acknowledgements_and_unknown_offsets_are_told_per_owne
         SimpleNamespace(topic="events", partition=1, acked=True),
         SimpleNamespace(topic="other", partition=1, acked=False),
     ]
-    owned = owned_progress(cast(Any, consumer), "events", {TP("events", 0): 90}, {}, acknowledged={0: 95})
+    owned = owned_progress(cast(Any, consumer), "events", {TP("events", 0): 90}, {}, {TP("events", 0): 95})
     assert owned == [
-        PartitionProgress(0, 90, 100, in_flight=2, acknowledged=95),
-        PartitionProgress(1, None, 50, in_flight=0, known=False),  # the broker did not say
+        PartitionProgress(0, 90, 100, in_flight=2, believed=95),
+        PartitionProgress(1, None, 50, in_flight=0),
     ]
-    owned = owned_progress(cast(Any, consumer), "events", {TP("events", 0): 90, TP("events", 1): None}, {})
-    assert owned[1] == PartitionProgress(1, None, 50)  # the group never committed it
 
 
 def test_a_time_not_reading_or_a_revocation_forgets_the_wait() -> None:
@@ -204,16 +217,13 @@ class Consumer(MonitoredConsumer):
         self.rewinds.append((tp, offset))
 
 
-def rewinder_over(clock: Clock, metrics: StreamMetrics, lag: ConsumerLag | None = None) -> StallRewinder:
-    lag = lag or ConsumerLag(metrics.consumer_lag, "events")
-    return StallRewinder(StallWatch(AFTER_S, clock), metrics.partition_rewinds, lag, clock)
+def rewinder_over(clock: Clock, metrics: StreamMetrics) -> StallRewinder:
+    return StallRewinder(StallWatch(AFTER_S, clock), metrics.partition_rewinds, "events", clock)
 
 
-async def watching(
-    consumer: Consumer, clock: Clock, metrics: StreamMetrics, lag: ConsumerLag | None = None
-) -> StallRewinder:
+async def watching(consumer: Consumer, clock: Clock, metrics: StreamMetrics) -> StallRewinder:
     """A rewinder over ``consumer`` that has read the broker's offsets and taken a first look."""
-    rewinder = rewinder_over(clock, metrics, lag)
+    rewinder = rewinder_over(clock, metrics)
     await rewinder.read_offsets(cast(Any, consumer))
     rewinder.check(cast(Any, consumer), not_reading=None)
     return rewinder
@@ -242,16 +252,24 @@ async def test_the_rewinder_reads_a_stalled_partition_again_from_the_offset_the_
     assert "events[0]: 991 records past the committed offset 609" in caplog.text
 
 
-async def test_a_rewind_counts_the_partition_acknowledged_only_to_where_it_is_read_again() -> None:
+async def test_a_broker_offset_that_creeps_short_of_faust_s_belief_is_read_again_after_the_wait(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
     clock, metrics = Clock(), StreamMetrics.create()
-    lag = ConsumerLag(metrics.consumer_lag, "events")
-    consumer = Consumer({P0: 4800}, believed={P0: 4800}, broker={P0: 3621})
-    lag.acknowledged(acknowledged(0, 4799))
-    rewinder = await watching(consumer, clock, metrics, lag)
-    clock.now += AFTER_S
-    rewinder.check(cast(Any, consumer), not_reading=None)
+    # Faust believes the partition committed to its end; what reaches the broker creeps.
+    consumer = Consumer({P0: 4800}, believed={P0: 4800}, broker={P0: 3556})
+    rewinder = await watching(consumer, clock, metrics)
+    for committed in (3568, 3580, 3600, 3621):
+        clock.now += AFTER_S / 5
+        consumer.broker = {P0: committed}
+        await rewinder.read_offsets(cast(Any, consumer))
+        rewinder.check(cast(Any, consumer), not_reading=None)
+    assert consumer.rewinds == []
+    clock.now += AFTER_S / 5
+    with caplog.at_level(logging.WARNING, logger="stream.monitor"):
+        rewinder.check(cast(Any, consumer), not_reading=None)
     assert consumer.rewinds == [(P0, 3621)]
-    assert lag.acknowledged_to() == {0: 3621}
+    assert "events[0]: 1179 records past the committed offset 3621" in caplog.text
 
 
 async def test_a_commit_the_broker_took_restarts_the_wait() -> None:
@@ -270,18 +288,20 @@ async def test_a_commit_the_broker_took_restarts_the_wait() -> None:
     assert consumer.rewinds == [(P0, 700)]
 
 
-async def test_while_the_committed_offsets_cannot_be_read_nothing_is_judged_and_the_wait_goes_on(
+async def test_while_the_committed_offsets_cannot_be_read_the_wait_stands_still(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     clock, metrics = Clock(), StreamMetrics.create()
     consumer = Consumer({P0: 1600}, believed={P0: 1600}, broker={P0: 609})
     rewinder = await watching(consumer, clock, metrics)
+    clock.now += AFTER_S / 2
+    rewinder.check(cast(Any, consumer), not_reading=None)
     consumer.broker = ConnectionError("broker down")
     with caplog.at_level(logging.WARNING, logger="stream.monitor"):
         for _ in range(13):  # 65 s of reads every 5 s: told at once and once the wait is over
+            clock.now += 5
             await rewinder.read_offsets(cast(Any, consumer))
             rewinder.check(cast(Any, consumer), not_reading=None)
-            clock.now += 5
     assert consumer.rewinds == []  # nothing known, nothing judged
     told = [record.getMessage() for record in caplog.records]
     assert told == [
@@ -289,8 +309,12 @@ async def test_while_the_committed_offsets_cannot_be_read_nothing_is_judged_and_
         "the stall watch cannot judge meanwhile"
         for seconds in (0, 60)
     ]
-    consumer.broker = {P0: 609}  # where it was when the wait began, 65 s ago
+    consumer.broker = {P0: 609}  # where it was: the wait goes on from its 30 s, neither over nor anew
     await rewinder.read_offsets(cast(Any, consumer))
+    clock.now += AFTER_S / 2 - 1
+    rewinder.check(cast(Any, consumer), not_reading=None)
+    assert consumer.rewinds == []
+    clock.now += 1
     rewinder.check(cast(Any, consumer), not_reading=None)
     assert consumer.rewinds == [(P0, 609)]
 
