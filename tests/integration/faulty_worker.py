@@ -8,17 +8,23 @@
 - ``lose-commit``: the first commit of offset FAULTY_WORKER_LOST_COMMIT never reaches the
   broker, yet is reported done, as Faust records a commit the coordinator refused;
 - ``lose-buffer-drops``: every word that the input buffer has room again is lost, so a
-  partition its fullness took out of the fetch is never fetched again by itself.
+  partition its fullness took out of the fetch is never fetched again by itself;
+- ``creeping-commit``: the first commit of offset FAULTY_WORKER_LOST_COMMIT is reported done
+  but reaches the broker one record each 0.75 s, from the offset the broker held, until the
+  worker commits anything else: a commit that creeps while the worker believes it landed.
 
 ``python -m faulty_worker worker``."""
 
 from __future__ import annotations
 
+import asyncio
+import logging
 import os
 import sys
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
+from aiokafka import TopicPartition
 from faust.types import TP, EventT
 
 from cli.main import main
@@ -29,12 +35,15 @@ from stream.records import Window
 from stream.scored_batch import ScoredBatch
 
 _FAILING_CALL = 1
+_CREEP_EVERY_S = 0.75
 _score = TritonScorer.score
 _is_current = EventReader._is_current
 _commit = LeanConsumerThread._commit
 _calls = 0
 _dropped: set[int] = set()
 _lost_commits: list[Mapping[TP, int]] = []
+_creeping: list[asyncio.Future[None]] = []
+_creep_over: list[bool] = []
 
 
 async def _score_with_defect(self: TritonScorer, windows: Sequence[Window]) -> ScoredBatch:
@@ -67,6 +76,27 @@ def _lose_buffer_drop(self: LeanConsumer, tp: TP) -> None:
     pass
 
 
+async def _commit_creeping(self: LeanConsumerThread, offsets: Mapping[TP, int]) -> bool:
+    if _creeping:  # the worker commits again: the creeping commit is over, and lands first
+        _creep_over.append(True)
+        await _creeping[0]
+    elif int(os.environ["FAULTY_WORKER_LOST_COMMIT"]) in offsets.values():
+        # Runs on the consumer thread's own loop, like every commit.
+        _creeping.append(asyncio.ensure_future(_creep(self, offsets)))
+        return True
+    return await _commit(self, offsets)
+
+
+async def _creep(self: LeanConsumerThread, offsets: Mapping[TP, int]) -> None:
+    consumer = self._ensure_consumer()
+    reached = {tp: await consumer.committed(TopicPartition(tp.topic, tp.partition)) or 0 for tp in offsets}
+    while not _creep_over and any(reached[tp] < offset for tp, offset in offsets.items()):
+        await asyncio.sleep(_CREEP_EVERY_S)
+        reached = {tp: min(reached[tp] + 1, offset) for tp, offset in offsets.items()}
+        landed = await _commit(self, reached)
+        logging.getLogger(__name__).info("creeping commit of %s: %s", reached, landed)
+
+
 if __name__ == "__main__":
     defect = os.environ.get("FAULTY_WORKER_DEFECT", "score")
     if defect == "score":
@@ -77,9 +107,11 @@ if __name__ == "__main__":
         LeanConsumerThread._commit = _commit_unless_lost  # type: ignore[method-assign, assignment]
     elif defect == "lose-buffer-drops":
         LeanConsumer.on_buffer_drop = _lose_buffer_drop  # type: ignore[method-assign, assignment]
+    elif defect == "creeping-commit":
+        LeanConsumerThread._commit = _commit_creeping  # type: ignore[method-assign, assignment]
     else:
         sys.exit(
             f"FAULTY_WORKER_DEFECT={defect!r}: "
-            "expected score, lose-deliveries, lose-commit or lose-buffer-drops"
+            "expected score, lose-deliveries, lose-commit, lose-buffer-drops or creeping-commit"
         )
     sys.exit(main())

@@ -147,6 +147,31 @@ def test_a_commit_the_broker_never_got_is_noticed_and_the_partition_committed_to
     assert worker.stop() == 0
 
 
+def test_a_commit_that_creeps_short_of_what_the_worker_committed_is_read_again_to_its_end(
+    worker_factory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    events = synthetic(users=40, seed=59)
+    first, second = events[: len(events) // 2], events[len(events) // 2 :]
+    monkeypatch.setenv("PYTHONPATH", str(HERE))
+    monkeypatch.setenv("FAULTY_WORKER_DEFECT", "creeping-commit")
+    monkeypatch.setenv("FAULTY_WORKER_LOST_COMMIT", str(len(events)))
+    # The wait is longer than the creeping commit's steps, and than a batch and a commit take.
+    worker = worker_factory("creeping", module="faulty_worker", stall_rewind_after_s=10).start()
+    worker.process.wait_assigned()
+
+    worker.produce([event_message(event) for event in first])
+    wait_until(lambda: committed(worker) == len(first), timeout_s=120, what="the first half committed")
+    # The commit of the partition's end reaches the broker a record each 0.75 s (the second half
+    # would take three minutes): the group's offset moves all the time, yet stays short.
+    worker.produce([event_message(event) for event in second])
+    wait_until(lambda: committed(worker) == len(events), timeout_s=120, what="every event committed")
+    metrics = worker.process.metrics()
+    topic = worker.settings.topic_events
+    assert metrics[f'nextaction_partition_rewinds_total{{partition="0",topic="{topic}"}}'] >= 1
+    assert "up to what the worker committed) for 10 s: reading again from" in worker.log.read_text()
+    assert worker.stop() == 0
+
+
 def test_a_partition_the_fetcher_left_out_is_fetched_again_by_the_stall_watch(
     worker_factory, monkeypatch: pytest.MonkeyPatch
 ) -> None:
