@@ -32,6 +32,12 @@ def committed(worker: Any) -> int:
     return offset
 
 
+def rewinds(worker: Any) -> float:
+    """How often the worker read its one input partition again after a stall."""
+    topic = worker.settings.topic_events
+    return worker.process.metrics()[f'nextaction_partition_rewinds_total{{partition="0",topic="{topic}"}}']
+
+
 def test_hostile_messages_are_dead_lettered_and_every_users_newest_event_is_recommended_on(
     worker_factory,
 ) -> None:
@@ -111,10 +117,8 @@ def test_a_partition_whose_deliveries_were_lost_is_read_again_and_committed_to_i
     # Without the rewind the commit stays at the first lost offset for good: it passes an
     # offset only once that event is acknowledged, so reaching the end means all were.
     wait_until(lambda: committed(worker) == len(events), timeout_s=120, what="every event committed")
-    metrics = worker.process.metrics()
-    topic = worker.settings.topic_events
-    assert metrics[f'nextaction_partition_rewinds_total{{partition="0",topic="{topic}"}}'] >= 1
-    assert metrics["nextaction_agent_starts_total"] == 1  # read again by the same worker, no restart
+    assert rewinds(worker) >= 1
+    assert worker.process.metrics()["nextaction_agent_starts_total"] == 1  # the same worker read again
     assert f"records past the committed offset {lost[0]} and no commit" in worker.log.read_text()
     records = worker.read(worker.settings.topic_recommendations)
     newest = {event["user_id"]: event["event_id"] for event in events}
@@ -122,53 +126,38 @@ def test_a_partition_whose_deliveries_were_lost_is_read_again_and_committed_to_i
     assert worker.stop() == 0
 
 
-def test_a_commit_the_broker_never_got_is_noticed_and_the_partition_committed_to_its_end(
-    worker_factory, monkeypatch: pytest.MonkeyPatch
+@pytest.mark.parametrize(
+    ("defect", "seed", "stall_rewind_after_s"),
+    [
+        # The commit of the partition's end never reaches the broker.
+        ("lose-commit", 47, 3),
+        # It reaches the broker a record each 0.75 s (three minutes for the second half): the
+        # group's offset moves all the time, yet stays short. The wait is longer than those
+        # steps, and than a batch and a commit take.
+        ("creeping-commit", 59, 10),
+    ],
+)
+def test_a_commit_faust_takes_as_done_but_the_broker_lacks_is_noticed_and_committed_to_the_end(
+    defect: str, seed: int, stall_rewind_after_s: int, worker_factory, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    events = synthetic(users=40, seed=47)
+    events = synthetic(users=40, seed=seed)
     first, second = events[: len(events) // 2], events[len(events) // 2 :]
     monkeypatch.setenv("PYTHONPATH", str(HERE))
-    monkeypatch.setenv("FAULTY_WORKER_DEFECT", "lose-commit")
+    monkeypatch.setenv("FAULTY_WORKER_DEFECT", defect)
     monkeypatch.setenv("FAULTY_WORKER_LOST_COMMIT", str(len(events)))
-    worker = worker_factory("uncommitted", module="faulty_worker", stall_rewind_after_s=3).start()
+    worker = worker_factory(defect, module="faulty_worker", stall_rewind_after_s=stall_rewind_after_s).start()
     worker.process.wait_assigned()
 
     worker.produce([event_message(event) for event in first])
     wait_until(lambda: committed(worker) == len(first), timeout_s=120, what="the first half committed")
-    # The commit of the partition's end is lost: Faust takes it as done, and with no event
-    # after it nothing would commit again. Only a watch of the broker's offset notices.
+    # Faust takes the end's commit as done, and with no event after it nothing would commit
+    # again: only the stall watch's view of the broker notices.
     worker.produce([event_message(event) for event in second])
     wait_until(lambda: committed(worker) == len(events), timeout_s=120, what="every event committed")
-    metrics = worker.process.metrics()
-    topic = worker.settings.topic_events
-    assert metrics[f'nextaction_partition_rewinds_total{{partition="0",topic="{topic}"}}'] >= 1
-    assert metrics["nextaction_agent_starts_total"] == 1
-    assert "the worker committed) for 3 s: reading again from" in worker.log.read_text()
-    assert worker.stop() == 0
-
-
-def test_a_commit_that_creeps_short_of_what_the_worker_committed_is_read_again_to_its_end(
-    worker_factory, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    events = synthetic(users=40, seed=59)
-    first, second = events[: len(events) // 2], events[len(events) // 2 :]
-    monkeypatch.setenv("PYTHONPATH", str(HERE))
-    monkeypatch.setenv("FAULTY_WORKER_DEFECT", "creeping-commit")
-    monkeypatch.setenv("FAULTY_WORKER_LOST_COMMIT", str(len(events)))
-    # The wait is longer than the creeping commit's steps, and than a batch and a commit take.
-    worker = worker_factory("creeping", module="faulty_worker", stall_rewind_after_s=10).start()
-    worker.process.wait_assigned()
-
-    worker.produce([event_message(event) for event in first])
-    wait_until(lambda: committed(worker) == len(first), timeout_s=120, what="the first half committed")
-    # The commit of the partition's end reaches the broker a record each 0.75 s (the second half
-    # would take three minutes): the group's offset moves all the time, yet stays short.
-    worker.produce([event_message(event) for event in second])
-    wait_until(lambda: committed(worker) == len(events), timeout_s=120, what="every event committed")
-    metrics = worker.process.metrics()
-    topic = worker.settings.topic_events
-    assert metrics[f'nextaction_partition_rewinds_total{{partition="0",topic="{topic}"}}'] >= 1
-    assert "up to what the worker committed) for 10 s: reading again from" in worker.log.read_text()
+    assert rewinds(worker) >= 1
+    assert worker.process.metrics()["nextaction_agent_starts_total"] == 1
+    told = f"up to what the worker committed) for {stall_rewind_after_s} s: reading again from"
+    assert told in worker.log.read_text()
     assert worker.stop() == 0
 
 
@@ -196,10 +185,8 @@ def test_a_partition_the_fetcher_left_out_is_fetched_again_by_the_stall_watch(
     wait_until(
         lambda: committed(worker) == len(first) + len(second), timeout_s=120, what="every event committed"
     )
-    metrics = worker.process.metrics()
-    topic = worker.settings.topic_events
-    assert metrics[f'nextaction_partition_rewinds_total{{partition="0",topic="{topic}"}}'] >= 1
-    assert metrics["nextaction_agent_starts_total"] == 1
+    assert rewinds(worker) >= 1
+    assert worker.process.metrics()["nextaction_agent_starts_total"] == 1
     assert "reading again from" in worker.log.read_text()
     assert "fetch: held back: the input buffer is full" in worker.log.read_text()
     assert worker.stop() == 0
