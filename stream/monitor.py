@@ -180,14 +180,12 @@ class StallRewinder:
         # A partition held back for a full input buffer waits by right while the buffer holds
         # events of any partition (it is one buffer for all); once it holds none, the hold is stale.
         buffered = sum(progress.in_flight for progress in owned)
-        owned = [
-            replace(
-                progress,
-                in_flight=buffered if consumer.held_back(tp) else progress.in_flight,
-                known=tp in read.committed,
-            )
-            for progress, tp in ((progress, TP(self._topic, progress.partition)) for progress in owned)
-        ]
+        judged = []
+        for progress in owned:
+            tp = TP(self._topic, progress.partition)
+            in_flight = buffered if consumer.held_back(tp) else progress.in_flight
+            judged.append(replace(progress, in_flight=in_flight, known=tp in read.committed))
+        owned = judged
         judgement = self._watch.judge(owned, reading=not_reading is None)
         if judgement.not_reading_s is not None:
             log.info(

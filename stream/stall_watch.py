@@ -1,6 +1,6 @@
 """Input partitions whose backlog nobody reads: records past the group's committed offset and,
-for a while, no commit or nothing more done of the partition, although this worker owns it and
-its flow runs.
+for a while, no commit or none up to what Faust believes it committed, although this worker owns
+the partition and its flow runs.
 
 Faust's consumer skips every record below a partition's read offset, so a record dropped
 between its delivery and its processing (a rebalance or a table recovery racing the fetcher:
