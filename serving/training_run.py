@@ -73,11 +73,11 @@ def train_epoch(
     optimizer: torch.optim.Optimizer,
     config: TrainConfig,
     generator: torch.Generator,
-    loss_offset: torch.Tensor,
+    loss_offset: torch.Tensor | None,
     before_batch: Callable[[float], None],
 ) -> float:
-    """One pass over the samples; returns the mean item loss. ``loss_offset`` [V] is added to
-    the logits the item loss sees; ``before_batch`` gets the share of the epoch done."""
+    """One pass over the samples; returns the mean item loss. ``loss_offset`` [V], if any, is
+    added to the logits the item loss sees; ``before_batch`` gets the share of the epoch done."""
     model.train()
     total = 0.0
     batches = _batches(samples, config.batch_size, generator)
@@ -88,7 +88,9 @@ def train_epoch(
         # Full softmax over all items; the window's items are out as in serving, but for
         # the target itself where it repeats one of them.
         seen = items.masked_fill(items == targets.unsqueeze(1), PAD_INDEX)
-        logits = model.item_logits(hidden) + loss_offset
+        logits = model.item_logits(hidden)
+        if loss_offset is not None:
+            logits = logits + loss_offset
         next_actions, next_gaps = (torch.from_numpy(x) for x in samples.next_events(batch))
         item_loss = F.cross_entropy(model.exclude(logits, seen), targets)
         # The next-event heads learn from the detached state: the item loss alone shapes the trunk.
@@ -125,7 +127,11 @@ class TrainingRun:
         self.clock = clock
         self.started = clock()
         self.score = model_scorer(model, catalogue.vocab)
-        self.loss_offset = config.logit_adjustment * log_popularity(torch.from_numpy(catalogue.counts))
+        self.loss_offset = (
+            config.logit_adjustment * log_popularity(torch.from_numpy(catalogue.counts))
+            if config.logit_adjustment
+            else None
+        )
         self.optimizer = torch.optim.AdamW(
             model.parameters(), lr=config.learning_rate, weight_decay=config.weight_decay
         )
