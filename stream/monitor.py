@@ -185,8 +185,7 @@ class StallRewinder:
             tp = TP(self._topic, progress.partition)
             in_flight = buffered if consumer.held_back(tp) else progress.in_flight
             judged.append(replace(progress, in_flight=in_flight, known=tp in read.committed))
-        owned = judged
-        judgement = self._watch.judge(owned, reading=not_reading is None)
+        judgement = self._watch.judge(judged, reading=not_reading is None)
         if judgement.not_reading_s is not None:
             log.info(
                 "%s: %d records wait behind the committed offsets; the worker has not read for %.0f s: %s",
