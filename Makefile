@@ -4,37 +4,35 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint promtool kcat clean
+.PHONY: demo test lint debian-tools clean
 
 demo: $(STAMP)
 	$(BIN)/nextaction demo
 
 # One pytest process: under two xdist workers (`pytest -n 2`, faster for a developer) the
 # chaos test's consumer group stopped committing in 2 of 3 runs, an open question.
-test: $(STAMP) lint promtool kcat
+test: $(STAMP) lint debian-tools
 	$(BIN)/pytest --durations=40
 
-# promtool and prometheus (Debian's `prometheus` package) check the alert rules and scrape the
-# worker in the observability test. The package's service must not start: a Prometheus left on
-# 9090 (and the node exporter on 9100) would outlive the tests, so a policy-rc.d forbids it for
-# the install, unless the machine already has one.
-promtool:
-	@command -v promtool >/dev/null && command -v prometheus >/dev/null || { \
-		command -v apt-get >/dev/null || { echo "promtool and prometheus are missing and apt-get is not here: install Prometheus 2.x so both are on PATH"; exit 1; }; \
-		echo "installing Debian's prometheus package for promtool ..."; \
+# Tools the tests run that Python does not carry, from Debian, in one `apt-get update`:
+# - promtool and prometheus (package `prometheus`) check the alert rules and scrape the worker in
+#   the observability test. The package's service must not start: a Prometheus left on 9090 (and
+#   the node exporter on 9100) would outlive the tests, so a policy-rc.d forbids it for the
+#   install, unless the machine already has one.
+# - kcat is one of the clients tests/integration/test_clients.py runs against the pipeline (the
+#   test loads the newer librdkafka of the confluent-kafka wheel into it, since Debian's 2.0.2
+#   fails Tansu's ApiVersions handshake).
+debian-tools:
+	@missing=; \
+	command -v promtool >/dev/null && command -v prometheus >/dev/null || missing=" prometheus"; \
+	command -v kcat >/dev/null || missing="$$missing kcat"; \
+	[ -z "$$missing" ] || { \
+		command -v apt-get >/dev/null || { echo "missing:$$missing and apt-get is not here: install Prometheus 2.x (promtool, prometheus) and kcat so they are on PATH"; exit 1; }; \
+		echo "installing Debian's$$missing for the tests ..."; \
 		policy=/usr/sbin/policy-rc.d; added=; \
 		if [ ! -e $$policy ]; then printf '#!/bin/sh\nexit 101\n' > $$policy && chmod +x $$policy && added=1; fi; \
-		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus >/dev/null; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing >/dev/null; \
 		status=$$?; [ -z "$$added" ] || rm -f $$policy; exit $$status; }
-
-# kcat is one of the clients tests/integration/test_clients.py runs against the pipeline
-# (Debian's `kcat` package; the test loads the newer librdkafka of the confluent-kafka wheel
-# into it, since Debian's 2.0.2 fails Tansu's ApiVersions handshake).
-kcat:
-	@command -v kcat >/dev/null || { \
-		command -v apt-get >/dev/null || { echo "kcat is missing and apt-get is not here: install kcat so it is on PATH"; exit 1; }; \
-		echo "installing Debian's kcat package ..."; \
-		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends kcat >/dev/null; }
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
