@@ -26,9 +26,16 @@ def has_version(repository: Path, model_name: str) -> bool:
     return model_dir.is_dir() and any(p.name.isdigit() for p in model_dir.iterdir())
 
 
-def ensure_model(repository: Path, model_name: str, checkpoint: Path | None = None) -> None:
+def ensure_model(
+    repository: Path,
+    model_name: str,
+    checkpoint: Path | None = None,
+    training_minutes: float = _TRAINING_MINUTES,
+) -> None:
     """Train and export a small model on synthetic data unless a version is already there;
-    the training checkpoint is kept at ``checkpoint`` if given (to export other versions)."""
+    the training checkpoint is kept at ``checkpoint`` if given (to export other versions).
+    A shorter ``training_minutes`` gives a weaker model on the same path, for callers that
+    need one to serve rather than to judge."""
     if has_version(repository, model_name):
         return
     print(f"[model] no model in {repository / model_name}: training a small one on synthetic data")
@@ -37,7 +44,7 @@ def ensure_model(repository: Path, model_name: str, checkpoint: Path | None = No
         checkpoint = checkpoint or Path(tmp) / "checkpoint"
         steps = {
             "generate": ["--out", str(data), "--seed", "0"],
-            "train": ["--data", str(data), "--out", str(checkpoint), "--time-budget", str(_TRAINING_MINUTES)],
+            "train": ["--data", str(data), "--out", str(checkpoint), "--time-budget", str(training_minutes)],
             "export": [
                 "--checkpoint",
                 str(checkpoint),

@@ -26,9 +26,10 @@ _names = itertools.count()
 @pytest.fixture(scope="session")
 def model_repository(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A repository with one model trained and exported on synthetic data (the demo's path);
-    its training checkpoint is kept beside it, in ``checkpoint``."""
+    its training checkpoint is kept beside it, in ``checkpoint``. These tests judge the
+    pipeline, not the model, so it trains for a fifth of the demo's budget."""
     repository = tmp_path_factory.mktemp("model_repository")
-    ensure_model(repository, "nextaction", checkpoint=repository.parent / "checkpoint")
+    ensure_model(repository, "nextaction", checkpoint=repository.parent / "checkpoint", training_minutes=0.3)
     return repository
 
 

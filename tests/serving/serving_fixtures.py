@@ -22,7 +22,7 @@ SYNTHETIC = SyntheticConfig(n_users=1000, seed=3)
 HELDOUT_FROM = 800
 # Small and quick, yet enough for the planted rules; one network (further networks are tested
 # on their own).
-TRAINING = TrainConfig(epochs=12, patience=12, seed=0, max_networks=1, learning_rate=3e-3, batch_size=64)
+TRAINING = TrainConfig(epochs=8, patience=8, seed=0, max_networks=1, learning_rate=5e-3, batch_size=128)
 
 
 def is_heldout(user_id: str) -> bool:
