@@ -62,7 +62,7 @@ def _lag(worker: WorkerProcess, started: float, rate: float, total: int, consume
 
 
 def soak(rig: Rig) -> Row:
-    duration_s = rig.size(45, 600)
+    duration_s = rig.size(20, 600)
     users = int(rig.size(2000, 20_000))
     trial = Trial(rig, "soak", user_idle_evict_s=_IDLE_EVICT_DAYS * DAY_MS / 1000)
     idle = EventSupply(users=users, seed=rig.seed + 80, prefix="idle-")
@@ -79,7 +79,7 @@ def soak(rig: Rig) -> Row:
         # sustains once they fill).
         idle_users: set[str] = set()
         for supply in (idle, active, active):
-            backlog = supply.take(int(rig.size(10_000, 100_000)))
+            backlog = supply.take(int(rig.size(5_000, 100_000)))
             maximum = asyncio.run(drain_rate(servers, trial.settings, [worker.metrics_url], backlog))
             trial.sent.update(message.partition for message in backlog)
             if supply is idle:

@@ -94,5 +94,6 @@ def test_a_second_network_is_kept_only_when_it_raises_validation_ndcg_enough(
         with torch.no_grad():
             mean = (alone[0].predict(items, actions, gaps) + alone[1].predict(items, actions, gaps)) / 2
             torch.testing.assert_close(checkpoint.model.predict(items, actions, gaps), mean)
-    # The export checks the ONNX graph against torch, so both shapes of model serve.
-    assert (export(tmp_path / "ckpt", tmp_path / "repository") / "model.onnx").is_file()
+        # The export checks the ONNX graph against torch, so this shape of model serves too
+        # (the session's export covers one network).
+        assert (export(tmp_path / "ckpt", tmp_path / "repository") / "model.onnx").is_file()
