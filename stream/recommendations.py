@@ -32,6 +32,9 @@ from stream.wording import ItemTitles
 __all__ = ["Presentation", "build_recommendations", "encode_recommendation", "watermark"]
 
 _SEED_MASK = (1 << 64) - 1
+# Significant digits, not decimal places: an exploration slot's probability can be far below
+# 1e-6, and a published 0 would read as "impossible".
+_SCORE_DIGITS = 6
 
 
 @dataclass(frozen=True)
@@ -65,6 +68,10 @@ def _choose(
     )
     names: tuple[ItemSource, ...] = MECHANISMS
     return chosen.columns, [[names[code] for code in row] for row in chosen.mechanisms.tolist()]
+
+
+def _significant(values: np.ndarray, digits: int) -> list[list[float]]:
+    return [[float(f"{value:.{digits}g}") for value in row] for row in values.astype(np.float64).tolist()]
 
 
 def _mark_cold_start(
@@ -111,7 +118,7 @@ def build_recommendations(
         presentation.titles,
         now_ms,
     )
-    scores = np.round(np.take_along_axis(scored.scores, columns, axis=1).astype(np.float64), 6).tolist()
+    scores = _significant(np.take_along_axis(scored.scores, columns, axis=1), _SCORE_DIGITS)
     titles = presentation.titles
     item_actions = actions_if_next(scored, columns)
     windows_next = next_events([update.window for update in updates], scored, titles, now_ms)

@@ -268,3 +268,16 @@ def test_the_same_trigger_gets_the_same_items_whatever_batch_it_is_scored_in() -
         assert alone["items"] == together[n]["items"]
     # Different triggers explore differently: the sampled slots are not all alike.
     assert len({tuple(i["item_id"] for i in rec["items"]) for rec in together}) > 1
+
+
+def test_scores_keep_six_significant_digits_so_a_tiny_probability_is_not_published_as_zero() -> None:
+    batch = scored(["a", "b", "c"], [[0.0, 0.0, 1.0]] * 3)
+    batch = ScoredBatch(
+        model_version=batch.model_version,
+        items=batch.items,
+        scores=np.array([[0.987654321, 1.234567e-3, 3.2e-8]], dtype=np.float32),
+        attributions=batch.attributions,
+    )
+    rec = recommend(batch, Presentation())
+    doc = orjson.loads(encode_recommendation(rec))
+    assert [item["score"] for item in doc["items"]] == [0.987654, 0.00123457, 3.2e-08]
