@@ -28,14 +28,19 @@ from torch.nn import functional as F
 from contract import ACTIONS, GAP_QUANTILE_LEVELS, N_GAP_BUCKETS
 
 __all__ = [
+    "MAX_LOG_GAP",
     "PROFILE_SIZE",
     "NextEventHeads",
     "NextEventTargets",
     "event_profiles",
+    "gap_seconds",
     "log_gap",
     "profile_shares",
     "window_profile",
 ]
+
+# Largest served log(1 + seconds) to the next event, about 15 years.
+MAX_LOG_GAP = 20.0
 
 # Shares of the window's events by action type and by gap bucket.
 PROFILE_SIZE = len(ACTIONS) + N_GAP_BUCKETS
@@ -63,6 +68,13 @@ def profile_shares(counts: torch.Tensor) -> torch.Tensor:
 def log_gap(seconds: torch.Tensor) -> torch.Tensor:
     """The scale the gap quantiles live on: log(1 + seconds), negative gaps as 0."""
     return torch.log1p(seconds.clamp(min=0))
+
+
+def gap_seconds(log_quantiles: torch.Tensor) -> torch.Tensor:
+    """Seconds at quantiles of log(1 + seconds): at least 0, because where many gaps are 0 the
+    pinball fit of the lowest quantile lands on either side of 0, and at most ``MAX_LOG_GAP``
+    so that exp stays finite in float32. Clamping keeps the quantiles in order."""
+    return torch.expm1(log_quantiles.clamp(min=0.0, max=MAX_LOG_GAP))
 
 
 class NextEventTargets(NamedTuple):

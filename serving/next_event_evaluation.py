@@ -22,7 +22,7 @@ import torch
 from contract import ACTIONS, GAP_QUANTILE_LEVELS
 from serving.data import UserSequence, encode_windows
 from serving.model import NextActionModel
-from serving.next_event import window_profile
+from serving.next_event import gap_seconds, window_profile
 from serving.vocab import ItemVocab
 
 __all__ = [
@@ -90,7 +90,7 @@ def model_prediction(
         hidden = model.newest_hidden(items, window_actions, gaps)
         profiles = window_profile(window_actions, gaps)
         actions.append(torch.softmax(model.action_logits(hidden, profiles), dim=-1).double().numpy())
-        quantiles.append(torch.expm1(model.log_gap_quantiles(hidden, profiles)).double().numpy())
+        quantiles.append(gap_seconds(model.log_gap_quantiles(hidden, profiles)).double().numpy())
     return NextEventPrediction(np.concatenate(actions), np.concatenate(quantiles))
 
 

@@ -18,7 +18,7 @@ from torch import nn
 from contract import FIRST_ITEM_INDEX, PAD_INDEX, SIGNAL_CODES
 from serving.model import PRIOR_HISTORY, NextActionModel
 from serving.network import ItemNetwork, LowPass, key_mask
-from serving.next_event import event_profiles, profile_shares
+from serving.next_event import event_profiles, gap_seconds, profile_shares
 
 __all__ = [
     "EXPLAIN_POSITIONS",
@@ -40,9 +40,6 @@ MIN_DROP = 1e-3
 
 # Share of random item pairs whose embeddings are close enough to call the items similar.
 SIMILAR_SHARE = 0.02
-
-# Largest served log(1 + seconds) to the next event, about 15 years: keeps exp finite in float32.
-MAX_LOG_GAP = 20.0
 
 
 def _tail_offsets(explain_positions: int) -> torch.Tensor:
@@ -244,7 +241,7 @@ class ServingModule(nn.Module):
             self.text_items[top_indices].to(torch.int8),
             action_log_probs[:, -1].exp(),
             torch.softmax(self.model.item_action_logits(newest, top_indices), dim=-1),
-            torch.expm1(self.model.log_gap_quantiles(newest, window_profiles).clamp(max=MAX_LOG_GAP)),
+            gap_seconds(self.model.log_gap_quantiles(newest, window_profiles)),
             self._attributions(items, action_log_probs[:, -1], action_log_probs[:, :-1]),
         )
 

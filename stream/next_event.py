@@ -54,7 +54,8 @@ def next_events(
     strongest, top_weights = strongest_events(windows, scored.action_attributions, MAX_DRIVERS)
     top_weights = np.round(top_weights.astype(np.float64), 4)
     probabilities = np.round(scored.next_actions.astype(np.float64), 4).tolist()
-    quantiles = np.round(scored.gap_quantiles.astype(np.float64), 1).tolist()
+    # The record promises seconds from now, never negative, whichever version served them.
+    quantiles = np.round(np.maximum(scored.gap_quantiles.astype(np.float64), 0.0), 1).tolist()
     records: list[NextEvent | None] = []
     for window, row_probabilities, row_quantiles, row_columns, row_weights in zip(
         windows, probabilities, quantiles, strongest.tolist(), top_weights.tolist(), strict=True

@@ -12,8 +12,8 @@ from contract import PAD_INDEX, SIGNAL_CODES, UNKNOWN_INDEX
 from serving.export import ATTRIBUTION_TOLERANCE
 from serving.model import PRIOR_HISTORY, ModelConfig, NextActionModel
 from serving.network import LowPass, decayed_sums, key_mask
-from serving.next_event import window_profile
-from serving.serving_module import MAX_LOG_GAP, MIN_DROP, ServingModule
+from serving.next_event import gap_seconds, window_profile
+from serving.serving_module import MIN_DROP, ServingModule
 
 pytestmark = pytest.mark.unit
 
@@ -304,8 +304,8 @@ def test_next_event_outputs_are_the_heads_on_the_window_and_their_occlusion(mode
         torch.testing.assert_close(
             served.item_actions, torch.softmax(model.item_action_logits(hidden, served.top_indices), -1)
         )
-        log_gaps = model.log_gap_quantiles(hidden, profile).clamp(max=MAX_LOG_GAP)
-        torch.testing.assert_close(served.gap_quantiles, torch.expm1(log_gaps))
+        log_gaps = model.log_gap_quantiles(hidden, profile)
+        torch.testing.assert_close(served.gap_quantiles, gap_seconds(log_gaps))
         assert torch.all(served.gap_quantiles[:, 1:] >= served.gap_quantiles[:, :-1])
         base = torch.log_softmax(model.action_logits(hidden, profile), -1)  # [3, A]
         drops = torch.zeros_like(served.action_attributions)  # [3, A, W]
@@ -321,3 +321,13 @@ def test_next_event_outputs_are_the_heads_on_the_window_and_their_occlusion(mode
     expected = torch.where(totals > 0, drops / totals, 0.0)
     assert expected.sum() > 0  # some event moves some action's probability
     torch.testing.assert_close(served.action_attributions, expected, atol=ATTRIBUTION_TOLERANCE, rtol=0)
+
+
+def test_gap_quantiles_are_seconds_at_or_above_zero_in_order() -> None:
+    """The lowest quantile fitted where many gaps are 0 can land below log(1 + 0)."""
+    log_quantiles = torch.tensor([[-0.3, -0.1, 0.4, 2.0, 25.0], [-2.0, 0.0, 1.0, 1.0, 3.0]])
+    seconds = gap_seconds(log_quantiles)
+    assert torch.all(seconds >= 0)
+    assert torch.all(seconds[:, 1:] >= seconds[:, :-1])
+    assert torch.isfinite(seconds).all()
+    torch.testing.assert_close(seconds[1, 2:], torch.expm1(torch.tensor([1.0, 1.0, 3.0])))

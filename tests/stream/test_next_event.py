@@ -26,7 +26,12 @@ LENGTH = 6  # model columns: one more than the window, so column 0 is padding
 PURCHASE = ACTIONS.index("purchase")
 
 
-def scored(*, action_weights: np.ndarray, next_actions: list[float] | None = None) -> ScoredBatch:
+def scored(
+    *,
+    action_weights: np.ndarray,
+    next_actions: list[float] | None = None,
+    gap_quantiles: list[float] | None = None,
+) -> ScoredBatch:
     rows = action_weights.shape[0]
     return ScoredBatch(
         model_version="4",
@@ -37,7 +42,9 @@ def scored(*, action_weights: np.ndarray, next_actions: list[float] | None = Non
         item_actions=np.stack(
             [np.array([[0.7, 0.1, 0.1, 0.1], [0.1, 0.1, 0.1, 0.7]], dtype=np.float32)] * rows
         ),
-        gap_quantiles=np.tile(np.array([4.0, 20.0, 150.0, 4000.0, 90000.0], dtype=np.float32), (rows, 1)),
+        gap_quantiles=np.tile(
+            np.array(gap_quantiles or [4.0, 20.0, 150.0, 4000.0, 90000.0], dtype=np.float32), (rows, 1)
+        ),
         action_attributions=action_weights.astype(np.float32),
     )
 
@@ -71,6 +78,13 @@ def test_probabilities_and_quantiles_are_keyed_by_action_and_level() -> None:
     assert list(record["seconds_until"]) == list(QUANTILE_NAMES) == ["p10", "p25", "p50", "p75", "p90"]
     assert record["seconds_until"]["p50"] == 150.0
     assert record["drivers"]["purchase"] == []
+
+
+def test_seconds_a_model_serves_below_zero_are_published_as_zero() -> None:
+    batch = scored(action_weights=weights_for([0.0] * LENGTH), gap_quantiles=[-0.26, -0.01, 2.2, 11.9, 24.3])
+    (record,) = next_events([WINDOW], batch, ItemTitles(), NOW)
+    assert record is not None
+    assert record["seconds_until"] == {"p10": 0.0, "p25": 0.0, "p50": 2.2, "p75": 11.9, "p90": 24.3}
 
 
 def test_the_sentence_names_the_likeliest_action_the_purchase_driver_and_the_median_time() -> None:
