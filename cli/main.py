@@ -242,6 +242,11 @@ def _model_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser
     )
     train.add_argument("--dropout", type=float, help="dropout (default 0.5)")
     train.add_argument(
+        "--graph-share",
+        type=float,
+        help="share of each item's table row trained as its sequence neighbours' average (0: off)",
+    )
+    train.add_argument(
         "--time-budget", type=float, help="minutes; the learning rate anneals over it, or over the epochs"
     )
     train.add_argument(

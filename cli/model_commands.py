@@ -54,6 +54,8 @@ def train(args: argparse.Namespace) -> int:
         training = replace(training, epochs=args.epochs)
     if args.dropout is not None:
         model = replace(model, dropout=args.dropout)
+    if args.graph_share is not None:
+        training = replace(training, graph_share=args.graph_share)
     sequences = load_dataset(require_file(args.data), args.format).sequences
     checkpoint = train_model(sequences, args.out, model, training, progress=not args.quiet)
     m = checkpoint.metrics

@@ -64,17 +64,23 @@ def top_successors(
 ) -> tuple[np.ndarray, np.ndarray]:
     """Each item's ``k`` most frequent next items and their counts, int64 [V, k] each; rows
     are filled with the pad index and count 0 where an item has fewer successors."""
-    size = len(catalogue.counts)
     keys, counts = transition_counts(catalogue, train)
-    previous, following = np.divmod(keys, size)
-    # Per previous item, most frequent first: sort by (previous, -count).
-    order = np.lexsort((-counts, previous))
-    previous, following, counts = previous[order], following[order], counts[order]
-    starts = np.searchsorted(previous, previous)  # first entry of each previous item
-    rank = np.arange(len(previous)) - starts
+    return top_per_row(keys, counts, len(catalogue.counts), k)
+
+
+def top_per_row(keys: np.ndarray, counts: np.ndarray, size: int, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """The ``k`` largest counts of each row of a sparse [size, size] table (keys ``row * size
+    + column``) and their columns, int64 [size, k] each: columns, then counts; pad and 0 where
+    a row has fewer."""
+    rows, columns = np.divmod(keys, size)
+    # Per row, largest first: sort by (row, -count).
+    order = np.lexsort((-counts, rows))
+    rows, columns, counts = rows[order], columns[order], counts[order]
+    starts = np.searchsorted(rows, rows)  # first entry of each row
+    rank = np.arange(len(rows)) - starts
     kept = rank < k
     items = np.full((size, k), PAD_INDEX, dtype=np.int64)
     top_counts = np.zeros((size, k), dtype=np.int64)
-    items[previous[kept], rank[kept]] = following[kept]
-    top_counts[previous[kept], rank[kept]] = counts[kept]
+    items[rows[kept], rank[kept]] = columns[kept]
+    top_counts[rows[kept], rank[kept]] = counts[kept]
     return items, top_counts

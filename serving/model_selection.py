@@ -58,7 +58,11 @@ def add_networks(
     for index in range(1, config.max_networks):
         torch.manual_seed(config.seed + index)
         run = TrainingRun(
-            NextActionModel(replace(first.model.config, networks=1)), first.catalogue, config, budget_s
+            NextActionModel(replace(first.model.config, networks=1)),
+            first.catalogue,
+            config,
+            budget_s,
+            first.graph,
         )
         member = run.fit(samples, validation, generator, f"network {index + 1}", progress)
         histories.append([asdict(r) for r in run.history])

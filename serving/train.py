@@ -20,6 +20,7 @@ from serving.baselines import PopularityScorer, TransitionScorer
 from serving.checkpoint import Checkpoint, save_checkpoint
 from serving.data import UserSequence, training_samples
 from serving.evaluation import Catalogue, History, ScoreFn, Split, evaluate, leave_one_out
+from serving.item_graph import neighbour_graph
 from serving.model import ModelConfig, NextActionModel
 from serving.model_selection import add_networks, choose_prior_weight
 from serving.next_event_evaluation import compare_next_event, next_event_cases
@@ -81,6 +82,8 @@ def train(
     config = train_config or TrainConfig()
     if config.epochs < 1:
         raise ValueError("epochs must be at least 1")
+    if not 0.0 <= config.graph_share <= 1.0:
+        raise ValueError(f"graph_share must be between 0 and 1, not {config.graph_share}")
     torch.set_num_threads(config.threads)
     torch.manual_seed(config.seed)
     generator = torch.Generator().manual_seed(config.seed)
@@ -102,8 +105,10 @@ def train(
 
     # The budget is shared by the networks the model may average (TrainConfig.max_networks).
     network_budget_s = None if config.time_budget_s is None else config.time_budget_s / config.max_networks
-    first = TrainingRun(NextActionModel(architecture), catalogue, config, network_budget_s)
-    warm_items = warm_start(first.model, initial, catalogue.vocab) if initial is not None else None
+    network = NextActionModel(architecture)
+    warm_items = warm_start(network, initial, catalogue.vocab) if initial is not None else None
+    graph = neighbour_graph(catalogue, split.train, config.graph_neighbours) if config.graph_share else None
+    first = TrainingRun(network, catalogue, config, network_budget_s, graph)
     first.fit(samples, validation, generator, "network 1", progress)
     best, history = first.best, first.history
     model, network_race, member_histories = add_networks(

@@ -45,6 +45,11 @@ class TrainConfig:
     # the raw logits then learn how much the window, not the item's popularity, speaks for an
     # item. 0: the plain loss.
     logit_adjustment: float = 0.0
+    # Share of the item table trained as the average of each item's ``graph_neighbours`` most
+    # frequent neighbours in the sequences (serving.item_graph): rare items learn from their
+    # neighbours' data, which shortens training. 0: a plain table.
+    graph_share: float = 0.0
+    graph_neighbours: int = 10
     patience: int = 10  # epochs without a better validation NDCG@10 before stopping
     # The learning rate decays over ``epochs`` or the time budget, whichever ends first;
     # training stops after the epoch that crosses it.

@@ -11,11 +11,13 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 from torch.nn import functional as F
+from torch.nn.utils import parametrize
 from tqdm import tqdm
 
 from contract import PAD_INDEX, UNKNOWN_INDEX
 from serving.data import TrainingSamples, UserSequence, encode_windows
 from serving.evaluation import Cases, Catalogue, ScoreFn, evaluate
+from serving.item_graph import smooth_item_tables, write_in_smoothing
 from serving.model import NextActionModel, log_popularity
 from serving.next_event import window_profile
 from serving.train_config import TrainConfig
@@ -84,20 +86,22 @@ def train_epoch(
     for done, batch in enumerate(batches):
         before_batch(done / len(batches))
         items, actions, gaps, targets = (torch.from_numpy(x) for x in samples.windows(batch))
-        hidden = model.newest_hidden(_hide_items(items, config.unknown_rate, generator), actions, gaps)
-        # Full softmax over all items; the window's items are out as in serving, but for
-        # the target itself where it repeats one of them.
-        seen = items.masked_fill(items == targets.unsqueeze(1), PAD_INDEX)
-        logits = model.item_logits(hidden)
-        if loss_offset is not None:
-            logits = logits + loss_offset
         next_actions, next_gaps = (torch.from_numpy(x) for x in samples.next_events(batch))
-        item_loss = F.cross_entropy(model.exclude(logits, seen), targets)
-        # The next-event heads learn from the detached state: the item loss alone shapes the trunk.
-        profiles = window_profile(actions, gaps)
-        heads_loss = model.next_event_loss(hidden, targets, next_actions, next_gaps.float(), profiles)
-        optimizer.zero_grad()
-        (item_loss + heads_loss).backward()
+        # A smoothed item table (serving.item_graph) is computed once for the step's uses of it.
+        with parametrize.cached():
+            hidden = model.newest_hidden(_hide_items(items, config.unknown_rate, generator), actions, gaps)
+            # Full softmax over all items; the window's items are out as in serving, but for
+            # the target itself where it repeats one of them.
+            seen = items.masked_fill(items == targets.unsqueeze(1), PAD_INDEX)
+            logits = model.item_logits(hidden)
+            if loss_offset is not None:
+                logits = logits + loss_offset
+            item_loss = F.cross_entropy(model.exclude(logits, seen), targets)
+            # The next-event heads learn from the detached state: the item loss alone shapes the trunk.
+            profiles = window_profile(actions, gaps)
+            heads_loss = model.next_event_loss(hidden, targets, next_actions, next_gaps.float(), profiles)
+            optimizer.zero_grad()
+            (item_loss + heads_loss).backward()
         optimizer.step()
         total += item_loss.item() * len(batch)
     return total / max(len(samples), 1)
@@ -105,7 +109,8 @@ def train_epoch(
 
 class TrainingRun:
     """One model in training: its optimizer, learning-rate schedule, validation history and
-    best state so far.
+    best state so far. With ``graph`` (:func:`serving.item_graph.neighbour_graph`) and a
+    ``config.graph_share``, the item tables train smoothed over it.
 
     The learning rate decays over the run's whole length, ``config.epochs`` or ``budget_s``
     seconds, whichever ends first, so a run ends annealed on a slow machine as on a fast one
@@ -118,9 +123,13 @@ class TrainingRun:
         catalogue: Catalogue,
         config: TrainConfig,
         budget_s: float | None,
+        graph: torch.Tensor | None = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.model = model
+        self.graph = graph
+        if graph is not None and config.graph_share > 0:
+            smooth_item_tables(model.item_networks, graph, config.graph_share)
         self.config = config
         self.catalogue = catalogue
         self.budget_s = budget_s
@@ -191,5 +200,8 @@ class TrainingRun:
         return self.finish()
 
     def finish(self) -> NextActionModel:
+        """The model in its best validated state, item tables as they were used then."""
         self.model.load_state_dict(self._best_state)
+        write_in_smoothing(self.model.item_networks)
+        self._best_state = copy.deepcopy(self.model.state_dict())
         return self.model.eval()
