@@ -244,7 +244,8 @@ def _model_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser
     train.add_argument(
         "--graph-share",
         type=float,
-        help="share of each item's table row trained as its sequence neighbours' average (0: off)",
+        help="share of each item's table row trained as its sequence neighbours' average "
+        "(default 0.5; 0: off)",
     )
     train.add_argument(
         "--time-budget", type=float, help="minutes; the learning rate anneals over it, or over the epochs"

@@ -47,8 +47,9 @@ class TrainConfig:
     logit_adjustment: float = 0.0
     # Share of the item table trained as the average of each item's ``graph_neighbours`` most
     # frequent neighbours in the sequences (serving.item_graph): rare items learn from their
-    # neighbours' data, which shortens training. 0: a plain table.
-    graph_share: float = 0.0
+    # neighbours' data, so training converges in fewer epochs: what a slow machine or a large
+    # data set needs within its budget (docs/2026-11-30-training-budget.md). 0: a plain table.
+    graph_share: float = 0.5
     graph_neighbours: int = 10
     patience: int = 10  # epochs without a better validation NDCG@10 before stopping
     # The learning rate decays over ``epochs`` or the time budget, whichever ends first;
