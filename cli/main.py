@@ -248,6 +248,12 @@ def _model_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser
         "(default 0.5; 0: off)",
     )
     train.add_argument(
+        "--distillation",
+        type=float,
+        help="weight of a teacher's predictions in the loss of a student trained after it, each on "
+        "half the budget; the better on validation is kept (default 0.5; 0: one network)",
+    )
+    train.add_argument(
         "--time-budget", type=float, help="minutes; the learning rate anneals over it, or over the epochs"
     )
     train.add_argument(

@@ -56,6 +56,8 @@ def train(args: argparse.Namespace) -> int:
         model = replace(model, dropout=args.dropout)
     if args.graph_share is not None:
         training = replace(training, graph_share=args.graph_share)
+    if args.distillation is not None:
+        training = replace(training, distillation=args.distillation)
     sequences = load_dataset(require_file(args.data), args.format).sequences
     checkpoint = train_model(sequences, args.out, model, training, progress=not args.quiet)
     m = checkpoint.metrics

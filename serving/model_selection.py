@@ -1,5 +1,5 @@
-"""Choices made on validation data once networks are trained: how many networks to average
-and the weight of the transition prior."""
+"""Choices made on validation data once networks are trained: a distilled network or its
+teacher, how many networks to average and the weight of the transition prior."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ from serving.model import NextActionModel
 from serving.train_config import TrainConfig
 from serving.training_run import TrainingRun, model_scorer
 
-__all__ = ["add_networks", "choose_prior_weight"]
+__all__ = ["add_networks", "choose_prior_weight", "distil"]
 
 
 def choose_prior_weight(
@@ -38,6 +38,33 @@ def choose_prior_weight(
     best = max(race, key=lambda w: race[w])  # first (smallest) of equals
     model.set_transition_prior(successors, counts, float(best))
     return race
+
+
+def distil(
+    teacher: TrainingRun,
+    samples: TrainingSamples,
+    validation: Cases,
+    generator: torch.Generator,
+    config: TrainConfig,
+    budget_s: float | None,
+    progress: bool,
+) -> tuple[TrainingRun, dict[str, float]]:
+    """Train a student like the teacher (new initial weights, ``budget_s``) on the labels and
+    the teacher's predictions (``config.distillation``); returns the run with the better
+    validation NDCG@10 (ties: the teacher) and both scores."""
+    # Apart from the seeds add_networks gives its networks (seed + 1 ... seed + max - 1).
+    torch.manual_seed(config.seed + config.max_networks)
+    student = TrainingRun(
+        NextActionModel(replace(teacher.model.config, networks=1)),
+        teacher.catalogue,
+        config,
+        budget_s,
+        teacher.graph,
+        teacher=teacher.finish(),
+    )
+    student.fit(samples, validation, generator, "student", progress)
+    race = {"teacher": teacher.best.ndcg10, "student": student.best.ndcg10}
+    return (student if student.best.ndcg10 > teacher.best.ndcg10 else teacher), race
 
 
 def add_networks(

@@ -1,9 +1,9 @@
 """Train the next-item model on user sequences and save a checkpoint directory.
 
-Leave-one-out split, one network trained on an annealed schedule that fits the time budget,
-early stopping on validation NDCG@10, then the choices
-of :mod:`serving.model_selection`; the saved checkpoint (:mod:`serving.checkpoint`) carries
-the model's and the baselines' validation and test metrics.
+Leave-one-out split, a teacher network trained on an annealed schedule that fits its share
+of the time budget, a student distilled from it on the rest, early stopping on validation
+NDCG@10, then the choices of :mod:`serving.model_selection`; the saved checkpoint
+(:mod:`serving.checkpoint`) carries the model's and the baselines' validation and test metrics.
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ from serving.data import UserSequence, training_samples
 from serving.evaluation import Catalogue, History, ScoreFn, Split, evaluate, leave_one_out
 from serving.item_graph import neighbour_graph
 from serving.model import ModelConfig, NextActionModel
-from serving.model_selection import add_networks, choose_prior_weight
+from serving.model_selection import add_networks, choose_prior_weight, distil
 from serving.next_event_evaluation import compare_next_event, next_event_cases
 from serving.provenance import data_summary
 from serving.train_config import TrainConfig
@@ -82,8 +82,9 @@ def train(
     config = train_config or TrainConfig()
     if config.epochs < 1:
         raise ValueError("epochs must be at least 1")
-    if not 0.0 <= config.graph_share <= 1.0:
-        raise ValueError(f"graph_share must be between 0 and 1, not {config.graph_share}")
+    for name in ("graph_share", "distillation"):
+        if not 0.0 <= getattr(config, name) <= 1.0:
+            raise ValueError(f"{name} must be between 0 and 1, not {getattr(config, name)}")
     torch.set_num_threads(config.threads)
     torch.manual_seed(config.seed)
     generator = torch.Generator().manual_seed(config.seed)
@@ -103,13 +104,21 @@ def train(
     if len(samples) == 0 or len(validation) == 0:
         raise TrainingDataError("need users with at least three events to train and validate")
 
-    # The budget is shared by the networks the model may average (TrainConfig.max_networks).
+    # The budget is shared by the networks the model may average (TrainConfig.max_networks),
+    # and the first network's share by its teacher and itself (TrainConfig.distillation).
     network_budget_s = None if config.time_budget_s is None else config.time_budget_s / config.max_networks
+    run_budget_s = network_budget_s / 2 if network_budget_s and config.distillation else network_budget_s
     network = NextActionModel(architecture)
     warm_items = warm_start(network, initial, catalogue.vocab) if initial is not None else None
     graph = neighbour_graph(catalogue, split.train, config.graph_neighbours) if config.graph_share else None
-    first = TrainingRun(network, catalogue, config, network_budget_s, graph)
-    first.fit(samples, validation, generator, "network 1", progress)
+    first = TrainingRun(network, catalogue, config, run_budget_s, graph)
+    first.fit(samples, validation, generator, "teacher" if config.distillation else "network 1", progress)
+    teacher_history = first.history
+    distillation_race = None
+    if config.distillation:
+        first, distillation_race = distil(
+            first, samples, validation, generator, config, run_budget_s, progress
+        )
     best, history = first.best, first.history
     model, network_race, member_histories = add_networks(
         first, samples, validation, generator, config, network_budget_s, progress
@@ -133,6 +142,8 @@ def train(
         "dropout": model.config.dropout,
         "networks": model.config.networks,
         "network_race": network_race,  # validation NDCG@10 by number of networks tried
+        "distillation_race": distillation_race,  # validation NDCG@10 of teacher and student
+        "teacher_history": [asdict(r) for r in teacher_history] if config.distillation else None,
         "prior_weight": float(model.prior_weight),
         "prior_race": prior_race,  # validation NDCG@10 by transition prior weight
         "results": compare(model, split, catalogue),

@@ -39,6 +39,14 @@ class TrainConfig:
     # that runs to its end.
     max_networks: int = 1
     network_min_gain: float = 0.01
+    # Born-again distillation (Furlanello et al., ICML 2018): a network's budget is split
+    # between a teacher and a student of the same architecture whose item loss is
+    # (1 - this) x the labels' + this x the teacher's predictions'; the student is kept where
+    # its validation NDCG@10 is the higher. The teacher's spread over the items it ranks
+    # close to the label carries what one label cannot, which shows most in the hit rates,
+    # at one network's serving cost (docs/2026-11-30-training-budget.md). 0: one network, the
+    # whole budget.
+    distillation: float = 0.5
     # Logit-adjusted loss (Menon et al., ICLR 2021): the loss sees logits + this * log(each
     # item's share of training interactions), serving sees the raw logits. Popularity
     # confounds what users were shown and so what they chose (PDA, Zhang et al., SIGIR 2021);

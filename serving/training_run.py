@@ -23,7 +23,7 @@ from serving.next_event import window_profile
 from serving.train_config import TrainConfig
 from serving.vocab import ItemVocab
 
-__all__ = ["EpochRecord", "TrainingRun", "annealed_rate", "model_scorer"]
+__all__ = ["EpochRecord", "TrainingRun", "annealed_rate", "distillation_loss", "model_scorer"]
 
 
 @dataclass(frozen=True)
@@ -69,6 +69,14 @@ def model_scorer(model: NextActionModel, vocab: ItemVocab) -> ScoreFn:
     return score
 
 
+def distillation_loss(logits: torch.Tensor, teacher_logits: torch.Tensor) -> torch.Tensor:
+    """Mean cross-entropy of the logits [N, V] against the teacher's softmax over the same
+    items; entries at -inf in both (excluded items) count for nothing."""
+    teacher = F.softmax(teacher_logits, dim=-1)
+    log_student = F.log_softmax(logits, dim=-1).masked_fill(teacher == 0, 0.0)
+    return -(teacher * log_student).sum(-1).mean()
+
+
 def train_epoch(
     model: NextActionModel,
     samples: TrainingSamples,
@@ -77,9 +85,12 @@ def train_epoch(
     generator: torch.Generator,
     loss_offset: torch.Tensor | None,
     before_batch: Callable[[float], None],
+    teacher: NextActionModel | None = None,
 ) -> float:
     """One pass over the samples; returns the mean item loss. ``loss_offset`` [V], if any, is
-    added to the logits the item loss sees; ``before_batch`` gets the share of the epoch done."""
+    added to the logits the item loss sees; ``before_batch`` gets the share of the epoch done.
+    With a ``teacher``, the item loss also fits the teacher's predictions on the same windows,
+    with weight ``config.distillation``."""
     model.train()
     total = 0.0
     batches = _batches(samples, config.batch_size, generator)
@@ -89,6 +100,7 @@ def train_epoch(
         next_actions, next_gaps = (torch.from_numpy(x) for x in samples.next_events(batch))
         # A smoothed item table (serving.item_graph) is computed once for the step's uses of it.
         with parametrize.cached():
+            inputs = (items, actions, gaps)
             hidden = model.newest_hidden(_hide_items(items, config.unknown_rate, generator), actions, gaps)
             # Full softmax over all items; the window's items are out as in serving, but for
             # the target itself where it repeats one of them.
@@ -96,7 +108,14 @@ def train_epoch(
             logits = model.item_logits(hidden)
             if loss_offset is not None:
                 logits = logits + loss_offset
-            item_loss = F.cross_entropy(model.exclude(logits, seen), targets)
+            logits = model.exclude(logits, seen)
+            item_loss = F.cross_entropy(logits, targets)
+            if teacher is not None:
+                with torch.no_grad():
+                    teacher_logits = teacher.item_logits(teacher.newest_hidden(*inputs))
+                    teacher_logits = teacher.exclude(teacher_logits, seen)
+                share = config.distillation
+                item_loss = (1 - share) * item_loss + share * distillation_loss(logits, teacher_logits)
             # The next-event heads learn from the detached state: the item loss alone shapes the trunk.
             profiles = window_profile(actions, gaps)
             heads_loss = model.next_event_loss(hidden, targets, next_actions, next_gaps.float(), profiles)
@@ -110,7 +129,8 @@ def train_epoch(
 class TrainingRun:
     """One model in training: its optimizer, learning-rate schedule, validation history and
     best state so far. With ``graph`` (:func:`serving.item_graph.neighbour_graph`) and a
-    ``config.graph_share``, the item tables train smoothed over it.
+    ``config.graph_share``, the item tables train smoothed over it; with a trained ``teacher``,
+    the model learns from its predictions as well (see :func:`train_epoch`).
 
     The learning rate decays over the run's whole length, ``config.epochs`` or ``budget_s``
     seconds, whichever ends first, so a run ends annealed on a slow machine as on a fast one
@@ -125,8 +145,10 @@ class TrainingRun:
         budget_s: float | None,
         graph: torch.Tensor | None = None,
         clock: Callable[[], float] = time.monotonic,
+        teacher: NextActionModel | None = None,
     ) -> None:
         self.model = model
+        self.teacher = teacher
         self.graph = graph
         if graph is not None and config.graph_share > 0:
             smooth_item_tables(model.item_networks, graph, config.graph_share)
@@ -165,7 +187,14 @@ class TrainingRun:
     ) -> None:
         """One epoch, then validation; remembers the best state."""
         loss = train_epoch(
-            self.model, samples, self.optimizer, self.config, generator, self.loss_offset, self._set_rate
+            self.model,
+            samples,
+            self.optimizer,
+            self.config,
+            generator,
+            self.loss_offset,
+            self._set_rate,
+            self.teacher,
         )
         result = evaluate(self.score, validation, self.catalogue)
         record = EpochRecord(len(self.history) + 1, loss, result.hit_rate[10], result.ndcg[10], seconds)
