@@ -97,3 +97,85 @@ def test_a_second_network_is_kept_only_when_it_raises_validation_ndcg_enough(
         # The export checks the ONNX graph against torch, so this shape of model serves too
         # (the session's export covers one network).
         assert (export(tmp_path / "ckpt", tmp_path / "repository") / "model.onnx").is_file()
+
+
+def test_the_distillation_loss_is_least_where_the_student_predicts_as_the_teacher() -> None:
+    import torch
+
+    from serving.training_run import distillation_loss
+
+    generator = torch.Generator().manual_seed(0)
+    teacher = torch.randn(4, 30, generator=generator) * 3
+    teacher[:, :2] = float("-inf")  # excluded items, as the model writes them
+    other = torch.randn(4, 30, generator=generator) * 3
+    other[:, :2] = float("-inf")
+
+    own = distillation_loss(teacher, teacher)
+    assert torch.isfinite(own)
+    assert own < distillation_loss(other, teacher)
+    assert own < distillation_loss(teacher + 0.5 * other.nan_to_num(neginf=0.0), teacher)
+    # A teacher sure of one item asks for the label's cross-entropy.
+    sure = torch.full((4, 30), float("-inf")).index_fill(1, torch.tensor([5]), 0.0)
+    labels = torch.full((4,), 5)
+    torch.testing.assert_close(
+        distillation_loss(other, sure), torch.nn.functional.cross_entropy(other, labels)
+    )
+
+
+def test_a_student_trained_on_the_teacher_predicts_closer_to_it_than_one_trained_on_labels(
+    tmp_path: Path,
+) -> None:
+    import torch
+
+    from serving.data import encode_windows, training_samples
+    from serving.evaluation import Catalogue, leave_one_out
+    from serving.model import ModelConfig, NextActionModel
+    from serving.train import TrainConfig
+    from serving.training_run import TrainingRun, distillation_loss
+
+    split = leave_one_out(_sequences(tmp_path, users=40, items=23, stride=7))
+    catalogue = Catalogue.of(split.train)
+    architecture = ModelConfig(n_items=len(catalogue.vocab), window=8)
+    samples = training_samples(split.train, catalogue.vocab, 8)
+    config = TrainConfig(epochs=6, batch_size=16, learning_rate=1e-2, patience=100, threads=1)
+    torch.manual_seed(0)
+    teacher = TrainingRun(NextActionModel(architecture), catalogue, config, None).fit(
+        samples, split.validation, torch.Generator().manual_seed(0), "teacher", progress=False
+    )
+    windows = [torch.from_numpy(x) for x in encode_windows(split.test.inputs, catalogue.vocab, 8)]
+
+    def divergence_from_teacher(share: float) -> float:
+        torch.manual_seed(1)  # the same initial student both times
+        student = TrainingRun(
+            NextActionModel(architecture),
+            catalogue,
+            replace(config, distillation=share),
+            None,
+            teacher=teacher,
+        ).fit(samples, split.validation, torch.Generator().manual_seed(1), "student", progress=False)
+        with torch.no_grad():
+            target = teacher.item_logits(teacher.newest_hidden(*windows))
+            own = student.item_logits(student.newest_hidden(*windows))
+        # Cross-entropy to the teacher: its divergence from the teacher plus a constant.
+        return float(distillation_loss(own, target) - distillation_loss(target, target))
+
+    distilled, labelled = divergence_from_teacher(1.0), divergence_from_teacher(0.0)
+    assert distilled < 0.7 * labelled  # about half on this data
+
+
+def test_training_keeps_the_distilled_student_only_when_it_validates_better(tmp_path: Path) -> None:
+    from serving.checkpoint import load_checkpoint
+    from serving.train import TrainConfig, train
+
+    sequences = _sequences(tmp_path, users=60, items=211, stride=5)
+    config = TrainConfig(epochs=3, distillation=0.5, prior_weights=(0.0,))
+    train(sequences, tmp_path / "ckpt", train_config=config, progress=False)
+    metrics = load_checkpoint(tmp_path / "ckpt").metrics
+    race = metrics["distillation_race"]
+    assert set(race) == {"teacher", "student"} and len(metrics["teacher_history"]) == 3
+    assert metrics["ndcg@10"] == max(race.values())
+    kept = "student" if race["student"] > race["teacher"] else "teacher"
+    assert metrics["ndcg@10"] == race[kept] and metrics["networks"] == 1
+
+    with pytest.raises(ValueError, match="distillation"):
+        train(sequences, tmp_path / "bad", train_config=TrainConfig(distillation=1.5), progress=False)
