@@ -112,7 +112,10 @@ def train_epoch(
             item_loss = F.cross_entropy(logits, targets)
             if teacher is not None:
                 with torch.no_grad():
+                    # In the loss's own terms: a logit adjustment applies to both.
                     teacher_logits = teacher.item_logits(teacher.newest_hidden(*inputs))
+                    if loss_offset is not None:
+                        teacher_logits = teacher_logits + loss_offset
                     teacher_logits = teacher.exclude(teacher_logits, seen)
                 share = config.distillation
                 item_loss = (1 - share) * item_loss + share * distillation_loss(logits, teacher_logits)
