@@ -65,6 +65,11 @@ def train(args: argparse.Namespace) -> int:
         f"best epoch {m['best_epoch']} ({m['train_seconds']:.0f} s), {m['networks']} network(s) "
         f"averaged; checkpoint in {args.out}"
     )
+    if race := m["distillation_race"]:
+        kept = "student" if race["student"] > race["teacher"] else "teacher"
+        print(
+            f"  {kept} kept: validation NDCG@10 student {race['student']:.4f}, teacher {race['teacher']:.4f}"
+        )
     for name, result in m["results"].items():
         test = result["test"]
         print(f"  {name:<10} test HR@10 {test['hr@10']:.4f} NDCG@10 {test['ndcg@10']:.4f}")

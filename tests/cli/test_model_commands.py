@@ -28,7 +28,9 @@ def test_train_rejects_an_unknown_data_format(tmp_path: Path) -> None:
         main(["train", "--data", str(tmp_path / "x.csv"), "--format", "csv", "--out", str(tmp_path)])
 
 
-def test_train_on_user_lines_reports_model_and_baselines(tmp_path: Path) -> None:
+def test_train_on_user_lines_reports_model_and_baselines(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     lines = "".join(f"{u} {' '.join(str((u + n) % 9) for n in range(6))}\n" for u in range(12))
     (tmp_path / "lines.txt").write_text(lines)
     out = tmp_path / "checkpoint"
@@ -44,3 +46,14 @@ def test_train_on_user_lines_reports_model_and_baselines(tmp_path: Path) -> None
     # Every user's next item is its last item + 1 (mod 9): the transition baseline gets it.
     assert metrics["results"]["transition"]["test"]["hr@5"] == 1.0
     assert (out / "training_curve.png").exists() and (out / "weights.pt").exists()
+    # The student distilled from the teacher, or the teacher, whichever validated better.
+    race = metrics["distillation_race"]
+    kept = "student" if race["student"] > race["teacher"] else "teacher"
+    assert f"{kept} kept: validation NDCG@10" in capsys.readouterr().out
+
+    assert (
+        main([*argv, "--epochs", "1", "--window", "4", "--hidden", "8", "--quiet", "--distillation", "0"])
+        == 0
+    )
+    assert json.loads((out / "metrics.json").read_text())["distillation_race"] is None
+    assert "kept: validation" not in capsys.readouterr().out
