@@ -131,6 +131,7 @@ def run(
         "best_epoch": metrics["best_epoch"],
         "networks": metrics["networks"],
         "network_race": metrics["network_race"],
+        "distillation_race": metrics["distillation_race"],
         "seed": seed,
         "results": metrics["results"],
         # The convention of the published code: the user's items scored 0, not excluded.

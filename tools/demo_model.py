@@ -44,7 +44,18 @@ def ensure_model(
         checkpoint = checkpoint or Path(tmp) / "checkpoint"
         steps = {
             "generate": ["--out", str(data), "--seed", "0"],
-            "train": ["--data", str(data), "--out", str(checkpoint), "--time-budget", str(training_minutes)],
+            # One network: a teacher and a student on half the demo's minutes each both end
+            # far from settled (docs/2026-11-30-training-budget.md, section 16).
+            "train": [
+                "--data",
+                str(data),
+                "--out",
+                str(checkpoint),
+                "--time-budget",
+                str(training_minutes),
+                "--distillation",
+                "0",
+            ],
             "export": [
                 "--checkpoint",
                 str(checkpoint),
