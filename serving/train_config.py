@@ -35,8 +35,7 @@ class TrainConfig:
     # Networks trained one after another, each on its share of the time budget, whose scores
     # are averaged. Each one adds 0.35-0.75x one network's inference cost at batch 32 (by
     # machine, docs/2026-11-30-training-budget.md), so it must raise validation NDCG@10 by
-    # ``network_min_gain`` to be kept; and at one network, all the budget goes to a schedule
-    # that runs to its end.
+    # ``network_min_gain`` to be kept.
     max_networks: int = 1
     network_min_gain: float = 0.01
     # Born-again distillation (Furlanello et al., ICML 2018): a network's budget is split
@@ -44,8 +43,9 @@ class TrainConfig:
     # (1 - this) x the labels' + this x the teacher's predictions'; the student is kept where
     # its validation NDCG@10 is the higher. The teacher's spread over the items it ranks
     # close to the label carries what one label cannot, which shows most in the hit rates,
-    # at one network's serving cost (docs/2026-11-30-training-budget.md). 0: one network, the
-    # whole budget.
+    # at one network's serving cost (docs/2026-11-30-training-budget.md). It needs a teacher
+    # that settles in half the budget: 0 (one network, the whole budget) for budgets of a few
+    # minutes, as the demo's.
     distillation: float = 0.5
     # Logit-adjusted loss (Menon et al., ICLR 2021): the loss sees logits + this * log(each
     # item's share of training interactions), serving sees the raw logits. Popularity
