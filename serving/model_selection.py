@@ -4,7 +4,7 @@ teacher, how many networks to average and the weight of the transition prior."""
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import asdict, replace
+from dataclasses import asdict, dataclass, replace
 
 import torch
 
@@ -15,7 +15,7 @@ from serving.model import NextActionModel
 from serving.train_config import TrainConfig
 from serving.training_run import TrainingRun, model_scorer
 
-__all__ = ["add_networks", "choose_prior_weight", "distil"]
+__all__ = ["FitData", "add_networks", "choose_prior_weight", "distil"]
 
 
 def choose_prior_weight(
@@ -40,41 +40,48 @@ def choose_prior_weight(
     return race
 
 
-def distil(
-    teacher: TrainingRun,
-    samples: TrainingSamples,
-    validation: Cases,
-    generator: torch.Generator,
+def _new_run(
+    like: TrainingRun,
     config: TrainConfig,
     budget_s: float | None,
-    progress: bool,
+    seed: int,
+    teacher: NextActionModel | None = None,
+) -> TrainingRun:
+    """A run of a new network like ``like``'s (architecture, catalogue, item graph), from the
+    initial weights ``seed`` draws."""
+    torch.manual_seed(seed)
+    model = NextActionModel(replace(like.model.config, networks=1))
+    return TrainingRun(model, like.catalogue, config, budget_s, like.graph, teacher=teacher)
+
+
+@dataclass(frozen=True)
+class FitData:
+    """What every network of one training fits and is validated on, and how it reports."""
+
+    samples: TrainingSamples
+    validation: Cases
+    generator: torch.Generator
+    progress: bool
+
+    def fit(self, run: TrainingRun, label: str) -> NextActionModel:
+        return run.fit(self.samples, self.validation, self.generator, label, self.progress)
+
+
+def distil(
+    teacher: TrainingRun, data: FitData, config: TrainConfig, budget_s: float | None
 ) -> tuple[TrainingRun, dict[str, float]]:
     """Train a student like the teacher (new initial weights, ``budget_s``) on the labels and
     the teacher's predictions (``config.distillation``); returns the run with the better
     validation NDCG@10 (ties: the teacher) and both scores."""
     # Apart from the seeds add_networks gives its networks (seed + 1 ... seed + max - 1).
-    torch.manual_seed(config.seed + config.max_networks)
-    student = TrainingRun(
-        NextActionModel(replace(teacher.model.config, networks=1)),
-        teacher.catalogue,
-        config,
-        budget_s,
-        teacher.graph,
-        teacher=teacher.finish(),
-    )
-    student.fit(samples, validation, generator, "student", progress)
+    student = _new_run(teacher, config, budget_s, config.seed + config.max_networks, teacher.finish())
+    data.fit(student, "student")
     race = {"teacher": teacher.best.ndcg10, "student": student.best.ndcg10}
     return (student if student.best.ndcg10 > teacher.best.ndcg10 else teacher), race
 
 
 def add_networks(
-    first: TrainingRun,
-    samples: TrainingSamples,
-    validation: Cases,
-    generator: torch.Generator,
-    config: TrainConfig,
-    budget_s: float | None,
-    progress: bool,
+    first: TrainingRun, data: FitData, config: TrainConfig, budget_s: float | None
 ) -> tuple[NextActionModel, dict[str, float], list[list[dict[str, float]]]]:
     """Train up to ``config.max_networks - 1`` further networks like the first (new initial
     weights, ``budget_s`` each) and keep each one whose mean with those kept so far raises
@@ -83,19 +90,12 @@ def add_networks(
     model, score = first.finish(), first.best.ndcg10
     race, histories = {"1": score}, list[list[dict[str, float]]]()
     for index in range(1, config.max_networks):
-        torch.manual_seed(config.seed + index)
-        run = TrainingRun(
-            NextActionModel(replace(first.model.config, networks=1)),
-            first.catalogue,
-            config,
-            budget_s,
-            first.graph,
-        )
-        member = run.fit(samples, validation, generator, f"network {index + 1}", progress)
+        run = _new_run(first, config, budget_s, config.seed + index)
+        member = data.fit(run, f"network {index + 1}")
         histories.append([asdict(r) for r in run.history])
         candidate = NextActionModel.ensemble([model, member])
         candidate_score = evaluate(
-            model_scorer(candidate, first.catalogue.vocab), validation, first.catalogue
+            model_scorer(candidate, first.catalogue.vocab), data.validation, first.catalogue
         ).ndcg[10]
         race[str(index + 1)] = candidate_score
         if candidate_score < score * (1 + config.network_min_gain):

@@ -22,7 +22,7 @@ from serving.data import UserSequence, training_samples
 from serving.evaluation import Catalogue, History, ScoreFn, Split, evaluate, leave_one_out
 from serving.item_graph import neighbour_graph
 from serving.model import ModelConfig, NextActionModel
-from serving.model_selection import add_networks, choose_prior_weight, distil
+from serving.model_selection import FitData, add_networks, choose_prior_weight, distil
 from serving.next_event_evaluation import compare_next_event, next_event_cases
 from serving.provenance import data_summary
 from serving.train_config import TrainConfig
@@ -111,18 +111,15 @@ def train(
     network = NextActionModel(architecture)
     warm_items = warm_start(network, initial, catalogue.vocab) if initial is not None else None
     graph = neighbour_graph(catalogue, split.train, config.graph_neighbours) if config.graph_share else None
+    data = FitData(samples, validation, generator, progress)
     first = TrainingRun(network, catalogue, config, run_budget_s, graph)
-    first.fit(samples, validation, generator, "teacher" if config.distillation else "network 1", progress)
+    data.fit(first, "teacher" if config.distillation else "network 1")
     teacher_history = first.history
     distillation_race = None
     if config.distillation:
-        first, distillation_race = distil(
-            first, samples, validation, generator, config, run_budget_s, progress
-        )
+        first, distillation_race = distil(first, data, config, run_budget_s)
     best, history = first.best, first.history
-    model, network_race, member_histories = add_networks(
-        first, samples, validation, generator, config, network_budget_s, progress
-    )
+    model, network_race, member_histories = add_networks(first, data, config, network_budget_s)
     model.set_popularity(torch.from_numpy(catalogue.counts))
     prior_race = choose_prior_weight(model, split.train, validation, catalogue, config.prior_weights)
     train_seconds = time.monotonic() - started
