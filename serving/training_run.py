@@ -100,7 +100,6 @@ def train_epoch(
         next_actions, next_gaps = (torch.from_numpy(x) for x in samples.next_events(batch))
         # A smoothed item table (serving.item_graph) is computed once for the step's uses of it.
         with parametrize.cached():
-            inputs = (items, actions, gaps)
             hidden = model.newest_hidden(_hide_items(items, config.unknown_rate, generator), actions, gaps)
             # Full softmax over all items; the window's items are out as in serving, but for
             # the target itself where it repeats one of them.
@@ -113,7 +112,7 @@ def train_epoch(
             if teacher is not None:
                 with torch.no_grad():
                     # In the loss's own terms: a logit adjustment applies to both.
-                    teacher_logits = teacher.item_logits(teacher.newest_hidden(*inputs))
+                    teacher_logits = teacher.item_logits(teacher.newest_hidden(items, actions, gaps))
                     if loss_offset is not None:
                         teacher_logits = teacher_logits + loss_offset
                     teacher_logits = teacher.exclude(teacher_logits, seen)
